@@ -1,0 +1,201 @@
+//! The manifest: a small signed text that describes one image and pins its
+//! payload by size and BLAKE3 hash. See `docs/image-format.md`.
+
+use crate::keyvalue::{self, is_name, KeyValueError};
+use thiserror::Error;
+
+/// The only manifest format this code reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// A manifest is small; anything larger is not one.
+pub const MAX_SIZE: usize = 64 * 1024;
+
+const KEYS: &[&str] = &[
+    "format",
+    "product",
+    "version",
+    "payload",
+    "payload-size",
+    "payload-blake3",
+    "unpacked-size",
+    "entries",
+    "created",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub product: String,
+    pub version: String,
+    /// File name of the payload, in the manifest's directory.
+    pub payload: String,
+    pub payload_size: u64,
+    pub payload_blake3: [u8; 32],
+    /// Sum of the sizes of the regular files in the payload (hard links
+    /// counted once).
+    pub unpacked_size: u64,
+    /// Number of entries in the payload's tar, the root directory included.
+    pub entries: u64,
+    /// Creation time, seconds since the Unix epoch (`SOURCE_DATE_EPOCH`).
+    pub created: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("larger than {MAX_SIZE} bytes")]
+    TooLarge,
+    #[error("format version {found}: this recovery reads format {FORMAT_VERSION} only")]
+    UnsupportedFormat { found: String },
+    #[error(transparent)]
+    Field(#[from] KeyValueError),
+}
+
+impl Manifest {
+    /// The file names an image of this product and version is stored under.
+    pub fn file_stem(product: &str, version: &str) -> String {
+        format!("{product}-{version}")
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if bytes.len() > MAX_SIZE {
+            return Err(ManifestError::TooLarge);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
+        // The format version decides what the other keys mean, so it is
+        // looked at before anything else is judged.
+        if let Some(first) = text.lines().next() {
+            if let Some(found) = first.strip_prefix("format=") {
+                if found != FORMAT_VERSION.to_string() {
+                    return Err(ManifestError::UnsupportedFormat {
+                        found: found.to_string(),
+                    });
+                }
+            }
+        }
+        let pairs = keyvalue::parse(text, KEYS)?;
+        let get = |key| keyvalue::require(&pairs, key);
+        // The first line must be the format, so that a later version can
+        // change everything after it.
+        if pairs.first().map(|p| p.key) != Some("format") {
+            return Err(ManifestError::Field(KeyValueError::BadValue {
+                line: 1,
+                key: pairs.first().map_or("", |p| p.key).to_string(),
+                value: String::new(),
+                expected: "the first line must be format=".to_string()
+                    + &FORMAT_VERSION.to_string(),
+            }));
+        }
+        let payload = get("payload")?;
+        if !is_name(payload.value) {
+            return Err(payload
+                .bad("expected a plain file name beside the manifest")
+                .into());
+        }
+        let hash = get("payload-blake3")?;
+        let payload_blake3 =
+            parse_hex32(hash.value).ok_or_else(|| hash.bad("expected 64 lowercase hex digits"))?;
+        Ok(Manifest {
+            product: get("product")?.as_name()?.to_string(),
+            version: get("version")?.as_name()?.to_string(),
+            payload: payload.value.to_string(),
+            payload_size: get("payload-size")?.as_u64()?,
+            payload_blake3,
+            unpacked_size: get("unpacked-size")?.as_u64()?,
+            entries: get("entries")?.as_u64()?,
+            created: get("created")?.as_u64()?,
+        })
+    }
+
+    /// The manifest as text, in the one order `parse` expects.
+    pub fn render(&self) -> String {
+        format!(
+            "format={FORMAT_VERSION}\nproduct={}\nversion={}\npayload={}\npayload-size={}\n\
+             payload-blake3={}\nunpacked-size={}\nentries={}\ncreated={}\n",
+            self.product,
+            self.version,
+            self.payload,
+            self.payload_size,
+            hex(&self.payload_blake3),
+            self.unpacked_size,
+            self.entries,
+            self.created
+        )
+    }
+}
+
+/// Lowercase hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            product: "acme-gw".into(),
+            version: "2.0.1".into(),
+            payload: "acme-gw-2.0.1.tar.zst".into(),
+            payload_size: 1234,
+            payload_blake3: [0xab; 32],
+            unpacked_size: 99,
+            entries: 7,
+            created: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        assert_eq!(Manifest::parse(m.render().as_bytes()), Ok(m));
+    }
+
+    #[test]
+    fn refuses_an_unknown_format_first() {
+        let text = sample().render().replace("format=1", "format=2") + "newkey=1\n";
+        assert_eq!(
+            Manifest::parse(text.as_bytes()),
+            Err(ManifestError::UnsupportedFormat { found: "2".into() })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_fields_naming_them() {
+        let cases = [
+            ("payload=acme-gw-2.0.1.tar.zst", "payload=../x", "payload"),
+            ("payload-size=1234", "payload-size=12a", "payload-size"),
+            (
+                "payload-blake3=abab",
+                "payload-blake3=ABAB",
+                "payload-blake3",
+            ),
+            ("product=acme-gw", "product=a/b", "product"),
+        ];
+        for (from, to, key) in cases {
+            let text = sample().render().replacen(from, to, 1);
+            let err = Manifest::parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} does not name {key}");
+        }
+        let missing = sample().render().replace("entries=7\n", "");
+        assert!(matches!(
+            Manifest::parse(missing.as_bytes()),
+            Err(ManifestError::Field(KeyValueError::MissingKey { .. }))
+        ));
+        let reordered = sample().render().replacen("format=1\n", "", 1) + "format=1\n";
+        assert!(Manifest::parse(reordered.as_bytes()).is_err());
+        assert_eq!(Manifest::parse(b"\xff\n"), Err(ManifestError::NotText));
+    }
+}
