@@ -1,1 +1,21 @@
+//! `image-builder`: makes what the recovery consumes.
+//!
+//! - [`keygen`]: a minisign key pair for signing images.
+//! - [`tree`]: the entries of a root file system, as the image will hold them.
+//! - [`rootfs`] and [`from_tar`]: read a tree from a directory or a tar.
+//! - [`payload`]: writes the entries as tar → zstd → hash → file.
+//! - [`image`]: payload, manifest and signature together.
+//! - [`progress`]: the progress bar on a terminal.
+//! - [`cli`]: the command line.
 
+pub mod cli;
+pub mod error;
+pub mod from_tar;
+pub mod image;
+pub mod keygen;
+pub mod payload;
+pub mod progress;
+pub mod rootfs;
+pub mod tree;
+
+pub use error::BuildError;

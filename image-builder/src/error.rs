@@ -1,0 +1,39 @@
+//! What can go wrong while building, with the file it went wrong on.
+
+use formats::entry_path::PathError;
+use std::io;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Unrepresentable { path: String, reason: String },
+    #[error("unsafe entry: {0} (pass --allow-unsafe-paths only to make test images for the recovery's defences)")]
+    UnsafePath(PathError),
+    #[error("key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Adds the file and the action to an I/O error.
+pub trait IoContext<T> {
+    fn ctx(self, path: &Path, what: &'static str) -> Result<T, BuildError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, path: &Path, what: &'static str) -> Result<T, BuildError> {
+        self.map_err(|source| BuildError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! An image: the payload, the manifest that pins it, and the manifest's
+//! minisign signature, written into one directory as
+//! `<product>-<version>.tar.zst`, `.manifest` and `.manifest.minisig`.
+
+use crate::error::{BuildError, IoContext};
+use crate::payload::{self, Compression};
+use crate::progress::Progress;
+use crate::tree::{self, Entry};
+use crate::{from_tar, keygen, rootfs};
+use formats::keyvalue::is_name;
+use formats::manifest::Manifest;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub enum Source {
+    Rootfs(PathBuf),
+    Tar(PathBuf),
+}
+
+pub struct ImageRequest {
+    pub source: Source,
+    pub product: String,
+    pub version: String,
+    pub key: PathBuf,
+    pub out_dir: PathBuf,
+    pub compression: Compression,
+    /// Seconds since the epoch: `SOURCE_DATE_EPOCH` in reproducible builds.
+    pub created: u64,
+    /// Lets paths that leave the target into the image: only for test
+    /// images that prove the recovery refuses them.
+    pub allow_unsafe_paths: bool,
+    pub show_progress: bool,
+}
+
+pub struct ImageSummary {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+    pub payload_path: PathBuf,
+    pub signature_path: PathBuf,
+    pub seconds: f64,
+}
+
+pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
+    let start = Instant::now();
+    for (what, value) in [("product", &req.product), ("version", &req.version)] {
+        if !is_name(value) {
+            return Err(BuildError::Usage(format!(
+                "{what} {value:?}: expected 1 to 128 of A-Z a-z 0-9 . _ - +, not starting with . or -"
+            )));
+        }
+    }
+    // The key first: a wrong key path should fail before minutes of packing.
+    let sk = keygen::load_secret_key(&req.key)?;
+    let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|e| BuildError::Key {
+        path: req.key.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let (entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
+        Source::Rootfs(dir) => (rootfs::read(dir, req.allow_unsafe_paths)?, None),
+        Source::Tar(file) => {
+            let (entries, spool) = from_tar::read(file, req.allow_unsafe_paths)?;
+            (entries, Some(spool))
+        }
+    };
+    let unpacked_size = tree::unpacked_size(&entries);
+
+    let stem = Manifest::file_stem(&req.product, &req.version);
+    std::fs::create_dir_all(&req.out_dir)
+        .ctx(&req.out_dir, "cannot create the output directory")?;
+    let payload_name = format!("{stem}.tar.zst");
+    let payload_path = req.out_dir.join(&payload_name);
+    let partial = req.out_dir.join(format!("{payload_name}.partial"));
+    let progress = Progress::new(unpacked_size, req.show_progress);
+    let summary = payload::write(
+        &entries,
+        spool.as_ref(),
+        &partial,
+        &req.compression,
+        &progress,
+    )?;
+    progress.finish();
+    std::fs::rename(&partial, &payload_path).ctx(&payload_path, "cannot rename into place")?;
+
+    let manifest = Manifest {
+        product: req.product.clone(),
+        version: req.version.clone(),
+        payload: payload_name,
+        payload_size: summary.size,
+        payload_blake3: summary.blake3,
+        unpacked_size,
+        entries: entries.len() as u64,
+        created: req.created,
+    };
+    let text = manifest.render();
+    let manifest_path = req.out_dir.join(format!("{stem}.manifest"));
+    let signature_path = req.out_dir.join(format!("{stem}.manifest.minisig"));
+    let trusted = format!("timestamp:{}\tfile:{stem}.manifest", req.created);
+    let signature = minisign::sign(
+        Some(&pk),
+        &sk,
+        text.as_bytes(),
+        Some(&trusted),
+        Some("signature from image-builder secret key"),
+    )
+    .map_err(|e| BuildError::Key {
+        path: req.key.clone(),
+        reason: format!("cannot sign: {e}"),
+    })?;
+    write_atomically(&manifest_path, text.as_bytes())?;
+    write_atomically(&signature_path, signature.to_string().as_bytes())?;
+    Ok(ImageSummary {
+        manifest,
+        manifest_path,
+        payload_path,
+        signature_path,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, data).ctx(&tmp, "cannot write")?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .ctx(&tmp, "cannot sync")?;
+    std::fs::rename(&tmp, path).ctx(path, "cannot rename into place")
+}

@@ -1,0 +1,218 @@
+//! Writes entries as the payload: a tar, zstd-compressed, hashed with
+//! BLAKE3 as it goes to the file. The stack of writers, top to bottom:
+//! tar → zstd (multithreaded) → hash and count → file.
+//!
+//! Headers are ustar with every field set from the entry and nothing from
+//! the build machine (no user or group names, no access times); long names
+//! and extended attributes go in PAX records (`path`, `linkpath`,
+//! `SCHILY.xattr.*`), which GNU tar reads too.
+
+use crate::error::{BuildError, IoContext};
+use crate::progress::Progress;
+use crate::tree::{Data, Entry, EntryKind};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use tar::{EntryType, Header};
+
+pub struct Compression {
+    pub level: i32,
+    /// Worker threads, at least 1 (the output is the same for any count).
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadSummary {
+    pub size: u64,
+    pub blake3: [u8; 32],
+}
+
+/// Writes the payload of `entries` to `out`.
+pub fn write(
+    entries: &[Entry],
+    spool: Option<&File>,
+    out: &Path,
+    compression: &Compression,
+    progress: &Progress,
+) -> Result<PayloadSummary, BuildError> {
+    let file = File::create(out).ctx(out, "cannot create the payload")?;
+    let hashed = HashWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: blake3::Hasher::new(),
+        count: 0,
+    };
+    let mut zstd = zstd::Encoder::new(hashed, compression.level).ctx(out, "cannot start zstd")?;
+    zstd.multithread(compression.threads.max(1))
+        .ctx(out, "cannot start zstd workers")?;
+    zstd.include_checksum(true).ctx(out, "cannot set up zstd")?;
+    let mut tar = tar::Builder::new(zstd);
+    for entry in entries {
+        append(&mut tar, entry, spool, progress)?;
+    }
+    let zstd = tar.into_inner().ctx(out, "cannot write the payload")?;
+    let mut hashed = zstd.finish().ctx(out, "cannot write the payload")?;
+    hashed.inner.flush().ctx(out, "cannot write the payload")?;
+    hashed
+        .inner
+        .get_ref()
+        .sync_all()
+        .ctx(out, "cannot sync the payload")?;
+    Ok(PayloadSummary {
+        size: hashed.count,
+        blake3: *hashed.hasher.finalize().as_bytes(),
+    })
+}
+
+/// The name of an entry inside the tar: `./` for the root, directories with
+/// a trailing slash, everything else as it is.
+fn tar_name(entry: &Entry) -> Vec<u8> {
+    let mut name = entry.path.clone();
+    if matches!(entry.kind, EntryKind::Directory) {
+        if name.is_empty() {
+            name.push(b'.');
+        }
+        name.push(b'/');
+    }
+    name
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    entry: &Entry,
+    spool: Option<&File>,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let name = tar_name(entry);
+    let shown = String::from_utf8_lossy(&name).into_owned();
+    let write_err = |e| BuildError::Io {
+        path: shown.clone().into(),
+        what: "cannot add to the payload",
+        source: e,
+    };
+    let mut header = Header::new_ustar();
+    header.set_mode(entry.mode);
+    header.set_uid(entry.uid);
+    header.set_gid(entry.gid);
+    header.set_mtime(entry.mtime);
+    header.set_size(0);
+    let mut link: &[u8] = &[];
+    let (ty, size) = match &entry.kind {
+        EntryKind::File { size, .. } => (EntryType::Regular, *size),
+        EntryKind::Directory => (EntryType::Directory, 0),
+        EntryKind::Symlink { target } => {
+            link = target;
+            (EntryType::Symlink, 0)
+        }
+        EntryKind::HardLink { target } => {
+            link = target;
+            (EntryType::Link, 0)
+        }
+        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+            header.set_device_major(*major).map_err(write_err)?;
+            header.set_device_minor(*minor).map_err(write_err)?;
+            let ty = if matches!(entry.kind, EntryKind::CharDevice { .. }) {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            };
+            (ty, 0)
+        }
+        EntryKind::Fifo => (EntryType::Fifo, 0),
+    };
+    header.set_entry_type(ty);
+    header.set_size(size);
+
+    let mut pax: Vec<(&str, &[u8])> = Vec::new();
+    let old = header.as_old_mut();
+    if name.len() <= old.name.len() {
+        old.name[..name.len()].copy_from_slice(&name);
+    } else {
+        old.name.copy_from_slice(&name[..100]);
+        pax.push(("path", &name));
+    }
+    if link.len() <= old.linkname.len() {
+        old.linkname[..link.len()].copy_from_slice(link);
+    } else {
+        old.linkname.copy_from_slice(&link[..100]);
+        pax.push(("linkpath", link));
+    }
+    let xattr_keys: Vec<String> = entry
+        .xattrs
+        .iter()
+        .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+        .collect();
+    for (key, (_, value)) in xattr_keys.iter().zip(&entry.xattrs) {
+        pax.push((key, value));
+    }
+    tar.append_pax_extensions(pax).map_err(write_err)?;
+    header.set_cksum();
+
+    match &entry.kind {
+        EntryKind::File { size, data } => {
+            let reader: Box<dyn Read + '_> = match data {
+                Data::Path(path) => Box::new(File::open(path).ctx(path, "cannot read")?),
+                Data::Spool { offset } => {
+                    let mut spool = spool.expect("spooled entries come with their spool");
+                    spool
+                        .seek(SeekFrom::Start(*offset))
+                        .ctx(Path::new("spool"), "cannot seek")?;
+                    Box::new(spool)
+                }
+            };
+            let exact = Exact {
+                inner: reader,
+                remaining: *size,
+            };
+            tar.append(&header, progress.reader(exact))
+                .map_err(write_err)
+        }
+        _ => tar.append(&header, io::empty()).map_err(write_err),
+    }
+}
+
+/// Yields exactly `remaining` bytes of `inner`, or fails: a file that shrank
+/// while the image was built must not leave a corrupt tar.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(self.remaining.try_into().unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file became shorter while the image was being built",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes and counts what passes through to the file.
+struct HashWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
