@@ -1,1 +1,27 @@
+//! `recovery`: verifies a signed image and writes it into a file system.
+//!
+//! The data path, top to bottom, as a stack of readers:
+//! file → [`readers::HashReader`] (BLAKE3) → [`readers::ProgressReader`] →
+//! zstd → tar → [`scan`] (verification, writes nothing) or [`extract`].
+//!
+//! - [`error`]: the stage, file and reason of every refusal.
+//! - [`keys`]: the trusted public keys.
+//! - [`verify`]: signature, manifest, payload size and hash, and the scan
+//!   of every entry: everything that is checked before the first write.
+//! - [`scan`]: the entry checks that need the decoded payload.
+//! - [`extract`]: writes the entries below a directory, never outside it.
+//! - [`readers`] and [`progress`]: the layers of the data path.
+//! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
+//! - [`logger`]: log lines to the console.
 
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod logger;
+pub mod progress;
+pub mod readers;
+pub mod scan;
+pub mod verify;
+
+pub use error::{Stage, UpdateError};

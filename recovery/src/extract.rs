@@ -1,0 +1,358 @@
+//! Writes the entries of a tar stream below a directory, and nowhere else.
+//!
+//! Every parent directory is opened with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)` from the target's root, and every entry is created
+//! relative to it without following a symlink, so that neither a hostile
+//! path nor a symlink planted by an earlier entry can lead a write outside.
+//! The checks of [`crate::scan`] run again on each entry as it is written.
+//!
+//! Metadata: numeric owner, mode with setuid/setgid/sticky (set after the
+//! owner, which clears them), xattrs after the owner (which clears file
+//! capabilities), then the times; directories last, deepest first, so that
+//! writing into them does not change their times.
+
+use crate::error::{Stage, UpdateError};
+use crate::progress::Progress;
+use crate::scan::{describe, Described, EntryKind};
+use formats::entry_path::{display, normalize, split_parent, TreeCheck};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
+    SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{
+    fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags,
+};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use xattr::FileExt;
+
+/// What was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extracted {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Extracts the tar stream `tar` into the directory `into`. `payload` names
+/// the image in errors.
+pub fn extract<R: Read>(
+    tar: R,
+    into: &Path,
+    payload: &str,
+    progress: &Progress,
+) -> Result<Extracted, UpdateError> {
+    let root = nix::fcntl::open(
+        into,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        UpdateError::new(
+            Stage::Extract,
+            into.display(),
+            format!("cannot open the target: {e}"),
+        )
+    })?;
+    let mut writer = Writer {
+        root,
+        tree: TreeCheck::new(),
+        parent: None,
+        dirs: Vec::new(),
+        buf: vec![0; 1 << 20],
+        payload,
+        bytes: 0,
+    };
+    let mut archive = tar::Archive::new(tar);
+    let read_err = |e: std::io::Error| {
+        UpdateError::new(
+            Stage::Extract,
+            payload,
+            format!("cannot decode the payload: {e}"),
+        )
+    };
+    let mut entries = 0;
+    for entry in archive.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let described = describe(&mut entry, payload)?;
+        writer.write(&described, &mut entry)?;
+        entries += 1;
+        progress.add_entry();
+    }
+    writer.finish_directories()?;
+    Ok(Extracted {
+        entries,
+        bytes: writer.bytes,
+    })
+}
+
+struct Writer<'a> {
+    root: OwnedFd,
+    tree: TreeCheck,
+    /// The directory the last entry went into, kept open for the next.
+    parent: Option<(Vec<u8>, OwnedFd)>,
+    /// Directories whose metadata is applied at the end.
+    dirs: Vec<(Vec<u8>, Described)>,
+    buf: Vec<u8>,
+    payload: &'a str,
+    bytes: u64,
+}
+
+const BENEATH: ResolveFlag = ResolveFlag::RESOLVE_BENEATH
+    .union(ResolveFlag::RESOLVE_NO_SYMLINKS)
+    .union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+
+impl Writer<'_> {
+    fn fail(&self, path: &[u8], what: &str, err: impl std::fmt::Display) -> UpdateError {
+        UpdateError::new(
+            Stage::Extract,
+            self.payload,
+            format!("entry {}: {what}: {err}", display(path)),
+        )
+    }
+
+    /// Opens a directory below the root without following any symlink.
+    fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, UpdateError> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(BENEATH);
+        let target: &[u8] = if path.is_empty() { b"." } else { path };
+        openat2(&self.root, target, how)
+            .map_err(|e| self.fail(path, "cannot open the directory", e))
+    }
+
+    fn parent_fd(&mut self, parent: &[u8]) -> Result<&OwnedFd, UpdateError> {
+        if self.parent.as_ref().map(|(p, _)| p.as_slice()) != Some(parent) {
+            let fd = self.open_dir(parent)?;
+            self.parent = Some((parent.to_vec(), fd));
+        }
+        Ok(&self.parent.as_ref().expect("just set").1)
+    }
+
+    fn write<R: Read>(&mut self, d: &Described, data: &mut R) -> Result<(), UpdateError> {
+        let path = d
+            .check_path(&mut self.tree)
+            .map_err(|e| UpdateError::new(Stage::Contents, self.payload, e))?;
+        if path.is_empty() {
+            self.dirs.push((path, d.clone()));
+            return Ok(());
+        }
+        let (parent, name) = split_parent(&path);
+        let (parent, name) = (parent.to_vec(), name.to_vec());
+        let payload = self.payload;
+        let fail = |what: &str, err: Errno| {
+            UpdateError::new(
+                Stage::Extract,
+                payload,
+                format!("entry {}: {what}: {err}", display(&path)),
+            )
+        };
+        match &d.kind {
+            EntryKind::Directory => {
+                let dir = self.parent_fd(&parent)?;
+                match mkdirat(dir, name.as_slice(), Mode::from_bits_truncate(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) => {
+                        let st = fstatat(dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                            .map_err(|e| fail("cannot stat", e))?;
+                        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+                            return Err(fail("exists and is not a directory", Errno::EEXIST));
+                        }
+                    }
+                    Err(e) => return Err(fail("cannot create the directory", e)),
+                }
+                self.dirs.push((path.clone(), d.clone()));
+            }
+            EntryKind::File => {
+                let fd = {
+                    let dir = self.parent_fd(&parent)?;
+                    replacing(dir, &name, |dir| {
+                        nix::fcntl::openat(
+                            dir,
+                            name.as_slice(),
+                            OFlag::O_WRONLY
+                                | OFlag::O_CREAT
+                                | OFlag::O_EXCL
+                                | OFlag::O_NOFOLLOW
+                                | OFlag::O_CLOEXEC,
+                            Mode::from_bits_truncate(0o600),
+                        )
+                    })
+                    .map_err(|e| fail("cannot create the file", e))?
+                };
+                let mut file = File::from(fd);
+                let mut remaining = d.size;
+                while remaining > 0 {
+                    let want = self
+                        .buf
+                        .len()
+                        .min(remaining.try_into().unwrap_or(usize::MAX));
+                    let n = data.read(&mut self.buf[..want]).map_err(|e| {
+                        self.fail(&path, "cannot read its data from the payload", e)
+                    })?;
+                    if n == 0 {
+                        return Err(self.fail(
+                            &path,
+                            "the payload ends inside its data",
+                            "truncated",
+                        ));
+                    }
+                    file.write_all(&self.buf[..n])
+                        .map_err(|e| self.fail(&path, "cannot write", e))?;
+                    remaining -= n as u64;
+                }
+                self.bytes += d.size;
+                apply_to_fd(&file, d).map_err(|(what, e)| fail(what, e))?;
+            }
+            EntryKind::Symlink(target) => {
+                let dir = self.parent_fd(&parent)?;
+                replacing(dir, &name, |dir| {
+                    symlinkat(target.as_slice(), dir, name.as_slice())
+                })
+                .map_err(|e| fail("cannot create the symlink", e))?;
+                apply_to_name(dir, &name, d, false).map_err(|(what, e)| fail(what, e))?;
+            }
+            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+                let kind = if matches!(d.kind, EntryKind::CharDevice { .. }) {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                let dev = makedev((*major).into(), (*minor).into());
+                let dir = self.parent_fd(&parent)?;
+                replacing(dir, &name, |dir| {
+                    mknodat(
+                        dir,
+                        name.as_slice(),
+                        kind,
+                        Mode::from_bits_truncate(0o600),
+                        dev,
+                    )
+                })
+                .map_err(|e| fail("cannot create the device node", e))?;
+                apply_to_name(dir, &name, d, true).map_err(|(what, e)| fail(what, e))?;
+            }
+            EntryKind::Fifo => {
+                let dir = self.parent_fd(&parent)?;
+                replacing(dir, &name, |dir| {
+                    mkfifoat(dir, name.as_slice(), Mode::from_bits_truncate(0o600))
+                })
+                .map_err(|e| fail("cannot create the FIFO", e))?;
+                apply_to_name(dir, &name, d, true).map_err(|(what, e)| fail(what, e))?;
+            }
+            EntryKind::HardLink(target) => {
+                let target =
+                    normalize(target).map_err(|e| self.fail(&path, "bad link target", e))?;
+                let (tparent, tname) = split_parent(&target);
+                let tdir = self.open_dir(tparent)?;
+                let dir = self.parent_fd(&parent)?;
+                replacing(dir, &name, |dir| {
+                    linkat(&tdir, tname, dir, name.as_slice(), AtFlags::empty())
+                })
+                .map_err(|e| fail("cannot create the hard link", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the directories' metadata, deepest first.
+    fn finish_directories(&mut self) -> Result<(), UpdateError> {
+        self.parent = None;
+        for (path, d) in std::mem::take(&mut self.dirs).iter().rev() {
+            let fd = self.open_dir(path)?;
+            apply_to_fd(&File::from(fd), d).map_err(|(what, e)| self.fail(path, what, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `create`; if the name exists (and is not a directory), removes it
+/// and runs `create` again, as tar does.
+fn replacing<T>(
+    dir: &OwnedFd,
+    name: &[u8],
+    create: impl Fn(&OwnedFd) -> nix::Result<T>,
+) -> nix::Result<T> {
+    match create(dir) {
+        Err(Errno::EEXIST) => {
+            unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
+            create(dir)
+        }
+        other => other,
+    }
+}
+
+type MetaError = (&'static str, Errno);
+
+fn times(d: &Described) -> TimeSpec {
+    TimeSpec::new(d.mtime, 0)
+}
+
+/// Owner, mode, xattrs and times of an open file or directory.
+fn apply_to_fd(file: &File, d: &Described) -> Result<(), MetaError> {
+    fchown(file, Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)))
+        .map_err(|e| ("cannot set the owner", e))?;
+    fchmod(file, Mode::from_bits_truncate(d.mode)).map_err(|e| ("cannot set the mode", e))?;
+    for (name, value) in &d.xattrs {
+        file.set_xattr(name, value)
+            .map_err(|e| ("cannot set an extended attribute", errno_of(&e)))?;
+    }
+    futimens(file, &times(d), &times(d)).map_err(|e| ("cannot set the times", e))
+}
+
+/// Owner, mode (not for symlinks), xattrs and times of a node that cannot
+/// be opened safely (a symlink, a device, a FIFO).
+fn apply_to_name(
+    dir: &OwnedFd,
+    name: &[u8],
+    d: &Described,
+    set_mode: bool,
+) -> Result<(), MetaError> {
+    fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(d.uid)),
+        Some(Gid::from_raw(d.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| ("cannot set the owner", e))?;
+    if set_mode {
+        // The node was just created by us in a directory opened without
+        // following symlinks, so following is safe (and NOFOLLOW is not
+        // supported for fchmodat on older kernels).
+        fchmodat(
+            dir,
+            name,
+            Mode::from_bits_truncate(d.mode),
+            FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| ("cannot set the mode", e))?;
+    }
+    if !d.xattrs.is_empty() {
+        // l*xattr on the name through the directory's descriptor.
+        let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        let path = std::ffi::OsStr::from_bytes(&path);
+        for (attr, value) in &d.xattrs {
+            xattr::set(path, attr, value)
+                .map_err(|e| ("cannot set an extended attribute", errno_of(&e)))?;
+        }
+    }
+    utimensat(
+        dir,
+        name,
+        &times(d),
+        &times(d),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ("cannot set the times", e))
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(0))
+}
