@@ -5,6 +5,7 @@
 use crate::error::{BuildError, IoContext};
 use crate::payload::{self, Compression};
 use crate::progress::Progress;
+use crate::sign::SigningKey;
 use crate::tree::{self, Entry};
 use crate::{from_tar, keygen, rootfs};
 use formats::keyvalue::is_name;
@@ -52,10 +53,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
     }
     // The key first: a wrong key path should fail before minutes of packing.
     let sk = keygen::load_secret_key(&req.key)?;
-    let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|e| BuildError::Key {
-        path: req.key.clone(),
-        reason: e.to_string(),
-    })?;
+    let signing_key = SigningKey::from_minisign(&sk);
 
     let (entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
         Source::Rootfs(dir) => (rootfs::read(dir, req.allow_unsafe_paths)?, None),
@@ -97,19 +95,13 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
     let manifest_path = req.out_dir.join(format!("{stem}.manifest"));
     let signature_path = req.out_dir.join(format!("{stem}.manifest.minisig"));
     let trusted = format!("timestamp:{}\tfile:{stem}.manifest", req.created);
-    let signature = minisign::sign(
-        Some(&pk),
-        &sk,
+    let signature = signing_key.sign(
         text.as_bytes(),
-        Some(&trusted),
-        Some("signature from image-builder secret key"),
-    )
-    .map_err(|e| BuildError::Key {
-        path: req.key.clone(),
-        reason: format!("cannot sign: {e}"),
-    })?;
+        &trusted,
+        "signature from image-builder secret key",
+    );
     write_atomically(&manifest_path, text.as_bytes())?;
-    write_atomically(&signature_path, signature.to_string().as_bytes())?;
+    write_atomically(&signature_path, signature.as_bytes())?;
     Ok(ImageSummary {
         manifest,
         manifest_path,

@@ -4,6 +4,7 @@
 //! - [`tree`]: the entries of a root file system, as the image will hold them.
 //! - [`rootfs`] and [`from_tar`]: read a tree from a directory or a tar.
 //! - [`payload`]: writes the entries as tar → zstd → hash → file.
+//! - [`sign`]: deterministic minisign signatures.
 //! - [`image`]: payload, manifest and signature together.
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`cli`]: the command line.
@@ -16,6 +17,7 @@ pub mod keygen;
 pub mod payload;
 pub mod progress;
 pub mod rootfs;
+pub mod sign;
 pub mod tree;
 
 pub use error::BuildError;

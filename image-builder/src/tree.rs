@@ -85,6 +85,7 @@ pub fn image_order(a: &[u8], b: &[u8]) -> Ordering {
 /// inside the target (unless `allow_unsafe`, for the recovery's tests).
 pub fn finish(mut entries: Vec<Entry>, allow_unsafe: bool) -> Result<Vec<Entry>, BuildError> {
     entries.sort_by(|a, b| image_order(&a.path, &b.path));
+    reroot_hard_links(&mut entries);
     let mut check = TreeCheck::new();
     for e in &mut entries {
         let link = match &e.kind {
@@ -103,6 +104,57 @@ pub fn finish(mut entries: Vec<Entry>, allow_unsafe: bool) -> Result<Vec<Entry>,
         }
     }
     Ok(entries)
+}
+
+/// Makes the first entry (in image order) of each group of hard links the
+/// one that holds the data, and the others links to it: an input tar lists
+/// the group in its own order, and a link must come after its target.
+fn reroot_hard_links(entries: &mut [Entry]) {
+    use std::collections::HashMap;
+    let norm = |p: &[u8]| entry_path::normalize(p).ok();
+    let index: HashMap<Vec<u8>, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((norm(&e.path)?, i)))
+        .collect();
+    // Each link's group: the index of the entry that holds the data.
+    let mut holder_of: HashMap<usize, usize> = HashMap::new();
+    for i in 0..entries.len() {
+        let mut at = i;
+        let mut hops = 0;
+        while let EntryKind::HardLink { target } = &entries[at].kind {
+            match norm(target).and_then(|t| index.get(&t)) {
+                Some(&next) if hops < entries.len() => at = next,
+                _ => break,
+            }
+            hops += 1;
+        }
+        if at != i && !matches!(entries[at].kind, EntryKind::HardLink { .. }) {
+            holder_of.insert(i, at);
+        }
+    }
+    let mut first_of: HashMap<usize, usize> = HashMap::new();
+    for (&link, &holder) in &holder_of {
+        let first = first_of.entry(holder).or_insert(holder);
+        *first = (*first).min(link);
+    }
+    for (&holder, &first) in &first_of {
+        if first != holder {
+            let data = entries[holder].kind.clone();
+            entries[first].kind = data;
+        }
+        let target = norm(&entries[first].path).expect("indexed paths are normal");
+        for (&link, &h) in &holder_of {
+            if h == holder && link != first {
+                entries[link].kind = EntryKind::HardLink {
+                    target: target.clone(),
+                };
+            }
+        }
+        if first != holder {
+            entries[holder].kind = EntryKind::HardLink { target };
+        }
+    }
 }
 
 /// Totals the manifest records.
@@ -127,9 +179,8 @@ mod tests {
         assert_eq!(paths, vec![&b""[..], b"B", b"a", b"a/b", b"a/z", b"a.b"]);
     }
 
-    #[test]
-    fn refuses_unsafe_entries_unless_asked() {
-        let entry = |path: &[u8], kind| Entry {
+    fn entry(path: &[u8], kind: EntryKind) -> Entry {
+        Entry {
             path: path.to_vec(),
             kind,
             mode: 0o755,
@@ -137,7 +188,41 @@ mod tests {
             gid: 0,
             mtime: 0,
             xattrs: vec![],
+        }
+    }
+
+    #[test]
+    fn the_first_of_a_hard_link_group_holds_the_data() {
+        let data = EntryKind::File {
+            size: 1,
+            data: Data::Spool { offset: 0 },
         };
+        let link = |t: &[u8]| EntryKind::HardLink { target: t.to_vec() };
+        // As GNU tar may list them: the data under z, links before it.
+        let tree = vec![
+            entry(b"./", EntryKind::Directory),
+            entry(b"./z", data.clone()),
+            entry(b"./b", link(b"./z")),
+            entry(b"./a", link(b"./b")),
+        ];
+        let out = finish(tree, false).unwrap();
+        let kinds: Vec<_> = out
+            .iter()
+            .map(|e| (e.path.clone(), e.kind.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (b"".to_vec(), EntryKind::Directory),
+                (b"a".to_vec(), data),
+                (b"b".to_vec(), link(b"a")),
+                (b"z".to_vec(), link(b"a")),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_unsafe_entries_unless_asked() {
         let tree = vec![
             entry(b"", EntryKind::Directory),
             entry(b"../evil", EntryKind::Fifo),
