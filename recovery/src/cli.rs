@@ -6,7 +6,7 @@ use crate::error::{Stage, UpdateError};
 use crate::extract;
 use crate::keys;
 use crate::progress::Progress;
-use crate::readers::ProgressReader;
+use crate::readers::{read_ahead, ProgressReader};
 use crate::verify::{self, VerifiedImage};
 use lexopt::prelude::*;
 use std::fs::File;
@@ -97,10 +97,11 @@ pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
     let file = File::open(&image.payload_path)
         .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
     let progress = Progress::new("extract", image.manifest.payload_size);
+    // file → progress → zstd on one thread, tar → files on this one.
     let counted = ProgressReader::new(file, &progress);
     let zstd = zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, counted))
         .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot start zstd: {e}")))?;
-    let written = extract::extract(zstd, dir, &shown, &progress)?;
+    let written = read_ahead(zstd, |tar| extract::extract(tar, dir, &shown, &progress))?;
     log::info!("{}", progress.line());
     log::info!(
         "extract: {} entries, {:.1} MB of file data written into {}",

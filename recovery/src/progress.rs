@@ -1,8 +1,8 @@
 //! Progress on the console: a log line every second with bytes, entries and
-//! throughput, so that an operator sees the update move. Shared by the
-//! reader that counts bytes and the code that counts entries, hence `&self`.
+//! throughput, so that an operator sees the update move. Shared between the
+//! thread that reads and decompresses and the one that writes, hence atomics.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_secs(1);
@@ -10,49 +10,55 @@ const EVERY: Duration = Duration::from_secs(1);
 pub struct Progress {
     what: &'static str,
     total: u64,
-    bytes: Cell<u64>,
-    entries: Cell<u64>,
+    bytes: AtomicU64,
+    entries: AtomicU64,
     start: Instant,
-    last: Cell<Instant>,
+    /// Milliseconds after `start` of the last line.
+    last_ms: AtomicU64,
 }
 
 impl Progress {
     /// Reports on `what` (a stage name), out of `total` bytes if known.
     pub fn new(what: &'static str, total: u64) -> Progress {
-        let now = Instant::now();
         Progress {
             what,
             total,
-            bytes: Cell::new(0),
-            entries: Cell::new(0),
-            start: now,
-            last: Cell::new(now),
+            bytes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
         }
     }
 
     pub fn add_bytes(&self, n: u64) {
-        self.bytes.set(self.bytes.get() + n);
+        self.bytes.fetch_add(n, Relaxed);
         self.tick();
     }
 
     pub fn add_entry(&self) {
-        self.entries.set(self.entries.get() + 1);
+        self.entries.fetch_add(1, Relaxed);
         self.tick();
     }
 
     fn tick(&self) {
-        if self.last.get().elapsed() >= EVERY {
-            self.last.set(Instant::now());
+        let now = self.start.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(Relaxed);
+        if now >= last + EVERY.as_millis() as u64
+            && self
+                .last_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
             log::info!("{}", self.line());
         }
     }
 
     pub fn entries(&self) -> u64 {
-        self.entries.get()
+        self.entries.load(Relaxed)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes.get()
+        self.bytes.load(Relaxed)
     }
 
     pub fn seconds(&self) -> f64 {
@@ -62,7 +68,7 @@ impl Progress {
     /// `extract: 12.3 MB of 45.6 MB (27%), 1234 entries, 56.7 MB/s`
     pub fn line(&self) -> String {
         let mb = |b: u64| b as f64 / 1e6;
-        let bytes = self.bytes.get();
+        let bytes = self.bytes();
         let of = if self.total > 0 {
             format!(
                 " of {:.1} MB ({:.0}%)",
@@ -76,7 +82,7 @@ impl Progress {
             "{}: {:.1} MB{of}, {} entries, {:.1} MB/s",
             self.what,
             mb(bytes),
-            self.entries.get(),
+            self.entries(),
             mb(bytes) / self.seconds().max(0.001)
         )
     }
