@@ -8,6 +8,7 @@ use crate::keys;
 use crate::progress::Progress;
 use crate::readers::{read_ahead, ProgressReader};
 use crate::verify::{self, VerifiedImage};
+use crate::writeback;
 use lexopt::prelude::*;
 use std::fs::File;
 use std::io::BufReader;
@@ -101,7 +102,11 @@ pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
     let counted = ProgressReader::new(file, &progress);
     let zstd = zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, counted))
         .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot start zstd: {e}")))?;
-    let written = read_ahead(zstd, |tar| extract::extract(tar, dir, &shown, &progress))?;
+    let target = File::open(dir)
+        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("cannot open: {e}")))?;
+    let written = writeback::while_running(&target, || {
+        read_ahead(zstd, |tar| extract::extract(tar, dir, &shown, &progress))
+    })?;
     log::info!("{}", progress.line());
     log::info!(
         "extract: {} entries, {:.1} MB of file data written into {}",
@@ -109,8 +114,6 @@ pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
         written.bytes as f64 / 1e6,
         dir.display()
     );
-    let target = File::open(dir)
-        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("cannot open: {e}")))?;
     nix::unistd::syncfs(&target)
         .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
     log::info!("sync: {} flushed to disk", dir.display());

@@ -67,6 +67,7 @@ pub fn extract<R: Read>(
         buf: vec![0; 1 << 20],
         payload,
         bytes: 0,
+        fresh: Known::for_new_files(),
     };
     let mut archive = tar::Archive::new(tar);
     let read_err = |e: std::io::Error| {
@@ -101,6 +102,8 @@ struct Writer<'a> {
     buf: Vec<u8>,
     payload: &'a str,
     bytes: u64,
+    /// What a file this process creates has before any change.
+    fresh: Known,
 }
 
 const BENEATH: ResolveFlag = ResolveFlag::RESOLVE_BENEATH
@@ -169,6 +172,7 @@ impl Writer<'_> {
                 self.dirs.push((path.clone(), d.clone()));
             }
             EntryKind::File => {
+                let created_mode = d.mode & 0o777;
                 let fd = {
                     let dir = self.parent_fd(&parent)?;
                     replacing(dir, &name, |dir| {
@@ -180,7 +184,7 @@ impl Writer<'_> {
                                 | OFlag::O_EXCL
                                 | OFlag::O_NOFOLLOW
                                 | OFlag::O_CLOEXEC,
-                            Mode::from_bits_truncate(0o600),
+                            Mode::from_bits_truncate(created_mode),
                         )
                     })
                     .map_err(|e| fail("cannot create the file", e))?
@@ -207,7 +211,11 @@ impl Writer<'_> {
                     remaining -= n as u64;
                 }
                 self.bytes += d.size;
-                apply_to_fd(&file, d).map_err(|(what, e)| fail(what, e))?;
+                let known = Known {
+                    mode: Some(created_mode & !self.fresh.umask),
+                    ..self.fresh
+                };
+                apply_to_fd(&file, d, known).map_err(|(what, e)| fail(what, e))?;
             }
             EntryKind::Symlink(target) => {
                 let dir = self.parent_fd(&parent)?;
@@ -265,7 +273,8 @@ impl Writer<'_> {
         self.parent = None;
         for (path, d) in std::mem::take(&mut self.dirs).iter().rev() {
             let fd = self.open_dir(path)?;
-            apply_to_fd(&File::from(fd), d).map_err(|(what, e)| self.fail(path, what, e))?;
+            apply_to_fd(&File::from(fd), d, Known::NOTHING)
+                .map_err(|(what, e)| self.fail(path, what, e))?;
         }
         Ok(())
     }
@@ -293,11 +302,48 @@ fn times(d: &Described) -> TimeSpec {
     TimeSpec::new(d.mtime, 0)
 }
 
+/// What an inode is known to have already, so that the calls that would
+/// change nothing are left out (two system calls a file, thousands an image).
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    umask: u32,
+}
+
+impl Known {
+    const NOTHING: Known = Known {
+        owner: None,
+        mode: None,
+        umask: 0o777,
+    };
+
+    /// The owner and umask that this process's new files get.
+    fn for_new_files() -> Known {
+        let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+        nix::sys::stat::umask(umask);
+        Known {
+            owner: Some((
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )),
+            mode: None,
+            umask: umask.bits(),
+        }
+    }
+}
+
 /// Owner, mode, xattrs and times of an open file or directory.
-fn apply_to_fd(file: &File, d: &Described) -> Result<(), MetaError> {
-    fchown(file, Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)))
-        .map_err(|e| ("cannot set the owner", e))?;
-    fchmod(file, Mode::from_bits_truncate(d.mode)).map_err(|e| ("cannot set the mode", e))?;
+fn apply_to_fd(file: &File, d: &Described, known: Known) -> Result<(), MetaError> {
+    let chown = known.owner != Some((d.uid, d.gid));
+    if chown {
+        fchown(file, Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)))
+            .map_err(|e| ("cannot set the owner", e))?;
+    }
+    // A change of owner clears setuid and setgid: the mode comes after.
+    if chown || known.mode != Some(d.mode) {
+        fchmod(file, Mode::from_bits_truncate(d.mode)).map_err(|e| ("cannot set the mode", e))?;
+    }
     for (name, value) in &d.xattrs {
         file.set_xattr(name, value)
             .map_err(|e| ("cannot set an extended attribute", errno_of(&e)))?;

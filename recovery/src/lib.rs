@@ -11,6 +11,7 @@
 //! - [`scan`]: the entry checks that need the decoded payload.
 //! - [`extract`]: writes the entries below a directory, never outside it.
 //! - [`readers`] and [`progress`]: the layers of the data path.
+//! - [`writeback`]: flushes the target while extraction goes on.
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
 //! - [`logger`]: log lines to the console.
 
@@ -23,5 +24,6 @@ pub mod progress;
 pub mod readers;
 pub mod scan;
 pub mod verify;
+pub mod writeback;
 
 pub use error::{Stage, UpdateError};
