@@ -1,6 +1,11 @@
 //! Writes entries as the payload: a tar, zstd-compressed, hashed with
 //! BLAKE3 as it goes to the file. The stack of writers, top to bottom:
-//! tar → zstd (multithreaded) → hash and count → file.
+//! tar → [`FrameWriter`] (zstd, one frame per 8 MiB of tar, compressed on
+//! several threads) → hash and count → file.
+//!
+//! Independent frames that record their size let the recovery decode on
+//! several cores; each frame is compressed on one thread, so the output is
+//! the same whatever the number of threads.
 //!
 //! Headers are ustar with every field set from the entry and nothing from
 //! the build machine (no user or group names, no access times); long names
@@ -10,14 +15,18 @@
 use crate::error::{BuildError, IoContext};
 use crate::progress::Progress;
 use crate::tree::{Data, Entry, EntryKind};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::thread::{Scope, ScopedJoinHandle};
 use tar::{EntryType, Header};
 
 pub struct Compression {
     pub level: i32,
-    /// Worker threads, at least 1 (the output is the same for any count).
+    /// Compression threads, at least 1 (the output is the same for any count).
     pub threads: u32,
 }
 
@@ -41,16 +50,15 @@ pub fn write(
         hasher: blake3::Hasher::new(),
         count: 0,
     };
-    let mut zstd = zstd::Encoder::new(hashed, compression.level).ctx(out, "cannot start zstd")?;
-    zstd.multithread(compression.threads.max(1))
-        .ctx(out, "cannot start zstd workers")?;
-    zstd.include_checksum(true).ctx(out, "cannot set up zstd")?;
-    let mut tar = tar::Builder::new(zstd);
-    for entry in entries {
-        append(&mut tar, entry, spool, progress)?;
-    }
-    let zstd = tar.into_inner().ctx(out, "cannot write the payload")?;
-    let mut hashed = zstd.finish().ctx(out, "cannot write the payload")?;
+    let mut hashed = std::thread::scope(|scope| -> Result<_, BuildError> {
+        let frames = FrameWriter::start(scope, hashed, compression);
+        let mut tar = tar::Builder::new(frames);
+        for entry in entries {
+            append(&mut tar, entry, spool, progress)?;
+        }
+        let frames = tar.into_inner().ctx(out, "cannot write the payload")?;
+        frames.finish().ctx(out, "cannot write the payload")
+    })?;
     hashed.inner.flush().ctx(out, "cannot write the payload")?;
     hashed
         .inner
@@ -61,6 +69,122 @@ pub fn write(
         size: hashed.count,
         blake3: *hashed.hasher.finalize().as_bytes(),
     })
+}
+
+/// Decoded size of one frame of the payload.
+pub const FRAME_SIZE: usize = 8 << 20;
+
+type Job = (u64, Vec<u8>);
+
+/// Compresses what is written into zstd frames of [`FRAME_SIZE`] bytes,
+/// on `threads` threads, and writes them to `W` in order.
+struct FrameWriter<'scope, W: Write + Send> {
+    buf: Vec<u8>,
+    seq: u64,
+    jobs: Option<SyncSender<Job>>,
+    writer: ScopedJoinHandle<'scope, io::Result<W>>,
+}
+
+impl<'scope, W: Write + Send + 'scope> FrameWriter<'scope, W> {
+    fn start<'env>(scope: &'scope Scope<'scope, 'env>, out: W, c: &Compression) -> Self {
+        let threads = c.threads.max(1) as usize;
+        let (jobs, job_rx) = sync_channel::<Job>(threads);
+        let (done_tx, done_rx) = sync_channel::<(u64, io::Result<Vec<u8>>)>(threads);
+        let job_rx = std::sync::Arc::new(Mutex::new(job_rx));
+        for _ in 0..threads {
+            let (job_rx, done_tx, level) = (job_rx.clone(), done_tx.clone(), c.level);
+            scope.spawn(move || compress_frames(&job_rx, &done_tx, level));
+        }
+        drop(done_tx);
+        let writer = scope.spawn(move || write_in_order(out, done_rx));
+        FrameWriter {
+            buf: Vec::with_capacity(FRAME_SIZE),
+            seq: 0,
+            jobs: Some(jobs),
+            writer,
+        }
+    }
+
+    fn send_frame(&mut self) -> io::Result<()> {
+        let frame = std::mem::replace(&mut self.buf, Vec::with_capacity(FRAME_SIZE));
+        let jobs = self.jobs.as_ref().expect("open until finish");
+        jobs.send((self.seq, frame))
+            .map_err(|_| io::Error::other("the compression threads stopped"))?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() {
+            self.send_frame()?;
+        }
+        self.jobs = None;
+        self.writer
+            .join()
+            .map_err(|_| io::Error::other("the payload writer panicked"))?
+    }
+}
+
+impl<'scope, W: Write + Send + 'scope> Write for FrameWriter<'scope, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(FRAME_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == FRAME_SIZE {
+            self.send_frame()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn compress_frames(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &SyncSender<(u64, io::Result<Vec<u8>>)>,
+    level: i32,
+) {
+    let setup = || -> io::Result<zstd::bulk::Compressor<'static>> {
+        let mut c = zstd::bulk::Compressor::new(level)?;
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))?;
+        Ok(c)
+    };
+    let mut compressor = setup();
+    loop {
+        let job = jobs.lock().map(|rx| rx.recv());
+        let Ok(Ok((seq, data))) = job else { return };
+        let result = match &mut compressor {
+            Ok(c) => c.compress(&data),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        if done.send((seq, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes the compressed frames in their order, whatever order they
+/// finish in; returns the writer once every frame is written.
+fn write_in_order<W: Write>(
+    mut out: W,
+    done: Receiver<(u64, io::Result<Vec<u8>>)>,
+) -> io::Result<W> {
+    let mut waiting = BTreeMap::new();
+    let mut next = 0;
+    for (seq, frame) in done {
+        waiting.insert(seq, frame?);
+        while let Some(frame) = waiting.remove(&next) {
+            out.write_all(&frame)?;
+            next += 1;
+        }
+    }
+    if waiting.is_empty() {
+        Ok(out)
+    } else {
+        Err(io::Error::other("a compressed frame was lost"))
+    }
 }
 
 /// The name of an entry inside the tar: `./` for the root, directories with

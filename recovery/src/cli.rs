@@ -2,16 +2,16 @@
 //! `recovery verify` checks an image; `recovery apply` checks it and writes
 //! it into a directory, with one `syncfs` at the end.
 
+use crate::decode;
 use crate::error::{Stage, UpdateError};
 use crate::extract;
 use crate::keys;
 use crate::progress::Progress;
-use crate::readers::{read_ahead, ProgressReader};
+use crate::readers::ProgressReader;
 use crate::verify::{self, VerifiedImage};
 use crate::writeback;
 use lexopt::prelude::*;
 use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "\
@@ -98,14 +98,14 @@ pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
     let file = File::open(&image.payload_path)
         .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
     let progress = Progress::new("extract", image.manifest.payload_size);
-    // file → progress → zstd on one thread, tar → files on this one.
+    // file → progress → zstd on other threads, tar → files on this one.
     let counted = ProgressReader::new(file, &progress);
-    let zstd = zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, counted))
-        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot start zstd: {e}")))?;
     let target = File::open(dir)
         .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("cannot open: {e}")))?;
     let written = writeback::while_running(&target, || {
-        read_ahead(zstd, |tar| extract::extract(tar, dir, &shown, &progress))
+        decode::decode(counted, decode::workers(), |tar| {
+            extract::extract(tar, dir, &shown, &progress)
+        })
     })?;
     log::info!("{}", progress.line());
     log::info!(

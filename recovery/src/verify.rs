@@ -1,17 +1,18 @@
 //! Everything that is checked before the first write, in order: the
 //! manifest's signature by a trusted key, the manifest's fields, the
-//! payload's size, then one pass over the payload that hashes it (on a
-//! thread of its own) and decodes every entry ([`crate::scan`]) without
-//! writing.
+//! payload's size, then one pass over the payload that hashes it, decodes
+//! it (on threads of their own) and checks every entry ([`crate::scan`])
+//! without writing.
 
+use crate::decode;
 use crate::error::{Stage, UpdateError};
 use crate::progress::Progress;
-use crate::readers::{read_ahead, HashReader, ProgressReader};
+use crate::readers::{HashReader, ProgressReader};
 use crate::scan;
 use formats::manifest::{hex, Manifest, MAX_SIZE};
 use formats::signature::{self, TrustedKey};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// An image that passed every check.
@@ -106,14 +107,11 @@ fn check_payload(path: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
         )));
     }
     let progress = Progress::new("verify", size);
-    // file → hash on one thread; progress → zstd → scan on this one.
+    // file → hash → progress, split into frames on one thread; the frames
+    // decoded on others; tar → scan on this one.
     let mut hashed = HashReader::new(file);
-    let scanned = read_ahead(&mut hashed, |read| {
-        let counted = ProgressReader::new(read, &progress);
-        zstd::Decoder::with_buffer(BufReader::with_capacity(1 << 20, counted))
-            .map_err(|e| fail(format!("cannot start zstd: {e}")))
-            .and_then(|zstd| scan::scan(zstd, &shown))
-    });
+    let counted = ProgressReader::new(&mut hashed, &progress);
+    let scanned = decode::decode(counted, decode::workers(), |tar| scan::scan(tar, &shown));
     // Whatever the scan found, the hash is finished first: a corrupt payload
     // is reported as a hash mismatch, not as whatever it decoded into.
     let (hash, read) = hashed
