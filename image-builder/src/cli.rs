@@ -3,6 +3,7 @@
 use crate::image::{self, ImageRequest, Source};
 use crate::keygen;
 use crate::payload::Compression;
+use crate::progress::human;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -149,10 +150,10 @@ fn image_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
         );
     } else if !quiet {
         println!(
-            "{}: {:.1} MB from {:.1} MB in {} entries (ratio {:.2}), {:.1} s",
+            "{}: {} from {} in {} entries (ratio {:.2}), {:.1} s",
             s.payload_path.display(),
-            m.payload_size as f64 / 1e6,
-            m.unpacked_size as f64 / 1e6,
+            human(m.payload_size),
+            human(m.unpacked_size),
             m.entries,
             ratio,
             s.seconds

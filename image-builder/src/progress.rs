@@ -44,12 +44,12 @@ impl Progress {
         let filled = (fraction * 30.0) as usize;
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
         eprint!(
-            "\r[{}{}] {:3.0}% {:.1}/{:.1} MB {:.1} MB/s ",
+            "\r[{}{}] {:3.0}% {} of {}, {:.1} MB/s ",
             "#".repeat(filled.min(30)),
             " ".repeat(30 - filled.min(30)),
             fraction * 100.0,
-            done as f64 / 1e6,
-            self.total as f64 / 1e6,
+            human(done),
+            human(self.total),
             done as f64 / 1e6 / secs
         );
     }
@@ -80,5 +80,16 @@ impl<R: Read> Read for Counted<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.add(n as u64);
         Ok(n)
+    }
+}
+
+/// A size for people: `512 B`, `14.4 kB`, `198.3 MB`, `1.2 GB`.
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{:.1} kB", b / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
     }
 }

@@ -6,7 +6,7 @@ use crate::decode;
 use crate::error::{Stage, UpdateError};
 use crate::extract;
 use crate::keys;
-use crate::progress::Progress;
+use crate::progress::{human, Progress};
 use crate::readers::ProgressReader;
 use crate::verify::{self, VerifiedImage};
 use crate::writeback;
@@ -109,9 +109,9 @@ pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
     })?;
     log::info!("{}", progress.line());
     log::info!(
-        "extract: {} entries, {:.1} MB of file data written into {}",
+        "extract: {} entries, {} of file data written into {}",
         written.entries,
-        written.bytes as f64 / 1e6,
+        human(written.bytes),
         dir.display()
     );
     nix::unistd::syncfs(&target)

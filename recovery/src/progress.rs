@@ -71,19 +71,30 @@ impl Progress {
         let bytes = self.bytes();
         let of = if self.total > 0 {
             format!(
-                " of {:.1} MB ({:.0}%)",
-                mb(self.total),
+                " of {} ({:.0}%)",
+                human(self.total),
                 100.0 * bytes as f64 / self.total as f64
             )
         } else {
             String::new()
         };
         format!(
-            "{}: {:.1} MB{of}, {} entries, {:.1} MB/s",
+            "{}: {}{of}, {} entries, {:.1} MB/s",
             self.what,
-            mb(bytes),
+            human(bytes),
             self.entries(),
             mb(bytes) / self.seconds().max(0.001)
         )
+    }
+}
+
+/// A size for people: `512 B`, `14.4 kB`, `198.3 MB`, `1.2 GB`.
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{:.1} kB", b / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
     }
 }
