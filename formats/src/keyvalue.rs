@@ -118,6 +118,45 @@ impl Pair<'_> {
     }
 }
 
+/// Appends the checksum line `crc32=XXXXXXXX` (CRC-32 of every byte before
+/// it), so that a torn or hand-edited record is refused, not half-read.
+pub fn seal(body: &str) -> String {
+    format!("{body}crc32={:08x}\n", crc32fast::hash(body.as_bytes()))
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("the last line is not crc32=<8 hex digits> (cut short?)")]
+    NoChecksum,
+    #[error("crc32: the file says {said:08x}, its contents give {found:08x} (torn or edited)")]
+    Mismatch { said: u32, found: u32 },
+}
+
+/// Checks and strips the checksum line; returns the text before it.
+pub fn unseal(bytes: &[u8]) -> Result<&str, SealError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| SealError::NotText)?;
+    let without_newline = text.strip_suffix('\n').ok_or(SealError::NoChecksum)?;
+    let start = without_newline.rfind('\n').map_or(0, |i| i + 1);
+    let hex = without_newline[start..]
+        .strip_prefix("crc32=")
+        .filter(|h| h.len() == 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .ok_or(SealError::NoChecksum)?;
+    let said = u32::from_str_radix(hex, 16).map_err(|_| SealError::NoChecksum)?;
+    let body = &text[..start];
+    let found = crc32fast::hash(body.as_bytes());
+    if said != found {
+        return Err(SealError::Mismatch { said, found });
+    }
+    Ok(body)
+}
+
+/// A value that fits on one line: line breaks become spaces.
+pub fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
 /// Whether `s` is a safe name for a product, a version or a file.
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -175,6 +214,21 @@ mod tests {
         for bad in ["", "012", "+1", "-1", " 1", "1 ", "99999999999999999999999"] {
             assert!(p(bad).as_u64().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn seals_and_checks() {
+        let sealed = seal("a=1\nb=2\n");
+        assert_eq!(unseal(sealed.as_bytes()), Ok("a=1\nb=2\n"));
+        let edited = sealed.replace("a=1", "a=2");
+        assert!(matches!(
+            unseal(edited.as_bytes()),
+            Err(SealError::Mismatch { .. })
+        ));
+        let torn = &sealed[..sealed.len() - 5];
+        assert_eq!(unseal(torn.as_bytes()), Err(SealError::NoChecksum));
+        assert_eq!(unseal(b"a=1\n"), Err(SealError::NoChecksum));
+        assert_eq!(unseal(seal("").as_bytes()), Ok(""));
     }
 
     #[test]

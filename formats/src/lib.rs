@@ -3,15 +3,26 @@
 //! `recovery`, `bootloader-glue` and `image-builder` read each file the same
 //! way and the parsers can be tested and fuzzed on their own.
 //!
-//! - [`keyvalue`]: the strict `key=value` text that the manifest (and later
-//!   the instruction and the result) are made of.
+//! - [`keyvalue`]: the strict `key=value` text that every record is made
+//!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
 //! - [`signature`]: minisign public keys and signatures, and the check of a
 //!   manifest against a set of trusted keys.
 //! - [`entry_path`]: what a path inside an image may be, and the check that
 //!   keeps every entry inside the target.
+//! - [`instruction`]: the update instruction the running system writes.
+//! - [`result`]: the result of an update and the installed version.
+//! - [`config`]: the recovery's configuration, baked into its initramfs.
+//! - [`version`]: comparing versions for the downgrade policy.
+//! - [`store`]: atomic, durable writes of the records on `cfg` (the one
+//!   module that does I/O).
 
+pub mod config;
 pub mod entry_path;
+pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
+pub mod result;
 pub mod signature;
+pub mod store;
+pub mod version;

@@ -1,0 +1,202 @@
+//! The recovery's configuration: `/etc/recovery.conf` in its initramfs,
+//! written by `image-builder initramfs`, with the trusted keys beside it in
+//! `/etc/recovery/keys/*.pub`. Any key can be overridden on the kernel
+//! command line as `recovery.KEY=VALUE`, for tests and for a one-off boot.
+
+use crate::keyvalue::{self, is_name, KeyValueError, Pair};
+use thiserror::Error;
+
+pub const PATH: &str = "etc/recovery.conf";
+pub const KEYS_DIR: &str = "etc/recovery/keys";
+
+const KEYS: &[&str] = &[
+    "product",
+    "targets",
+    "max-attempts",
+    "mkfs",
+    "downgrade",
+    "disk-wait",
+    "failure-delay",
+];
+
+/// Whether an image older than the installed system may be installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downgrade {
+    Refuse,
+    Allow,
+    /// Only when the instruction says `allow-downgrade=yes`.
+    Instruction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Images must be of this product.
+    pub product: String,
+    /// GPT partition names that an instruction may name as its target.
+    pub targets: Vec<String>,
+    /// Attempts of one instruction before the update lock is set.
+    pub max_attempts: u64,
+    /// The command that makes a fresh file system: words, with `{device}`
+    /// and `{label}` replaced.
+    pub mkfs: Vec<String>,
+    pub downgrade: Downgrade,
+    /// Seconds to wait for the disks to appear.
+    pub disk_wait: u64,
+    /// Seconds the failure message stays on the console before a reboot.
+    pub failure_delay: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Field(#[from] KeyValueError),
+    #[error("kernel command line: {token}: {error}")]
+    CommandLine { token: String, error: KeyValueError },
+}
+
+impl Config {
+    /// The defaults for a product: target `system`, 3 attempts, ext4.
+    pub fn for_product(product: &str) -> Config {
+        Config {
+            product: product.to_string(),
+            targets: vec!["system".into()],
+            max_attempts: 3,
+            mkfs: "mke2fs -t ext4 -F -q -L {label} {device}"
+                .split(' ')
+                .map(String::from)
+                .collect(),
+            downgrade: Downgrade::Refuse,
+            disk_wait: 10,
+            failure_delay: 5,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let pairs = keyvalue::parse(text, KEYS)?;
+        let product = keyvalue::require(&pairs, "product")?.as_name()?;
+        let mut config = Config::for_product(product);
+        for pair in &pairs {
+            config.set(pair)?;
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, pair: &Pair<'_>) -> Result<(), KeyValueError> {
+        match pair.key {
+            "product" => self.product = pair.as_name()?.to_string(),
+            "targets" => {
+                let targets: Vec<String> = pair.value.split(',').map(String::from).collect();
+                if targets.iter().any(|t| !is_name(t)) {
+                    return Err(pair.bad("expected partition names separated by commas"));
+                }
+                self.targets = targets;
+            }
+            "max-attempts" => {
+                self.max_attempts = pair.as_u64()?;
+                if self.max_attempts == 0 {
+                    return Err(pair.bad("expected at least 1"));
+                }
+            }
+            "mkfs" => {
+                let words: Vec<String> = pair.value.split_whitespace().map(String::from).collect();
+                if words.is_empty() || !words.iter().any(|w| w.contains("{device}")) {
+                    return Err(pair.bad("expected a command with {device}"));
+                }
+                self.mkfs = words;
+            }
+            "downgrade" => {
+                self.downgrade = match pair.value {
+                    "refuse" => Downgrade::Refuse,
+                    "allow" => Downgrade::Allow,
+                    "instruction" => Downgrade::Instruction,
+                    _ => return Err(pair.bad("expected refuse, allow or instruction")),
+                }
+            }
+            "disk-wait" => self.disk_wait = pair.as_u64()?,
+            "failure-delay" => self.failure_delay = pair.as_u64()?,
+            _ => unreachable!("keyvalue::parse admits only KEYS"),
+        }
+        Ok(())
+    }
+
+    /// Applies the `recovery.KEY=VALUE` words of a kernel command line.
+    pub fn apply_command_line(&mut self, cmdline: &str) -> Result<(), ConfigError> {
+        for token in cmdline.split_whitespace() {
+            let Some(setting) = token.strip_prefix("recovery.") else {
+                continue;
+            };
+            let wrap = |error| ConfigError::CommandLine {
+                token: token.to_string(),
+                error,
+            };
+            let line = format!("{}\n", setting.replacen('_', "-", 8));
+            let pairs = keyvalue::parse(&line, KEYS).map_err(wrap)?;
+            self.set(&pairs[0]).map_err(wrap)?;
+        }
+        Ok(())
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\n",
+            self.product,
+            self.targets.join(","),
+            self.max_attempts,
+            self.mkfs.join(" "),
+            match self.downgrade {
+                Downgrade::Refuse => "refuse",
+                Downgrade::Allow => "allow",
+                Downgrade::Instruction => "instruction",
+            },
+            self.disk_wait,
+            self.failure_delay
+        )
+    }
+
+    /// The mkfs command for a device, with its words filled in.
+    pub fn mkfs_command(&self, device: &str, label: &str) -> Vec<String> {
+        self.mkfs
+            .iter()
+            .map(|w| w.replace("{device}", device).replace("{label}", label))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults() {
+        let c = Config::for_product("acme");
+        assert_eq!(Config::parse(&c.render()), Ok(c.clone()));
+        assert_eq!(Config::parse("product=acme\n"), Ok(c));
+    }
+
+    #[test]
+    fn the_command_line_overrides() {
+        let mut c = Config::for_product("acme");
+        c.apply_command_line(
+            "console=ttyS0 recovery.max_attempts=5 recovery.targets=system,alt quiet",
+        )
+        .unwrap();
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.targets, vec!["system", "alt"]);
+        let err = c
+            .apply_command_line("recovery.colour=red")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recovery.colour=red"), "{err}");
+        assert!(c.apply_command_line("recovery.max_attempts=0").is_err());
+    }
+
+    #[test]
+    fn fills_in_mkfs() {
+        let c = Config::for_product("acme");
+        assert_eq!(
+            c.mkfs_command("/dev/nvme0n1p4", "system").join(" "),
+            "mke2fs -t ext4 -F -q -L system /dev/nvme0n1p4"
+        );
+        assert!(Config::parse("product=a\nmkfs=mke2fs\n").is_err());
+    }
+}

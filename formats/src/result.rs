@@ -1,0 +1,192 @@
+//! What the recovery leaves for the running system: the result of the last
+//! update (`cfg:update/result`) and the installed version
+//! (`cfg:update/installed`). See `docs/update-records.md`.
+
+use crate::keyvalue::{self, one_line, KeyValueError, SealError};
+use thiserror::Error;
+
+pub const FORMAT_VERSION: u64 = 1;
+pub const RESULT_PATH: &str = "update/result";
+pub const INSTALLED_PATH: &str = "update/installed";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new system is installed.
+    Success,
+    /// Refused before the system partition was touched: the old system runs.
+    Refused,
+    /// Failed after the erase; the instruction stays for another attempt.
+    Failed,
+    /// Failed too often: the update lock is set and the recovery stopped.
+    Locked,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Locked => "locked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::Success,
+            Outcome::Refused,
+            Outcome::Failed,
+            Outcome::Locked,
+        ]
+        .into_iter()
+        .find(|o| o.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateResult {
+    pub outcome: Outcome,
+    /// The version the instruction asked for (the manifest's, once read).
+    pub version: String,
+    /// The stage that failed, empty on success.
+    pub stage: String,
+    /// Why, in one line: which file, what was expected, what was found.
+    pub reason: String,
+    pub attempt: u64,
+    /// Seconds since 1970.
+    pub started: u64,
+    pub finished: u64,
+    pub duration_ms: u64,
+    /// File bytes and entries written into the target.
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+const RESULT_KEYS: &[&str] = &[
+    "format",
+    "outcome",
+    "version",
+    "stage",
+    "reason",
+    "attempt",
+    "started",
+    "finished",
+    "duration-ms",
+    "bytes",
+    "entries",
+];
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Field(#[from] KeyValueError),
+}
+
+impl UpdateResult {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format={FORMAT_VERSION}\noutcome={}\nversion={}\nstage={}\nreason={}\nattempt={}\n\
+             started={}\nfinished={}\nduration-ms={}\nbytes={}\nentries={}\n",
+            self.outcome.name(),
+            one_line(&self.version),
+            one_line(&self.stage),
+            one_line(&self.reason),
+            self.attempt,
+            self.started,
+            self.finished,
+            self.duration_ms,
+            self.bytes,
+            self.entries
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<UpdateResult, RecordError> {
+        let body = keyvalue::unseal(bytes)?;
+        let pairs = keyvalue::parse(body, RESULT_KEYS)?;
+        let get = |key| keyvalue::require(&pairs, key);
+        let format = get("format")?;
+        if format.as_u64()? != FORMAT_VERSION {
+            return Err(format.bad("expected format 1").into());
+        }
+        let outcome = get("outcome")?;
+        Ok(UpdateResult {
+            outcome: Outcome::parse(outcome.value)
+                .ok_or_else(|| outcome.bad("expected success, refused, failed or locked"))?,
+            version: get("version")?.value.to_string(),
+            stage: get("stage")?.value.to_string(),
+            reason: get("reason")?.value.to_string(),
+            attempt: get("attempt")?.as_u64()?,
+            started: get("started")?.as_u64()?,
+            finished: get("finished")?.as_u64()?,
+            duration_ms: get("duration-ms")?.as_u64()?,
+            bytes: get("bytes")?.as_u64()?,
+            entries: get("entries")?.as_u64()?,
+        })
+    }
+}
+
+/// The product and version on the system partition, as last installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub product: String,
+    pub version: String,
+}
+
+impl Installed {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format={FORMAT_VERSION}\nproduct={}\nversion={}\n",
+            self.product, self.version
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Installed, RecordError> {
+        let body = keyvalue::unseal(bytes)?;
+        let pairs = keyvalue::parse(body, &["format", "product", "version"])?;
+        let get = |key| keyvalue::require(&pairs, key);
+        get("format")?;
+        Ok(Installed {
+            product: get("product")?.as_name()?.to_string(),
+            version: get("version")?.as_name()?.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_on_one_line_each() {
+        let r = UpdateResult {
+            outcome: Outcome::Refused,
+            version: "2.0".into(),
+            stage: "signature".into(),
+            reason: "storage:x.minisig: signed by key A,\nnot trusted".into(),
+            attempt: 1,
+            started: 10,
+            finished: 12,
+            duration_ms: 2000,
+            bytes: 0,
+            entries: 0,
+        };
+        let parsed = UpdateResult::parse(r.render().as_bytes()).unwrap();
+        assert_eq!(
+            parsed.reason,
+            "storage:x.minisig: signed by key A, not trusted"
+        );
+        assert_eq!(parsed.outcome, Outcome::Refused);
+        assert!(UpdateResult::parse(&r.render().as_bytes()[..40]).is_err());
+    }
+
+    #[test]
+    fn installed_round_trips() {
+        let i = Installed {
+            product: "acme".into(),
+            version: "1.0".into(),
+        };
+        assert_eq!(Installed::parse(i.render().as_bytes()), Ok(i));
+    }
+}
