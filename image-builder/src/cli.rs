@@ -1,9 +1,12 @@
 //! The command line: `image-builder keygen` and `image-builder image`.
 
+use crate::disk::{self, PartitionSpec};
 use crate::image::{self, ImageRequest, Source};
+use crate::initramfs::{self, InitramfsRequest};
 use crate::keygen;
 use crate::payload::Compression;
 use crate::progress::human;
+use formats::config::Config;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -16,6 +19,11 @@ usage:
                       [--quiet | --json] [--allow-unsafe-paths]
       writes DIR/P-V.tar.zst, DIR/P-V.manifest, DIR/P-V.manifest.minisig;
       SOURCE_DATE_EPOCH sets the creation time for reproducible builds
+  image-builder initramfs --recovery BIN --trusted-key K.pub [--trusted-key ...]
+                          (--product P | --config FILE) --out FILE
+      writes the recovery initramfs (zstd-compressed newc cpio)
+  image-builder disk --out disk.img --part NAME:SIZE[:ext4[:DIR]] [--part ...]
+      writes a GPT disk image; SIZE with K, M or G
 ";
 
 /// Runs the command line and returns the exit code: 0 done, 1 failed,
@@ -58,6 +66,8 @@ fn run() -> Result<(), Failure> {
     match command.as_str() {
         "keygen" => keygen_command(parser),
         "image" => image_command(parser),
+        "initramfs" => initramfs_command(parser),
+        "disk" => disk_command(parser),
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }
@@ -162,8 +172,87 @@ fn image_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
     Ok(())
 }
 
+fn initramfs_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
+    let (mut recovery, mut keys, mut product, mut config, mut out) =
+        (None, Vec::new(), None, None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("recovery") => recovery = Some(PathBuf::from(parser.value()?)),
+            Long("trusted-key") => keys.push(PathBuf::from(parser.value()?)),
+            Long("product") => product = Some(parser.value()?.string()?),
+            Long("config") => config = Some(PathBuf::from(parser.value()?)),
+            Long("out") => out = Some(PathBuf::from(parser.value()?)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let config = match (product, config) {
+        (Some(p), None) => Config::for_product(&p),
+        (product, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Failure::Build(anyhow::anyhow!("{}: {e}", path.display())))?;
+            let config = Config::parse(&text)
+                .map_err(|e| Failure::Build(anyhow::anyhow!("{}: {e}", path.display())))?;
+            if product.is_some_and(|p| p != config.product) {
+                return Err(Failure::Usage(
+                    "--product differs from the config's product".into(),
+                ));
+            }
+            config
+        }
+        (None, None) => {
+            return Err(Failure::Usage(
+                "initramfs needs --product P or --config FILE".into(),
+            ))
+        }
+    };
+    let request = InitramfsRequest {
+        recovery: need(recovery, "--recovery BIN")?,
+        trusted_keys: keys,
+        config,
+        out: need(out, "--out FILE")?,
+    };
+    let summary = initramfs::build(&request).map_err(|e| Failure::Build(e.into()))?;
+    println!(
+        "{}: {} in {} entries (recovery as /init, mke2fs and its libraries, config, {} key(s))",
+        request.out.display(),
+        human(summary.size),
+        summary.files.len(),
+        request.trusted_keys.len()
+    );
+    Ok(())
+}
+
+fn disk_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
+    let (mut out, mut layout) = (None, Vec::new());
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("out") => out = Some(PathBuf::from(parser.value()?)),
+            Long("part") => {
+                let spec = parser.value()?.string()?;
+                layout.push(PartitionSpec::parse(&spec).map_err(Failure::Usage)?);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let out = need(out, "--out disk.img")?;
+    if layout.is_empty() {
+        return Err(Failure::Usage("disk needs at least one --part".into()));
+    }
+    let placed = disk::build(&out, &layout).map_err(|e| Failure::Build(e.into()))?;
+    for p in placed {
+        println!(
+            "{}: {} at {} ({})",
+            out.display(),
+            p.name,
+            p.offset,
+            human(p.size)
+        );
+    }
+    Ok(())
+}
+
 fn need<T>(value: Option<T>, what: &str) -> Result<T, Failure> {
-    value.ok_or_else(|| Failure::Usage(format!("image needs {what}")))
+    value.ok_or_else(|| Failure::Usage(format!("missing {what}")))
 }
 
 /// A JSON string literal.

@@ -6,13 +6,18 @@
 //! - [`payload`]: writes the entries as tar → zstd → hash → file.
 //! - [`sign`]: deterministic minisign signatures.
 //! - [`image`]: payload, manifest and signature together.
+//! - [`initramfs`] and [`cpio`]: the recovery initramfs.
+//! - [`disk`]: GPT disk images for tests and demos.
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod cpio;
+pub mod disk;
 pub mod error;
 pub mod from_tar;
 pub mod image;
+pub mod initramfs;
 pub mod keygen;
 pub mod payload;
 pub mod progress;

@@ -1,9 +1,11 @@
-//! Builds what a guest boots. The static `recovery` is built for musl; where
-//! the musl target or its C compiler is missing, for glibc with
-//! `crt-static` (the brief's fallback that downloads nothing).
+//! Builds and fetches what a guest boots: the static `recovery` (musl, or
+//! glibc with `crt-static` where musl is missing), the Debian cloud kernel
+//! (NVMe, ext4, GPT and zstd initramfs built in), and the initramfs.
 
+use formats::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The workspace's root directory.
 pub fn workspace() -> PathBuf {
@@ -11,6 +13,11 @@ pub fn workspace() -> PathBuf {
         .parent()
         .expect("qemu-tests lives in the workspace")
         .to_path_buf()
+}
+
+/// Where downloaded and built artifacts are kept between runs.
+pub fn cache() -> PathBuf {
+    workspace().join(".cache")
 }
 
 fn musl_available() -> bool {
@@ -29,6 +36,11 @@ fn musl_available() -> bool {
 /// Builds the release `recovery` as one static executable and returns its
 /// path. Its own target directory keeps it apart from the debug build.
 pub fn static_recovery() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(build_static_recovery).clone()
+}
+
+fn build_static_recovery() -> Result<PathBuf, String> {
     let target_dir = workspace().join("target/static");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let (target, rustflags) = if musl_available() {
@@ -59,4 +71,86 @@ pub fn static_recovery() -> Result<PathBuf, String> {
         ));
     }
     Ok(target_dir.join(target).join("release/recovery"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Debian cloud kernel's `vmlinuz`, downloaded once into the cache
+/// (`apt-get download` of the package `linux-image-cloud-amd64` depends
+/// on, unpacked with `dpkg -x`).
+pub fn kernel() -> Result<PathBuf, String> {
+    static FETCHED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FETCHED.get_or_init(fetch_kernel).clone()
+}
+
+fn fetch_kernel() -> Result<PathBuf, String> {
+    let dir = cache().join("kernel");
+    let vmlinuz = dir.join("vmlinuz");
+    if vmlinuz.is_file() {
+        return Ok(vmlinuz);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let depends = run(
+        Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]),
+        "apt-cache depends linux-image-cloud-amd64 (run apt-get update first)",
+    )?;
+    let package = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .ok_or("apt-cache names no kernel package for linux-image-cloud-amd64: run apt-get update")?
+        .to_string();
+    run(
+        Command::new("apt-get")
+            .current_dir(&dir)
+            .args(["download", &package]),
+        &format!("apt-get download {package}"),
+    )?;
+    let deb = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = dir.join("unpacked");
+    run(
+        Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked),
+        "dpkg -x",
+    )?;
+    let boot = unpacked.join("boot");
+    let image = std::fs::read_dir(&boot)
+        .map_err(|e| format!("{}: {e}", boot.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or("the kernel package holds no boot/vmlinuz-*")?;
+    std::fs::copy(&image, &vmlinuz).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&unpacked);
+    let _ = std::fs::remove_file(&deb);
+    Ok(vmlinuz)
+}
+
+/// Builds an initramfs with `config` and the trusted key `key` into `out`.
+pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String> {
+    let recovery = static_recovery()?;
+    let summary = image_builder::initramfs::build(&image_builder::initramfs::InitramfsRequest {
+        recovery,
+        trusted_keys: vec![key.to_path_buf()],
+        config: config.clone(),
+        out: out.to_path_buf(),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(summary.size)
 }

@@ -1,6 +1,13 @@
-//! The harness that proves the recovery on a real kernel. So far: building
-//! the static `recovery` that an initramfs runs as PID 1.
+//! The harness that proves the recovery on a real kernel: it builds what a
+//! guest boots, boots it in QEMU, and reads the disk it leaves.
 //!
-//! - [`artifacts`]: the static recovery binary.
+//! - [`artifacts`]: the static recovery, the Debian kernel, the initramfs.
+//! - [`scenario`]: a device's disk: sample systems, staged images, the
+//!   instruction, the reference GPT layout.
+//! - [`vm`]: boots QEMU with a timeout and keeps the serial console.
+//! - [`inspect`]: reads partitions and files of a disk image from the host.
 
 pub mod artifacts;
+pub mod inspect;
+pub mod scenario;
+pub mod vm;

@@ -8,6 +8,16 @@ use thiserror::Error;
 /// The steps of an update, in order, as named in messages and results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Mounting /proc, /sys, /dev.
+    Setup,
+    /// Reading the recovery's configuration.
+    Config,
+    /// Finding the disks and partitions.
+    Disks,
+    /// Reading the update instruction from `cfg`.
+    Instruction,
+    /// The target partition: allowed, present, not in use.
+    Target,
     /// Loading the trusted keys.
     Keys,
     /// The manifest's signature.
@@ -16,24 +26,38 @@ pub enum Stage {
     Manifest,
     /// The payload's size and hash.
     Payload,
+    /// Product, version and size against the device.
+    Policy,
     /// The entries inside the payload.
     Contents,
+    /// Making a fresh file system on the target.
+    Erase,
     /// Writing the entries.
     Extract,
     /// Flushing the written file system.
     Sync,
+    /// Recording the result and removing the instruction.
+    Finish,
 }
 
 impl Stage {
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Setup => "setup",
+            Stage::Config => "config",
+            Stage::Disks => "disks",
+            Stage::Instruction => "instruction",
+            Stage::Target => "target",
             Stage::Keys => "keys",
             Stage::Signature => "signature",
             Stage::Manifest => "manifest",
             Stage::Payload => "payload",
+            Stage::Policy => "policy",
             Stage::Contents => "contents",
+            Stage::Erase => "erase",
             Stage::Extract => "extract",
             Stage::Sync => "sync",
+            Stage::Finish => "finish",
         }
     }
 
@@ -46,6 +70,7 @@ impl Stage {
             Stage::Payload => 6,
             Stage::Contents => 7,
             Stage::Extract | Stage::Sync => 8,
+            _ => 1,
         }
     }
 }

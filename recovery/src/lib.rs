@@ -1,11 +1,18 @@
 //! `recovery`: verifies a signed image and writes it into a file system.
+//! As PID 1 of the recovery initramfs it runs one update ([`update`]); run
+//! from a shell, its host modes check and apply images ([`cli`]).
 //!
 //! The data path, top to bottom, as a stack of readers:
 //! file → [`readers::HashReader`] (BLAKE3) → [`readers::ProgressReader`] →
 //! [`decode`] (zstd, frames on several threads) → tar → [`scan`]
 //! (verification, writes nothing) or [`extract`].
 //!
+//! - [`update`]: the recovery OS, step by step, as PID 1.
 //! - [`error`]: the stage, file and reason of every refusal.
+//! - [`policy`]: the target and the image against the device.
+//! - [`partitions`]: partitions found by GPT name.
+//! - [`mounts`]: mounts as guards.
+//! - [`erase`]: a fresh file system on the target.
 //! - [`keys`]: the trusted public keys.
 //! - [`verify`]: signature, manifest, payload size and hash, and the scan
 //!   of every entry: everything that is checked before the first write.
@@ -14,17 +21,22 @@
 //! - [`readers`], [`decode`] and [`progress`]: the layers of the data path.
 //! - [`writeback`]: flushes the target while extraction goes on.
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
-//! - [`logger`]: log lines to the console.
+//! - [`logger`]: log lines to the console, the kernel log and `cfg`.
 
 pub mod cli;
 pub mod decode;
+pub mod erase;
 pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod logger;
+pub mod mounts;
+pub mod partitions;
+pub mod policy;
 pub mod progress;
 pub mod readers;
 pub mod scan;
+pub mod update;
 pub mod verify;
 pub mod writeback;
 

@@ -1,11 +1,34 @@
-//! Log lines on standard error, each prefixed with the program's name.
+//! Log lines go to the console (standard error), and as PID 1 also to the
+//! kernel log (`/dev/kmsg`) and to the recovery log on `cfg`, which keeps
+//! them across the reboot. Lines logged before `cfg` is mounted are kept in
+//! memory and written when the log file is attached.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
 
-struct Console;
+struct Sinks {
+    kmsg: Option<File>,
+    file: Option<File>,
+    /// Lines waiting for the log file.
+    pending: Option<Vec<String>>,
+}
 
-impl Log for Console {
+struct Logger {
+    sinks: Mutex<Sinks>,
+}
+
+static LOGGER: Logger = Logger {
+    sinks: Mutex::new(Sinks {
+        kmsg: None,
+        file: None,
+        pending: None,
+    }),
+};
+
+impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         metadata.level() <= log::max_level()
     }
@@ -19,20 +42,82 @@ impl Log for Console {
             Level::Warn => "recovery: warning: ",
             _ => "recovery: ",
         };
-        let _ = writeln!(std::io::stderr().lock(), "{prefix}{}", record.args());
+        let line = format!("{prefix}{}\n", record.args());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let Ok(mut sinks) = self.sinks.lock() else {
+            return;
+        };
+        if let Some(kmsg) = &mut sinks.kmsg {
+            // Level 7 (debug): kept in the kernel log, not printed on the
+            // console a second time.
+            let _ = kmsg.write_all(format!("<7>{line}").as_bytes());
+        }
+        if let Some(file) = &mut sinks.file {
+            let _ = file.write_all(line.as_bytes());
+        } else if let Some(pending) = &mut sinks.pending {
+            pending.push(line);
+        }
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            if let Some(file) = &mut sinks.file {
+                let _ = file.sync_data();
+            }
+        }
+    }
 }
-
-static CONSOLE: Console = Console;
 
 /// Sends log lines to the console; `quiet` keeps only warnings and errors.
 pub fn init(quiet: bool) {
-    let _ = log::set_logger(&CONSOLE);
+    let _ = log::set_logger(&LOGGER);
     log::set_max_level(if quiet {
         LevelFilter::Warn
     } else {
         LevelFilter::Info
     });
+}
+
+/// As PID 1: also to the kernel log, and keeps lines for the log file.
+pub fn init_pid1() {
+    init(false);
+    if let Ok(mut sinks) = LOGGER.sinks.lock() {
+        sinks.kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
+        sinks.pending = Some(Vec::new());
+    }
+}
+
+/// Largest log file kept; a larger one is moved to `NAME.1` first.
+const MAX_LOG: u64 = 1 << 20;
+
+/// Appends from now on to the log file at `path` (after what was logged
+/// before), keeping one older file.
+pub fn attach_file(path: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(path)
+        .map(|m| m.len() > MAX_LOG)
+        .unwrap_or(false)
+    {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut sinks = LOGGER
+        .sinks
+        .lock()
+        .map_err(|_| std::io::Error::other("logger poisoned"))?;
+    for line in sinks.pending.take().unwrap_or_default() {
+        file.write_all(line.as_bytes())?;
+    }
+    sinks.file = Some(file);
+    Ok(())
+}
+
+/// Stops writing to the log file (before its file system is unmounted).
+pub fn detach_file() {
+    if let Ok(mut sinks) = LOGGER.sinks.lock() {
+        if let Some(file) = sinks.file.take() {
+            let _ = file.sync_all();
+        }
+    }
 }

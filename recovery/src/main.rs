@@ -1,3 +1,6 @@
 fn main() {
+    if std::process::id() == 1 {
+        recovery::update::run();
+    }
     std::process::exit(recovery::cli::main());
 }

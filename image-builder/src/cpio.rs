@@ -1,0 +1,106 @@
+//! The newc cpio format that the kernel unpacks an initramfs from.
+
+use std::io::{self, Write};
+
+/// Writes newc entries; inode numbers count up from 1.
+pub struct CpioWriter<W: Write> {
+    out: W,
+    written: u64,
+    ino: u32,
+}
+
+impl<W: Write> CpioWriter<W> {
+    pub fn new(out: W) -> Self {
+        CpioWriter {
+            out,
+            written: 0,
+            ino: 0,
+        }
+    }
+
+    fn raw(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn pad(&mut self) -> io::Result<()> {
+        let n = (4 - self.written % 4) % 4;
+        self.raw(&[0; 3][..n as usize])
+    }
+
+    /// One entry: `mode` includes the file type bits; `rdev` is
+    /// (major, minor) for device nodes.
+    pub fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.ino += 1;
+        let name_size = name.len() + 1;
+        let fields = [
+            self.ino,
+            mode,
+            0, // uid
+            0, // gid
+            1, // nlink
+            0, // mtime: fixed, for reproducible archives
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name_size as u32,
+            0, // check
+        ];
+        let mut header = String::from("070701");
+        for f in fields {
+            header.push_str(&format!("{f:08x}"));
+        }
+        self.raw(header.as_bytes())?;
+        self.raw(name.as_bytes())?;
+        self.raw(&[0])?;
+        self.pad()?;
+        self.raw(data)?;
+        self.pad()
+    }
+
+    pub fn dir(&mut self, name: &str) -> io::Result<()> {
+        self.entry(name, 0o040755, (0, 0), &[])
+    }
+
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> io::Result<()> {
+        self.entry(name, 0o100000 | perm, (0, 0), data)
+    }
+
+    pub fn char_device(&mut self, name: &str, perm: u32, major: u32, minor: u32) -> io::Result<()> {
+        self.entry(name, 0o020000 | perm, (major, minor), &[])
+    }
+
+    /// Writes the trailer and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[])?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_newc_and_aligned() {
+        let mut w = CpioWriter::new(Vec::new());
+        w.dir("etc").unwrap();
+        w.file("etc/x", 0o644, b"hello").unwrap();
+        let out = w.finish().unwrap();
+        assert!(out.starts_with(b"070701"));
+        assert_eq!(out.len() % 4, 0);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("etc/x\0"));
+        assert!(text.contains("hello"));
+        assert!(text.contains("TRAILER!!!\0"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Reads a disk image from the host, without root: the GPT (with the `gpt`
+//! crate, as the recovery does), a partition's bytes, and files inside an
+//! ext4 partition (with `debugfs`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Disk {
+    pub path: PathBuf,
+}
+
+/// One partition copied out of the disk image, for `debugfs`.
+pub struct PartitionImage {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Disk {
+    pub fn new(path: &Path) -> Disk {
+        Disk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// (offset, size) in bytes of the partition with this GPT name.
+    pub fn find(&self, name: &str) -> (u64, u64) {
+        let disk = gpt::GptConfig::new()
+            .writable(false)
+            .open(&self.path)
+            .expect("read the GPT");
+        let part = disk
+            .partitions()
+            .values()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no partition {name} on {}", self.path.display()));
+        (
+            part.first_lba * 512,
+            (part.last_lba + 1 - part.first_lba) * 512,
+        )
+    }
+
+    /// The bytes of a partition.
+    pub fn bytes(&self, name: &str) -> Vec<u8> {
+        let (offset, size) = self.find(name);
+        let mut f = File::open(&self.path).unwrap();
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        let mut buf = vec![0; size as usize];
+        f.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// BLAKE3 of a partition's bytes: "byte-identical" checks.
+    pub fn hash(&self, name: &str) -> [u8; 32] {
+        *blake3::hash(&self.bytes(name)).as_bytes()
+    }
+
+    pub fn partition(&self, name: &str) -> PartitionImage {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, self.bytes(name)).unwrap();
+        PartitionImage { _dir: dir, path }
+    }
+}
+
+impl PartitionImage {
+    fn debugfs(&self, request: &str) -> (bool, String) {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(request)
+            .arg(&self.path)
+            .output()
+            .expect("debugfs is missing: apt-get install e2fsprogs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// A file's contents, or None if it is not there.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("f");
+        let (_, _) = self.debugfs(&format!("dump -p {path} {}", dump.display()));
+        std::fs::read(&dump).ok()
+    }
+
+    pub fn read_string(&self, path: &str) -> Option<String> {
+        self.read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        let (_, out) = self.debugfs(&format!("stat {path}"));
+        out.contains("Inode:")
+    }
+
+    /// `debugfs stat` of a path: mode, owner, times, xattrs.
+    pub fn stat(&self, path: &str) -> String {
+        self.debugfs(&format!("stat {path}")).1
+    }
+
+    /// The octal mode (with type bits) of a path, from `debugfs stat`.
+    pub fn mode(&self, path: &str) -> Option<u32> {
+        let stat = self.stat(path);
+        let word = stat.split("Mode:").nth(1)?.split_whitespace().next()?;
+        u32::from_str_radix(word.trim_start_matches('0'), 8)
+            .ok()
+            .or(Some(0))
+    }
+
+    /// Names in a directory.
+    pub fn list(&self, path: &str) -> Vec<String> {
+        let (_, out) = self.debugfs(&format!("ls -p {path}"));
+        out.lines()
+            .filter_map(|l| l.split('/').nth(5).map(String::from))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect()
+    }
+}

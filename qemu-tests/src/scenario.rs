@@ -1,0 +1,243 @@
+//! A device's disk, made on the host: the reference layout of the brief
+//! (`recovery`, `cfg`, `system`, `storage`), a sample system on `system`,
+//! images staged in `storage:updates/`, and the instruction on `cfg`
+//! written by the `bootloader-glue` library.
+
+use crate::artifacts;
+use crate::vm::{self, Finished};
+use formats::config::Config;
+use formats::instruction::{Instruction, PartitionPath};
+use formats::result::Installed;
+use image_builder::disk::{self, PartitionSpec};
+use image_builder::image::{self, ImageRequest, ImageSummary, Source};
+use image_builder::payload::Compression;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const PRODUCT: &str = "demo";
+
+/// What every test shares: a signing key and an initramfs that trusts it.
+pub struct Suite {
+    _dir: tempfile::TempDir,
+    pub key_pub: PathBuf,
+    pub key_sec: PathBuf,
+    pub initramfs: PathBuf,
+    pub initramfs_size: u64,
+    pub kernel: PathBuf,
+}
+
+impl Suite {
+    pub fn get() -> &'static Suite {
+        static SUITE: OnceLock<Suite> = OnceLock::new();
+        SUITE.get_or_init(|| {
+            vm::require_qemu();
+            let dir = tempfile::tempdir().unwrap();
+            let (key_pub, key_sec) =
+                image_builder::keygen::keygen(&dir.path().join("vendor")).unwrap();
+            let initramfs = dir.path().join("initramfs.img");
+            let mut config = Config::for_product(PRODUCT);
+            config.disk_wait = 20;
+            config.failure_delay = 1;
+            let initramfs_size = artifacts::initramfs(&config, &key_pub, &initramfs)
+                .unwrap_or_else(|e| panic!("initramfs: {e}"));
+            let kernel = artifacts::kernel().unwrap_or_else(|e| panic!("kernel: {e}"));
+            Suite {
+                _dir: dir,
+                key_pub,
+                key_sec,
+                initramfs,
+                initramfs_size,
+                kernel,
+            }
+        })
+    }
+}
+
+/// A small root file system: busybox (static) with its applets, a version
+/// file, a setuid binary, a symlink.
+pub fn sample_rootfs(dir: &Path, version: &str) -> PathBuf {
+    let root = dir.join(format!("rootfs-{version}"));
+    for d in ["bin", "sbin", "etc", "usr/bin", "proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox is missing: apt-get install busybox-static");
+    fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "mount", "poweroff", "reboot"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    fs::write(root.join("etc/version"), format!("{version}\n")).unwrap();
+    fs::write(
+        root.join("etc/os-release"),
+        format!("NAME=demo\nVERSION={version}\n"),
+    )
+    .unwrap();
+    fs::write(root.join("usr/bin/su-demo"), b"#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        root.join("usr/bin/su-demo"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    root
+}
+
+/// Partition sizes, in MiB.
+#[derive(Clone, Copy)]
+pub struct Sizes {
+    pub recovery: u64,
+    pub cfg: u64,
+    pub system: u64,
+    pub storage: u64,
+}
+
+impl Default for Sizes {
+    fn default() -> Sizes {
+        Sizes {
+            recovery: 4,
+            cfg: 8,
+            system: 48,
+            storage: 32,
+        }
+    }
+}
+
+/// One device under test.
+pub struct Device {
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+    pub storage: PathBuf,
+    pub system: PathBuf,
+    pub sizes: Sizes,
+    pub disk: PathBuf,
+}
+
+impl Device {
+    /// A device running `version` of the sample system.
+    pub fn new(version: &str) -> Device {
+        let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
+        let cfg = dir.path().join("cfg");
+        let storage = dir.path().join("storage");
+        fs::create_dir_all(cfg.join("update")).unwrap();
+        fs::create_dir_all(storage.join("updates")).unwrap();
+        let system = sample_rootfs(dir.path(), version);
+        let installed = Installed {
+            product: PRODUCT.into(),
+            version: version.into(),
+        };
+        fs::write(
+            cfg.join(formats::result::INSTALLED_PATH),
+            installed.render(),
+        )
+        .unwrap();
+        let disk = dir.path().join("disk.img");
+        Device {
+            dir,
+            cfg,
+            storage,
+            system,
+            sizes: Sizes::default(),
+            disk,
+        }
+    }
+
+    /// Builds an image of `rootfs` into `storage:updates/`, signed with the
+    /// suite's key.
+    pub fn stage(&self, product: &str, version: &str, rootfs: &Path) -> ImageSummary {
+        self.stage_with(product, version, rootfs, &Suite::get().key_sec, false)
+    }
+
+    pub fn stage_with(
+        &self,
+        product: &str,
+        version: &str,
+        rootfs: &Path,
+        key: &Path,
+        unsafe_paths: bool,
+    ) -> ImageSummary {
+        image::build(&ImageRequest {
+            source: if rootfs.is_dir() {
+                Source::Rootfs(rootfs.to_path_buf())
+            } else {
+                Source::Tar(rootfs.to_path_buf())
+            },
+            product: product.into(),
+            version: version.into(),
+            key: key.to_path_buf(),
+            out_dir: self.storage.join("updates"),
+            compression: Compression {
+                level: 3,
+                threads: 2,
+            },
+            created: 1_700_000_000,
+            allow_unsafe_paths: unsafe_paths,
+            show_progress: false,
+        })
+        .unwrap_or_else(|e| panic!("staging {product}-{version}: {e}"))
+    }
+
+    /// Writes the instruction with the `bootloader-glue` library.
+    pub fn instruct(&self, manifest: &str, target: &str) -> Instruction {
+        let instruction = Instruction {
+            manifest: PartitionPath::parse(manifest).expect("PARTITION:PATH"),
+            target: target.into(),
+            allow_downgrade: false,
+            requested: 1_700_000_000,
+        };
+        bootloader_glue::request::write_instruction(&self.cfg, &instruction).unwrap();
+        instruction
+    }
+
+    /// Writes the disk image from the directories.
+    pub fn build_disk(&self) -> &Path {
+        let s = self.sizes;
+        let spec = |name: &str, size: u64, dir: Option<&Path>| PartitionSpec {
+            name: name.into(),
+            size: size << 20,
+            ext4: true,
+            contents: dir.map(Path::to_path_buf),
+        };
+        let layout = [
+            spec("recovery", s.recovery, None),
+            spec("cfg", s.cfg, Some(&self.cfg)),
+            spec("system", s.system, Some(&self.system)),
+            spec("storage", s.storage, Some(&self.storage)),
+        ];
+        disk::build(&self.disk, &layout).unwrap_or_else(|e| panic!("disk: {e}"));
+        &self.disk
+    }
+
+    /// Boots the recovery on the disk; the console is kept in the device's
+    /// directory (printed by failing assertions).
+    pub fn boot(&self, cmdline: &str, timeout: Duration) -> Finished {
+        let suite = Suite::get();
+        let finished = vm::boot(&vm::Boot {
+            kernel: &suite.kernel,
+            initrd: &suite.initramfs,
+            disk: &self.disk,
+            cmdline: cmdline.to_string(),
+            timeout,
+            console: self.dir.path().join("console.log"),
+        });
+        let keep = artifacts::workspace().join("target/qemu-consoles");
+        let _ = fs::create_dir_all(&keep);
+        let name = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let _ = fs::write(keep.join(format!("{name}.log")), &finished.console);
+        finished
+    }
+
+    pub fn inspect(&self) -> crate::inspect::Disk {
+        crate::inspect::Disk::new(&self.disk)
+    }
+}

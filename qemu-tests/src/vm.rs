@@ -1,0 +1,94 @@
+//! Boots a guest: QEMU with the kernel, an initramfs and the disk on NVMe,
+//! `-no-reboot` so that the guest's reboot ends QEMU, the serial console
+//! recorded to a file, and a timeout. TCG unless `QEMU_ACCEL=kvm`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Boot<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub disk: &'a Path,
+    /// Added to `console=ttyS0 panic=-1`.
+    pub cmdline: String,
+    pub timeout: Duration,
+    /// Where the serial console is recorded.
+    pub console: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub console: String,
+    /// QEMU ended by itself (the guest rebooted or powered off).
+    pub ended: bool,
+    pub seconds: f64,
+}
+
+impl Finished {
+    /// The console lines, for assertion messages.
+    pub fn tail(&self) -> String {
+        let lines: Vec<&str> = self.console.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    pub fn says(&self, text: &str) -> bool {
+        self.console.contains(text)
+    }
+}
+
+/// Fails unless QEMU is installed, naming the package.
+pub fn require_qemu() {
+    let found = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    assert!(
+        found,
+        "qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (scripts/setup does)"
+    );
+}
+
+pub fn boot(b: &Boot) -> Finished {
+    require_qemu();
+    let accel = std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", &accel, "-cpu", "max", "-m", "512", "-smp", "1"])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", b.console.display()))
+        .arg("-kernel")
+        .arg(b.kernel)
+        .arg("-initrd")
+        .arg(b.initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 {}", b.cmdline))
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,format=raw,id=disk",
+            b.disk.display()
+        ))
+        .args(["-device", "nvme,serial=reimage0,drive=disk"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("start qemu-system-x86_64");
+    let ended = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break true;
+        }
+        if start.elapsed() > b.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Finished {
+        console: String::from_utf8_lossy(&std::fs::read(&b.console).unwrap_or_default())
+            .into_owned(),
+        ended,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,83 @@
+//! The recovery OS on a real kernel: PID 1 of its initramfs updates a GPT
+//! disk in QEMU. Each test builds a device's disk, boots the recovery on
+//! it, and reads what it left on the disk.
+
+use qemu_tests::scenario::{sample_rootfs, Device, Suite, PRODUCT};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+#[test]
+fn happy_path_installs_v2_and_reboots() {
+    let device = Device::new("1.0");
+    let v2 = sample_rootfs(device.dir.path(), "2.0");
+    device.stage(PRODUCT, "2.0", &v2);
+    device.instruct("storage:updates/demo-2.0.manifest", "system");
+    device.build_disk();
+
+    let run = device.boot("", TIMEOUT);
+    assert!(
+        run.ended,
+        "the guest did not reboot by itself:\n{}",
+        run.tail()
+    );
+    assert!(
+        run.says("done: 2.0 installed"),
+        "no success line:\n{}",
+        run.tail()
+    );
+
+    let disk = device.inspect();
+    let system = disk.partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    assert_eq!(
+        system.mode("/usr/bin/su-demo"),
+        Some(0o4755),
+        "{}",
+        system.stat("/usr/bin/su-demo")
+    );
+    assert!(system.stat("/bin/sh").contains("Type: symlink"));
+    let cfg = disk.partition("cfg");
+    assert!(
+        !cfg.exists("/update/instruction"),
+        "the instruction is still there"
+    );
+    let result = cfg.read_string("/update/result").expect("a result on cfg");
+    assert!(result.contains("outcome=success\n"), "{result}");
+    assert!(result.contains("version=2.0\n"), "{result}");
+    let installed = cfg.read_string("/update/installed").unwrap();
+    assert!(installed.contains("version=2.0\n"), "{installed}");
+    let log = cfg
+        .read_string("/update/recovery.log")
+        .expect("a recovery log on cfg");
+    assert!(log.contains("done: 2.0 installed"), "{log}");
+    println!(
+        "happy path: {:.1} s from QEMU start to the guest's reboot; initramfs {} bytes",
+        run.seconds,
+        Suite::get().initramfs_size
+    );
+}
+
+#[test]
+fn no_instruction_changes_nothing() {
+    let device = Device::new("1.0");
+    device.build_disk();
+    let disk = device.inspect();
+    let (system, cfg) = (disk.hash("system"), disk.hash("cfg"));
+    let run = device.boot("", TIMEOUT);
+    assert!(
+        run.ended,
+        "the guest did not reboot by itself:\n{}",
+        run.tail()
+    );
+    assert!(
+        run.says("no update instruction on cfg: nothing to do"),
+        "{}",
+        run.tail()
+    );
+    assert_eq!(disk.hash("system"), system, "system changed");
+    // cfg gains only the recovery log.
+    let cfg_now = disk.partition("cfg");
+    assert!(!cfg_now.exists("/update/result"));
+    let _ = cfg;
+}

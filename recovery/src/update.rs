@@ -1,0 +1,542 @@
+//! The recovery OS: PID 1 of the recovery initramfs. One update, in the
+//! order of the product brief, one function a step, each logged:
+//!
+//! 1. mount `/proc`, `/sys`, `/dev`          [`mount_pseudo_filesystems`]
+//! 2. read the configuration                  [`read_config`]
+//! 3. wait for the disks, read their GPTs     [`find_partitions`]
+//! 4. mount `cfg`                             [`mount_cfg`]
+//! 5. read the instruction (none: reboot)     [`read_instruction`]
+//! 6. check the target partition              [`check_target`]
+//! 7. mount the image's partition             [`mount_image_partition`]
+//! 8. verify the image, check it against the device  [`verify_image`]
+//! 9. count the attempt                       [`count_attempt`]
+//! 10. erase the target (fresh file system)   [`erase_target`]
+//! 11. mount it, extract, sync                [`extract_image`]
+//! 12. record the result, remove the instruction  [`finish`]
+//! 13. unmount everything and reboot          [`run`]
+//!
+//! Any failure ends in [`fail`]: the result is written where possible, a
+//! refusal before the erase disarms the instruction, the message stays on
+//! the console for a few seconds, and the machine reboots. PID 1 never
+//! returns and never panics the kernel.
+
+use crate::decode;
+use crate::erase;
+use crate::error::{Stage, UpdateError};
+use crate::extract::{self, Extracted};
+use crate::keys;
+use crate::logger;
+use crate::mounts::{self, Mount};
+use crate::partitions::{self, Disks, Partition};
+use crate::policy;
+use crate::progress::{human, Progress};
+use crate::readers::ProgressReader;
+use crate::verify::{self, VerifiedImage};
+use crate::writeback;
+use formats::config::{self, Config};
+use formats::instruction::{self, Instruction};
+use formats::result::{self as record, Installed, Outcome, UpdateResult};
+use formats::store;
+use nix::mount::MsFlags;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+const CFG_MOUNT: &str = "/run/cfg";
+const IMAGE_MOUNT: &str = "/run/image";
+const TARGET_MOUNT: &str = "/run/target";
+const LOG: &str = "update/recovery.log";
+const ATTEMPTS: &str = "update/attempts";
+const LOCK: &str = "update/lock";
+const REFUSED: &str = "update/instruction.refused";
+
+/// What one boot of the recovery knows, filled in step by step; the mounts
+/// are undone when it is dropped.
+struct Session {
+    started: SystemTime,
+    clock: Instant,
+    config: Option<Config>,
+    instruction: Option<Instruction>,
+    version: String,
+    attempt: u64,
+    erased: bool,
+    written: Option<Extracted>,
+    cfg: Option<Mount>,
+    pseudo: Vec<Mount>,
+}
+
+enum Done {
+    /// No instruction: nothing to do.
+    NothingToDo,
+    Installed,
+}
+
+/// PID 1's entry point.
+pub fn run() -> ! {
+    logger::init_pid1();
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("recovery: internal error: {info}; rebooting in 10 s");
+        nix::unistd::sync();
+        std::thread::sleep(Duration::from_secs(10));
+        let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    }));
+    let mut session = Session {
+        started: SystemTime::now(),
+        clock: Instant::now(),
+        config: None,
+        instruction: None,
+        version: String::new(),
+        attempt: 0,
+        erased: false,
+        written: None,
+        cfg: None,
+        pseudo: Vec::new(),
+    };
+    log::info!("recovery {} starting", env!("CARGO_PKG_VERSION"));
+    let delay = match update(&mut session) {
+        Ok(Done::NothingToDo) => Duration::ZERO,
+        Ok(Done::Installed) => {
+            log::info!(
+                "done: {} installed in {:.1} s; rebooting into it",
+                session.version,
+                session.clock.elapsed().as_secs_f64()
+            );
+            Duration::ZERO
+        }
+        Err(e) => fail(&mut session, &e),
+    };
+    logger::detach_file();
+    session.cfg = None;
+    session.pseudo.clear();
+    reboot(delay)
+}
+
+fn update(s: &mut Session) -> Result<Done, UpdateError> {
+    mount_pseudo_filesystems(s)?;
+    let config = read_config()?;
+    s.config = Some(config.clone());
+    let disks = find_partitions(&config)?;
+    mount_cfg(s, &disks)?;
+    let cfg = PathBuf::from(CFG_MOUNT);
+    let Some((instruction, raw)) = read_instruction(&cfg)? else {
+        log::info!("no update instruction on cfg: nothing to do; rebooting");
+        return Ok(Done::NothingToDo);
+    };
+    s.version = instruction.manifest.path.clone();
+    s.instruction = Some(instruction.clone());
+    check_locked(&cfg)?;
+    let target = check_target(&config, &instruction, &disks)?;
+    let image_mount = mount_image_partition(&instruction, &disks)?;
+    let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
+    s.version = image.manifest.version.clone();
+    s.attempt = count_attempt(&config, &cfg, &raw)?;
+    s.erased = true;
+    erase_target(&config, target)?;
+    let written = extract_image(&image, target)?;
+    s.written = Some(written);
+    finish(s, &cfg, &image)?;
+    Ok(Done::Installed)
+}
+
+fn mount_pseudo_filesystems(s: &mut Session) -> Result<(), UpdateError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    for (source, target, fstype, flags) in [
+        ("proc", "/proc", "proc", flags),
+        ("sysfs", "/sys", "sysfs", flags),
+        ("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID),
+    ] {
+        match Mount::new(source, Path::new(target), fstype, flags) {
+            Ok(m) => s.pseudo.push(m),
+            // Already there (the kernel mounts devtmpfs itself on some builds).
+            Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => {
+                return Err(UpdateError::new(
+                    Stage::Setup,
+                    target,
+                    format!("cannot mount {fstype}: {e}"),
+                ))
+            }
+        }
+    }
+    log::info!("setup: /proc, /sys and /dev mounted");
+    Ok(())
+}
+
+fn read_config() -> Result<Config, UpdateError> {
+    let path = Path::new("/").join(config::PATH);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        UpdateError::new(Stage::Config, path.display(), format!("cannot read: {e}"))
+    })?;
+    let mut config =
+        Config::parse(&text).map_err(|e| UpdateError::new(Stage::Config, path.display(), e))?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    config
+        .apply_command_line(&cmdline)
+        .map_err(|e| UpdateError::new(Stage::Config, "/proc/cmdline", e))?;
+    log::info!(
+        "config: product {}, targets {}, at most {} attempts, downgrades: {:?}",
+        config.product,
+        config.targets.join(","),
+        config.max_attempts,
+        config.downgrade
+    );
+    Ok(config)
+}
+
+fn find_partitions(config: &Config) -> Result<Disks, UpdateError> {
+    let wait = Duration::from_secs(config.disk_wait);
+    match partitions::wait_for(policy::CFG, wait) {
+        Ok(disks) => {
+            log::info!("disks: {}", disks.describe());
+            Ok(disks)
+        }
+        Err(disks) => Err(UpdateError::new(
+            Stage::Disks,
+            "/sys/block",
+            format!(
+                "no partition named {} after {} s; seen: {}",
+                policy::CFG,
+                config.disk_wait,
+                disks.describe()
+            ),
+        )),
+    }
+}
+
+fn mount_ext4(partition: &Partition, at: &str, flags: MsFlags) -> Result<Mount, UpdateError> {
+    if !mounts::kernel_supports("ext4") {
+        return Err(UpdateError::new(
+            Stage::Setup,
+            "/proc/filesystems",
+            "this kernel has no ext4 support: build it in (CONFIG_EXT4_FS=y)",
+        ));
+    }
+    Mount::new(
+        &partition.device.to_string_lossy(),
+        Path::new(at),
+        "ext4",
+        flags,
+    )
+    .map_err(|e| {
+        UpdateError::new(
+            Stage::Disks,
+            partition.device.display(),
+            format!("cannot mount {} (ext4) on {at}: {e}", partition.name),
+        )
+    })
+}
+
+fn mount_cfg(s: &mut Session, disks: &Disks) -> Result<(), UpdateError> {
+    let cfg = disks.find(policy::CFG).expect("waited for it");
+    s.cfg = Some(mount_ext4(cfg, CFG_MOUNT, MsFlags::empty())?);
+    let log_path = Path::new(CFG_MOUNT).join(LOG);
+    let _ = std::fs::create_dir_all(log_path.parent().expect("has a parent"));
+    if let Err(e) = logger::attach_file(&log_path) {
+        log::warn!("cannot write the recovery log {}: {e}", log_path.display());
+    }
+    log::info!("cfg: {} mounted; log in cfg:{LOG}", cfg.device.display());
+    Ok(())
+}
+
+fn read_instruction(cfg: &Path) -> Result<Option<(Instruction, Vec<u8>)>, UpdateError> {
+    let path = cfg.join(instruction::PATH);
+    let raw = match std::fs::read(&path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(UpdateError::new(
+                Stage::Instruction,
+                shown_cfg(instruction::PATH),
+                e,
+            ))
+        }
+    };
+    let instruction = Instruction::parse(&raw)
+        .map_err(|e| UpdateError::new(Stage::Instruction, shown_cfg(instruction::PATH), e))?;
+    log::info!(
+        "instruction: install {} into {}",
+        instruction.manifest,
+        instruction.target
+    );
+    Ok(Some((instruction, raw)))
+}
+
+fn check_locked(cfg: &Path) -> Result<(), UpdateError> {
+    if cfg.join(LOCK).exists() {
+        return Err(UpdateError::new(
+            Stage::Instruction,
+            shown_cfg(LOCK),
+            "the update lock is set after repeated failures: nothing is erased until an \
+             operator clears it (bootloader-glue unlock)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_target<'d>(
+    config: &Config,
+    instruction: &Instruction,
+    disks: &'d Disks,
+) -> Result<&'d Partition, UpdateError> {
+    let target = policy::check_target(config, instruction, disks, &mounts::mounted_devices())?;
+    log::info!(
+        "target: {} ({}, {})",
+        target.name,
+        target.device.display(),
+        human(target.size)
+    );
+    Ok(target)
+}
+
+fn mount_image_partition(instruction: &Instruction, disks: &Disks) -> Result<Mount, UpdateError> {
+    let name = &instruction.manifest.partition;
+    let partition = disks.find(name).ok_or_else(|| {
+        UpdateError::new(
+            Stage::Disks,
+            instruction.manifest.to_string(),
+            format!("no partition named {name} (seen: {})", disks.describe()),
+        )
+    })?;
+    let mount = mount_ext4(
+        partition,
+        IMAGE_MOUNT,
+        MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+    )?;
+    log::info!("image: {} mounted read-only", partition.device.display());
+    Ok(mount)
+}
+
+/// Every check that can be made before the erase: the engine's (signature,
+/// manifest, payload, every entry), then the device's (product, version,
+/// size).
+fn verify_image(
+    config: &Config,
+    instruction: &Instruction,
+    cfg: &Path,
+    image_root: &Path,
+    target: &Partition,
+) -> Result<VerifiedImage, UpdateError> {
+    let keys_dir = Path::new("/").join(config::KEYS_DIR);
+    let mut key_files: Vec<PathBuf> = std::fs::read_dir(&keys_dir)
+        .map_err(|e| UpdateError::new(Stage::Keys, keys_dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
+    key_files.sort();
+    let trusted = keys::load(&key_files)?;
+    let manifest_path = image_root.join(&instruction.manifest.path);
+    let image = verify::verify(&manifest_path, &trusted)?;
+    let installed = std::fs::read(cfg.join(record::INSTALLED_PATH))
+        .ok()
+        .and_then(|raw| match Installed::parse(&raw) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                log::warn!(
+                    "cfg:{}: {e}; treated as no installed version",
+                    record::INSTALLED_PATH
+                );
+                None
+            }
+        });
+    policy::check_image(
+        config,
+        instruction,
+        &image.manifest,
+        installed.as_ref(),
+        target,
+    )?;
+    log::info!(
+        "policy: product {}, version {} (installed: {}), fits {}",
+        image.manifest.product,
+        image.manifest.version,
+        installed.map_or("unknown".to_string(), |i| i.version),
+        target.name
+    );
+    Ok(image)
+}
+
+/// Counts this attempt of this instruction on `cfg` before the erase; past
+/// the limit, sets the update lock instead.
+fn count_attempt(config: &Config, cfg: &Path, raw: &[u8]) -> Result<u64, UpdateError> {
+    let id = format!("{:08x}", crc32fast::hash(raw));
+    let previous = std::fs::read_to_string(cfg.join(ATTEMPTS))
+        .ok()
+        .and_then(|t| {
+            let (who, n) = t.trim().split_once(' ')?;
+            (who == id).then(|| n.parse::<u64>().ok()).flatten()
+        })
+        .unwrap_or(0);
+    let attempt = previous + 1;
+    if attempt > config.max_attempts {
+        store::write_atomic(&cfg.join(LOCK), format!("attempts={previous}\n").as_bytes())
+            .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(LOCK), e))?;
+        return Err(UpdateError::new(
+            Stage::Instruction,
+            shown_cfg(ATTEMPTS),
+            format!(
+                "{previous} attempts of this instruction failed (at most {}): the update lock is set",
+                config.max_attempts
+            ),
+        ));
+    }
+    store::write_atomic(&cfg.join(ATTEMPTS), format!("{id} {attempt}\n").as_bytes())
+        .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(ATTEMPTS), e))?;
+    log::info!("attempt {attempt} of at most {}", config.max_attempts);
+    Ok(attempt)
+}
+
+fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
+    let label = erase::ext4_label(&target.device).unwrap_or_else(|| target.name.clone());
+    let command = config.mkfs_command(&target.device.to_string_lossy(), &label);
+    log::info!("erase: {}", command.join(" "));
+    erase::make_filesystem(&command)
+        .map_err(|e| UpdateError::new(Stage::Erase, target.device.display(), e))?;
+    log::info!(
+        "erase: fresh file system on {} (label {label})",
+        target.name
+    );
+    Ok(())
+}
+
+fn extract_image(image: &VerifiedImage, target: &Partition) -> Result<Extracted, UpdateError> {
+    let mount = mount_ext4(target, TARGET_MOUNT, MsFlags::empty())?;
+    let shown = image.payload_path.display().to_string();
+    let file = File::open(&image.payload_path)
+        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
+    let root =
+        File::open(mount.path()).map_err(|e| UpdateError::new(Stage::Extract, TARGET_MOUNT, e))?;
+    let progress = Progress::new("extract", image.manifest.payload_size);
+    let counted = ProgressReader::new(file, &progress);
+    let written = writeback::while_running(&root, || {
+        decode::decode(counted, decode::workers(), |tar| {
+            extract::extract(tar, mount.path(), &shown, &progress)
+        })
+    })?;
+    log::info!("{}", progress.line());
+    nix::unistd::syncfs(&root).map_err(|e| {
+        UpdateError::new(
+            Stage::Sync,
+            target.device.display(),
+            format!("syncfs failed: {e}"),
+        )
+    })?;
+    log::info!(
+        "extract: {} entries, {} written and synced to {}",
+        written.entries,
+        human(written.bytes),
+        target.name
+    );
+    drop(root);
+    drop(mount);
+    Ok(written)
+}
+
+fn now_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> UpdateResult {
+    let finished = SystemTime::now();
+    UpdateResult {
+        outcome,
+        version: s.version.clone(),
+        stage: failure.map_or(String::new(), |e| e.stage.to_string()),
+        reason: failure.map_or(String::new(), |e| format!("{}: {}", e.file, e.reason)),
+        attempt: s.attempt,
+        started: now_secs(s.started),
+        finished: now_secs(finished),
+        duration_ms: s.clock.elapsed().as_millis() as u64,
+        bytes: s.written.map_or(0, |w| w.bytes),
+        entries: s.written.map_or(0, |w| w.entries),
+    }
+}
+
+/// Records success and the installed version, then removes the
+/// instruction: only now, with the new system on disk and synced.
+fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
+    let write = |rel: &str, data: String| {
+        store::write_atomic(&cfg.join(rel), data.as_bytes())
+            .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(rel), e))
+    };
+    write(
+        record::RESULT_PATH,
+        result_of(s, Outcome::Success, None).render(),
+    )?;
+    let installed = Installed {
+        product: image.manifest.product.clone(),
+        version: image.manifest.version.clone(),
+    };
+    write(record::INSTALLED_PATH, installed.render())?;
+    store::remove_durably(&cfg.join(instruction::PATH))
+        .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(instruction::PATH), e))?;
+    let _ = store::remove_durably(&cfg.join(ATTEMPTS));
+    log::info!("finish: result written, instruction removed");
+    Ok(())
+}
+
+/// The failure path: says what happened everywhere it can, disarms a
+/// refused instruction, and returns how long to leave the message up.
+fn fail(s: &mut Session, e: &UpdateError) -> Duration {
+    log::error!("{e}");
+    let delay = Duration::from_secs(s.config.as_ref().map_or(5, |c| c.failure_delay));
+    let Some(cfg) = s.cfg.as_ref().map(|m| m.path().to_path_buf()) else {
+        log::error!("cfg is not mounted: no result can be recorded; rebooting");
+        return delay;
+    };
+    let locked = cfg.join(LOCK).exists();
+    let outcome = if locked {
+        Outcome::Locked
+    } else if s.erased {
+        Outcome::Failed
+    } else {
+        Outcome::Refused
+    };
+    let result = result_of(s, outcome, Some(e));
+    if let Err(err) =
+        store::write_atomic(&cfg.join(record::RESULT_PATH), result.render().as_bytes())
+    {
+        log::error!("cannot write cfg:{}: {err}", record::RESULT_PATH);
+    }
+    match outcome {
+        Outcome::Refused if s.instruction.is_some() || e.stage == Stage::Instruction => {
+            let from = cfg.join(instruction::PATH);
+            if from.exists() {
+                match store::rename_durably(&from, &cfg.join(REFUSED)) {
+                    Ok(()) => log::error!(
+                        "refused: the system partition was not touched; the instruction is \
+                         disarmed (kept as cfg:{REFUSED}); rebooting into the old system"
+                    ),
+                    Err(err) => log::error!("cannot disarm the instruction: {err}"),
+                }
+            }
+        }
+        Outcome::Failed => log::error!(
+            "failed after the erase (attempt {}): the instruction stays, the next boot tries again",
+            s.attempt
+        ),
+        Outcome::Locked => {
+            log::error!(
+                "the update lock is set: no further attempt is made. The old system is gone \
+                 from the target; fix the image or the device and clear the lock \
+                 (bootloader-glue unlock) to try again"
+            );
+        }
+        _ => {}
+    }
+    delay
+}
+
+fn shown_cfg(rel: &str) -> String {
+    format!("cfg:{rel}")
+}
+
+fn reboot(delay: Duration) -> ! {
+    std::thread::sleep(delay);
+    nix::unistd::sync();
+    loop {
+        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        eprintln!("recovery: reboot failed: {err:?}; retrying in 5 s");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
