@@ -142,6 +142,31 @@ fn fetch_kernel() -> Result<PathBuf, String> {
     Ok(vmlinuz)
 }
 
+/// A real root file system: Debian bookworm minbase, made once with
+/// `debootstrap` into the cache (the benchmark uses the same tree).
+pub fn debian_minbase() -> Result<PathBuf, String> {
+    static MADE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = cache().join("bench/debian-minbase");
+        if dir.join("etc/debian_version").is_file() {
+            return Ok(dir);
+        }
+        let partial = cache().join("bench/debian-minbase.partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(cache().join("bench")).map_err(|e| e.to_string())?;
+        run(
+            Command::new("debootstrap")
+                .args(["--variant=minbase", "bookworm"])
+                .arg(&partial)
+                .arg("http://deb.debian.org/debian"),
+            "debootstrap --variant=minbase bookworm (apt-get install debootstrap; needs root)",
+        )?;
+        std::fs::rename(&partial, &dir).map_err(|e| e.to_string())?;
+        Ok(dir)
+    })
+    .clone()
+}
+
 /// Builds an initramfs with `config` and the trusted key `key` into `out`.
 pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String> {
     let recovery = static_recovery()?;

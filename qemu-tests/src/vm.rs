@@ -35,6 +35,28 @@ impl Finished {
     pub fn says(&self, text: &str) -> bool {
         self.console.contains(text)
     }
+
+    /// The seconds a step reported, from its line `recovery: STEP… (N s)`.
+    pub fn step_seconds(&self, step: &str) -> Option<f64> {
+        let line = self
+            .console
+            .lines()
+            .find(|l| l.starts_with(&format!("recovery: {step}")) && l.ends_with(" s)"))?;
+        let open = line.rfind('(')?;
+        line[open + 1..line.len() - 3].parse().ok()
+    }
+
+    /// One line for reports: total time and the steps' shares.
+    pub fn timing(&self) -> String {
+        let step = |name| self.step_seconds(name).unwrap_or(f64::NAN);
+        let (verify, erase, extract) = (step("payload:"), step("erase: fresh"), step("extract: "));
+        format!(
+            "{:.1} s from QEMU start to the guest's reboot: verify {verify:.1} s, erase {erase:.1} s, \
+             extract and sync {extract:.1} s ({:.0}% of the total)",
+            self.seconds,
+            100.0 * extract / self.seconds
+        )
+    }
 }
 
 /// Fails unless QEMU is installed, naming the package.

@@ -4,6 +4,7 @@
 //! nothing; the extractor runs the same checks again as it writes.
 
 use crate::error::{Stage, UpdateError};
+use crate::progress::Progress;
 use formats::entry_path::{display, Kind, PathError, TreeCheck};
 use std::io::Read;
 use tar::EntryType;
@@ -166,7 +167,7 @@ pub struct Totals {
 }
 
 /// Reads every entry of the tar stream without writing anything.
-pub fn scan<R: Read>(tar: R, payload: &str) -> Result<Totals, UpdateError> {
+pub fn scan<R: Read>(tar: R, payload: &str, progress: &Progress) -> Result<Totals, UpdateError> {
     let mut archive = tar::Archive::new(tar);
     let read_err = |e: std::io::Error| {
         UpdateError::new(
@@ -186,6 +187,7 @@ pub fn scan<R: Read>(tar: R, payload: &str) -> Result<Totals, UpdateError> {
             .check_path(&mut tree)
             .map_err(|e| UpdateError::new(Stage::Contents, payload, e))?;
         totals.entries += 1;
+        progress.add_entry();
         if described.kind == EntryKind::File {
             totals.unpacked_size += described.size;
         }

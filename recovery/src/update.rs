@@ -389,11 +389,13 @@ fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> 
     let label = erase::ext4_label(&target.device).unwrap_or_else(|| target.name.clone());
     let command = config.mkfs_command(&target.device.to_string_lossy(), &label);
     log::info!("erase: {}", command.join(" "));
+    let start = Instant::now();
     erase::make_filesystem(&command)
         .map_err(|e| UpdateError::new(Stage::Erase, target.device.display(), e))?;
     log::info!(
-        "erase: fresh file system on {} (label {label})",
-        target.name
+        "erase: fresh file system on {} (label {label}) ({:.1} s)",
+        target.name,
+        start.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -421,10 +423,11 @@ fn extract_image(image: &VerifiedImage, target: &Partition) -> Result<Extracted,
         )
     })?;
     log::info!(
-        "extract: {} entries, {} written and synced to {}",
+        "extract: {} entries, {} written and synced to {} ({:.1} s)",
         written.entries,
         human(written.bytes),
-        target.name
+        target.name,
+        progress.seconds()
     );
     drop(root);
     drop(mount);

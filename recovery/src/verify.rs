@@ -27,6 +27,7 @@ pub struct VerifiedImage {
 
 /// Runs every check on the image whose manifest is at `manifest_path`.
 pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
+    let start = std::time::Instant::now();
     let (manifest, signed_by) = check_signature(manifest_path, keys)?;
     log::info!("signature: good, by trusted key {signed_by}");
     let manifest = check_manifest(manifest_path, &manifest)?;
@@ -45,8 +46,9 @@ pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage
         .join(&manifest.payload);
     check_payload(&payload_path, &manifest)?;
     log::info!(
-        "payload: size, BLAKE3 and all {} entries check out",
-        manifest.entries
+        "payload: size, BLAKE3 and all {} entries check out ({:.1} s)",
+        manifest.entries,
+        start.elapsed().as_secs_f64()
     );
     Ok(VerifiedImage {
         manifest,
@@ -111,7 +113,9 @@ fn check_payload(path: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
     // decoded on others; tar → scan on this one.
     let mut hashed = HashReader::new(file);
     let counted = ProgressReader::new(&mut hashed, &progress);
-    let scanned = decode::decode(counted, decode::workers(), |tar| scan::scan(tar, &shown));
+    let scanned = decode::decode(counted, decode::workers(), |tar| {
+        scan::scan(tar, &shown, &progress)
+    });
     // Whatever the scan found, the hash is finished first: a corrupt payload
     // is reported as a hash mismatch, not as whatever it decoded into.
     let (hash, read) = hashed
