@@ -6,8 +6,10 @@
 //!   instruction, the reference GPT layout.
 //! - [`vm`]: boots QEMU with a timeout and keeps the serial console.
 //! - [`inspect`]: reads partitions and files of a disk image from the host.
+//! - [`demo`]: the README's first command: one update, shown as it happens.
 
 pub mod artifacts;
+pub mod demo;
 pub mod inspect;
 pub mod scenario;
 pub mod vm;

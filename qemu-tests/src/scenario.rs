@@ -215,6 +215,10 @@ impl Device {
     /// Boots the recovery on the disk; the console is kept in the device's
     /// directory (printed by failing assertions).
     pub fn boot(&self, cmdline: &str, timeout: Duration) -> Finished {
+        self.boot_with(cmdline, timeout, false)
+    }
+
+    pub fn boot_with(&self, cmdline: &str, timeout: Duration, echo: bool) -> Finished {
         let suite = Suite::get();
         let finished = vm::boot(&vm::Boot {
             kernel: &suite.kernel,
@@ -223,6 +227,7 @@ impl Device {
             cmdline: cmdline.to_string(),
             timeout,
             console: self.dir.path().join("console.log"),
+            echo,
         });
         let keep = artifacts::workspace().join("target/qemu-consoles");
         let _ = fs::create_dir_all(&keep);

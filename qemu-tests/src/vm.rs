@@ -15,6 +15,8 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// Where the serial console is recorded.
     pub console: PathBuf,
+    /// Prints the recovery's console lines as they come (for the demo).
+    pub echo: bool,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,25 @@ pub fn require_qemu() {
     );
 }
 
+/// Prints the complete lines of the console after byte `from` that come
+/// from the recovery or say the machine restarts; returns where it stopped.
+fn echo_new_lines(console: &Path, from: usize) -> usize {
+    let bytes = std::fs::read(console).unwrap_or_default();
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1) else {
+        return from;
+    };
+    if end <= from {
+        return from;
+    }
+    for line in String::from_utf8_lossy(&bytes[from..end]).lines() {
+        if line.starts_with("recovery:") || line.contains("reboot: ") || line.contains("Run /init")
+        {
+            println!("  | {line}");
+        }
+    }
+    end
+}
+
 pub fn boot(b: &Boot) -> Finished {
     require_qemu();
     let accel = std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
@@ -96,8 +117,15 @@ pub fn boot(b: &Boot) -> Finished {
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().expect("start qemu-system-x86_64");
+    let mut shown = 0;
     let ended = loop {
+        if b.echo {
+            shown = echo_new_lines(&b.console, shown);
+        }
         if let Ok(Some(_)) = child.try_wait() {
+            if b.echo {
+                echo_new_lines(&b.console, shown);
+            }
             break true;
         }
         if start.elapsed() > b.timeout {
