@@ -1,7 +1,3 @@
 fn main() {
-    eprintln!(
-        "bootloader-glue: the command line (request, status, cancel, unlock) is not built yet; \
-         the library writes instructions"
-    );
-    std::process::exit(2);
+    std::process::exit(bootloader_glue::cli::main());
 }

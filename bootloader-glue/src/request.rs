@@ -18,6 +18,22 @@ pub enum RequestError {
     Write { path: PathBuf, source: io::Error },
 }
 
+/// The recovery's count of attempts of the current instruction.
+pub const ATTEMPTS: &str = "update/attempts";
+
+/// Clears the update lock (and the attempt count, so that the next
+/// instruction gets its full number of attempts). Returns whether a lock
+/// was set.
+pub fn unlock(cfg_root: &Path) -> Result<bool, RequestError> {
+    let lock = cfg_root.join(LOCK);
+    let was_set = lock.exists();
+    for path in [lock, cfg_root.join(ATTEMPTS)] {
+        formats::store::remove_durably(&path)
+            .map_err(|source| RequestError::Write { path, source })?;
+    }
+    Ok(was_set)
+}
+
 /// Writes `instruction` as `cfg_root/update/instruction`.
 pub fn write_instruction(cfg_root: &Path, instruction: &Instruction) -> Result<(), RequestError> {
     let lock = cfg_root.join(LOCK);

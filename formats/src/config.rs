@@ -50,8 +50,6 @@ pub struct Config {
 pub enum ConfigError {
     #[error(transparent)]
     Field(#[from] KeyValueError),
-    #[error("kernel command line: {token}: {error}")]
-    CommandLine { token: String, error: KeyValueError },
 }
 
 impl Config {
@@ -92,10 +90,11 @@ impl Config {
                 self.targets = targets;
             }
             "max-attempts" => {
-                self.max_attempts = pair.as_u64()?;
-                if self.max_attempts == 0 {
+                let n = pair.as_u64()?;
+                if n == 0 {
                     return Err(pair.bad("expected at least 1"));
                 }
+                self.max_attempts = n;
             }
             "mkfs" => {
                 let words: Vec<String> = pair.value.split_whitespace().map(String::from).collect();
@@ -119,21 +118,28 @@ impl Config {
         Ok(())
     }
 
-    /// Applies the `recovery.KEY=VALUE` words of a kernel command line.
-    pub fn apply_command_line(&mut self, cmdline: &str) -> Result<(), ConfigError> {
+    /// Applies the `recovery.KEY=VALUE` words of a kernel command line and
+    /// returns a warning for each word it could not apply. A bad word is
+    /// ignored rather than fatal: a typo in a boot entry must not keep the
+    /// recovery from reporting.
+    pub fn apply_command_line(&mut self, cmdline: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
         for token in cmdline.split_whitespace() {
             let Some(setting) = token.strip_prefix("recovery.") else {
                 continue;
             };
-            let wrap = |error| ConfigError::CommandLine {
-                token: token.to_string(),
-                error,
-            };
+            // Words for the recovery that are not configuration (fault
+            // points in test builds) are read elsewhere.
+            if setting.starts_with("fault=") {
+                continue;
+            }
             let line = format!("{}\n", setting.replacen('_', "-", 8));
-            let pairs = keyvalue::parse(&line, KEYS).map_err(wrap)?;
-            self.set(&pairs[0]).map_err(wrap)?;
+            let applied = keyvalue::parse(&line, KEYS).and_then(|pairs| self.set(&pairs[0]));
+            if let Err(error) = applied {
+                warnings.push(format!("kernel command line: {token}: {error}; ignored"));
+            }
         }
-        Ok(())
+        warnings
     }
 
     pub fn render(&self) -> String {
@@ -176,18 +182,16 @@ mod tests {
     #[test]
     fn the_command_line_overrides() {
         let mut c = Config::for_product("acme");
-        c.apply_command_line(
-            "console=ttyS0 recovery.max_attempts=5 recovery.targets=system,alt quiet",
-        )
-        .unwrap();
+        let warnings = c.apply_command_line(
+            "console=ttyS0 recovery.max_attempts=5 recovery.targets=system,alt recovery.fault=x quiet",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.targets, vec!["system", "alt"]);
-        let err = c
-            .apply_command_line("recovery.colour=red")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("recovery.colour=red"), "{err}");
-        assert!(c.apply_command_line("recovery.max_attempts=0").is_err());
+        let warnings = c.apply_command_line("recovery.colour=red recovery.max_attempts=0");
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("recovery.colour=red"), "{warnings:?}");
+        assert_eq!(c.max_attempts, 5, "a bad value is ignored");
     }
 
     #[test]

@@ -34,22 +34,35 @@ fn musl_available() -> bool {
 }
 
 /// Builds the release `recovery` as one static executable and returns its
-/// path. Its own target directory keeps it apart from the debug build.
+/// path: the build that ships.
 pub fn static_recovery() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT.get_or_init(build_static_recovery).clone()
+    BUILT.get_or_init(|| build_static_recovery(false)).clone()
 }
 
-fn build_static_recovery() -> Result<PathBuf, String> {
-    let target_dir = workspace().join("target/static");
+/// The same with the `faults` feature: the build the VM tests boot, whose
+/// fault points `recovery.fault=` on the kernel command line arms.
+pub fn static_recovery_with_faults() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build_static_recovery(true)).clone()
+}
+
+fn build_static_recovery(faults: bool) -> Result<PathBuf, String> {
+    // Each variant in a target directory of its own, apart from the debug
+    // build, so that neither rebuilds the other.
+    let target_dir = workspace().join(if faults {
+        "target/static-faults"
+    } else {
+        "target/static"
+    });
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let (target, rustflags) = if musl_available() {
         ("x86_64-unknown-linux-musl", "")
     } else {
         ("x86_64-unknown-linux-gnu", "-C target-feature=+crt-static")
     };
-    let status = Command::new(cargo)
-        .current_dir(workspace())
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace())
         .args([
             "build",
             "--release",
@@ -61,9 +74,11 @@ fn build_static_recovery() -> Result<PathBuf, String> {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        .env("RUSTFLAGS", rustflags)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .env("RUSTFLAGS", rustflags);
+    if faults {
+        cmd.args(["--features", "faults"]);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!(
             "building the static recovery for {target} failed: run scripts/setup \
@@ -167,9 +182,10 @@ pub fn debian_minbase() -> Result<PathBuf, String> {
     .clone()
 }
 
-/// Builds an initramfs with `config` and the trusted key `key` into `out`.
+/// Builds an initramfs with `config` and the trusted key `key` into `out`,
+/// around the recovery with fault points.
 pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String> {
-    let recovery = static_recovery()?;
+    let recovery = static_recovery_with_faults()?;
     let summary = image_builder::initramfs::build(&image_builder::initramfs::InitramfsRequest {
         recovery,
         trusted_keys: vec![key.to_path_buf()],

@@ -119,3 +119,69 @@ impl PartitionImage {
             .collect()
     }
 }
+
+impl PartitionImage {
+    /// Dumps the whole file system into `dir` (`debugfs rdump`; it keeps
+    /// permission bits, not setuid).
+    pub fn dump(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (ok, _) = self.debugfs(&format!("rdump / {}", dir.display()));
+        assert!(ok, "debugfs rdump failed");
+    }
+
+    /// What differs between this file system and the tree `expected`
+    /// (paths, types, permission bits, contents, symlink targets;
+    /// `lost+found` aside). Empty when it holds exactly that tree.
+    pub fn differences_from(&self, expected: &Path) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        self.dump(dir.path());
+        let (found, want) = (describe_tree(dir.path()), describe_tree(expected));
+        let mut out = Vec::new();
+        for (path, what) in &want {
+            match found.get(path) {
+                None => out.push(format!("{path}: missing")),
+                Some(f) if f != what => out.push(format!("{path}: {f} instead of {what}")),
+                _ => {}
+            }
+        }
+        for path in found.keys() {
+            if !want.contains_key(path) && path != "lost+found" {
+                out.push(format!("{path}: not in the image"));
+            }
+        }
+        out
+    }
+}
+
+/// Every path below `root` with its type, permission bits and contents.
+fn describe_tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let perm = meta.permissions().mode() & 0o777;
+            let what = if meta.is_dir() {
+                stack.push(path.clone());
+                format!("dir {perm:o}")
+            } else if meta.file_type().is_symlink() {
+                format!(
+                    "symlink to {}",
+                    std::fs::read_link(&path).unwrap().display()
+                )
+            } else {
+                let hash = blake3::hash(&std::fs::read(&path).unwrap());
+                format!("file {perm:o} {}", &hash.to_hex()[..16])
+            };
+            out.insert(rel, what);
+        }
+    }
+    out
+}

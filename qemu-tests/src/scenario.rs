@@ -215,20 +215,25 @@ impl Device {
     /// Boots the recovery on the disk; the console is kept in the device's
     /// directory (printed by failing assertions).
     pub fn boot(&self, cmdline: &str, timeout: Duration) -> Finished {
-        self.boot_with(cmdline, timeout, false)
+        self.boot_as(cmdline, |b| b.timeout = timeout)
     }
 
     pub fn boot_with(&self, cmdline: &str, timeout: Duration, echo: bool) -> Finished {
+        self.boot_as(cmdline, |b| {
+            b.timeout = timeout;
+            b.echo = echo;
+        })
+    }
+
+    /// Boots the recovery on the disk with the settings `set` chooses; the
+    /// console is kept in `target/qemu-consoles/` for failures.
+    pub fn boot_as(&self, cmdline: &str, set: impl FnOnce(&mut vm::Boot)) -> Finished {
         let suite = Suite::get();
-        let finished = vm::boot(&vm::Boot {
-            kernel: &suite.kernel,
-            initrd: &suite.initramfs,
-            disk: &self.disk,
-            cmdline: cmdline.to_string(),
-            timeout,
-            console: self.dir.path().join("console.log"),
-            echo,
-        });
+        let console = self.dir.path().join("console.log");
+        let mut boot = vm::Boot::new(&suite.kernel, &suite.initramfs, &self.disk, console);
+        boot.cmdline = cmdline.to_string();
+        set(&mut boot);
+        let finished = vm::boot(&boot);
         let keep = artifacts::workspace().join("target/qemu-consoles");
         let _ = fs::create_dir_all(&keep);
         let name = self
@@ -238,7 +243,12 @@ impl Device {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let _ = fs::write(keep.join(format!("{name}.log")), &finished.console);
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(keep.join(format!("{}.log", name.trim_start_matches('.'))))
+            .expect("console log");
+        let _ = std::io::Write::write_all(&mut log, finished.console.as_bytes());
         finished
     }
 

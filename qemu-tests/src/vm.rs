@@ -17,6 +17,32 @@ pub struct Boot<'a> {
     pub console: PathBuf,
     /// Prints the recovery's console lines as they come (for the demo).
     pub echo: bool,
+    /// Ends the guest once the console shows this (a guest that stays up).
+    pub until: Option<String>,
+    /// Cuts the power (SIGKILL to QEMU) this long after the console shows
+    /// the text.
+    pub cut: Option<(String, Duration)>,
+}
+
+impl Boot<'_> {
+    pub fn new<'a>(
+        kernel: &'a Path,
+        initrd: &'a Path,
+        disk: &'a Path,
+        console: PathBuf,
+    ) -> Boot<'a> {
+        Boot {
+            kernel,
+            initrd,
+            disk,
+            cmdline: String::new(),
+            timeout: Duration::from_secs(180),
+            console,
+            echo: false,
+            until: None,
+            cut: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -24,6 +50,8 @@ pub struct Finished {
     pub console: String,
     /// QEMU ended by itself (the guest rebooted or powered off).
     pub ended: bool,
+    /// The harness ended it: `until` was seen, or the power was cut.
+    pub stopped: bool,
     pub seconds: f64,
 }
 
@@ -115,10 +143,16 @@ pub fn boot(b: &Boot) -> Finished {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // A console left from an earlier boot of the same disk must not be
+    // mistaken for this one's.
+    let _ = std::fs::remove_file(&b.console);
     let start = Instant::now();
     let mut child = cmd.spawn().expect("start qemu-system-x86_64");
     let mut shown = 0;
-    let ended = loop {
+    let mut cut_at: Option<Instant> = None;
+    let console =
+        || String::from_utf8_lossy(&std::fs::read(&b.console).unwrap_or_default()).into_owned();
+    let (ended, stopped) = loop {
         if b.echo {
             shown = echo_new_lines(&b.console, shown);
         }
@@ -126,19 +160,31 @@ pub fn boot(b: &Boot) -> Finished {
             if b.echo {
                 echo_new_lines(&b.console, shown);
             }
-            break true;
+            break (true, false);
         }
-        if start.elapsed() > b.timeout {
+        let stop_now = match (&b.until, &b.cut, cut_at) {
+            (_, Some(_), Some(at)) => Instant::now() >= at,
+            (_, Some((marker, after)), None) => {
+                if console().contains(marker.as_str()) {
+                    cut_at = Some(Instant::now() + *after);
+                }
+                false
+            }
+            (Some(marker), None, _) => console().contains(marker.as_str()),
+            (None, None, _) => false,
+        };
+        if stop_now || start.elapsed() > b.timeout {
+            // SIGKILL: for a cut, exactly a power cut for the guest.
             let _ = child.kill();
             let _ = child.wait();
-            break false;
+            break (false, stop_now);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(if b.cut.is_some() { 5 } else { 100 }));
     };
     Finished {
-        console: String::from_utf8_lossy(&std::fs::read(&b.console).unwrap_or_default())
-            .into_owned(),
+        console: console(),
         ended,
+        stopped,
         seconds: start.elapsed().as_secs_f64(),
     }
 }

@@ -57,3 +57,18 @@ pub fn make_filesystem(command: &[String]) -> Result<(), String> {
         ))
     }
 }
+
+/// Overwrites the start of a device as a half-done mkfs would (the old
+/// file system's superblock gone, no new one yet), durably: for the
+/// `mid-erase` fault point.
+pub fn clobber_start(device: &Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_SYNC)
+        .open(device)
+    {
+        let _ = f.write_all(&vec![0xA5; 4 << 20]);
+    }
+}

@@ -84,6 +84,7 @@ pub fn extract<R: Read>(
         writer.write(&described, &mut entry)?;
         entries += 1;
         progress.add_entry();
+        crate::fault::hit(crate::fault::Point::AfterEntries(entries));
     }
     writer.finish_directories()?;
     Ok(Extracted {

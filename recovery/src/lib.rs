@@ -13,6 +13,7 @@
 //! - [`partitions`]: partitions found by GPT name.
 //! - [`mounts`]: mounts as guards.
 //! - [`erase`]: a fresh file system on the target.
+//! - [`fault`]: fault points for the power-cut tests (feature `faults`).
 //! - [`keys`]: the trusted public keys.
 //! - [`verify`]: signature, manifest, payload size and hash, and the scan
 //!   of every entry: everything that is checked before the first write.
@@ -28,6 +29,7 @@ pub mod decode;
 pub mod erase;
 pub mod error;
 pub mod extract;
+pub mod fault;
 pub mod keys;
 pub mod logger;
 pub mod mounts;

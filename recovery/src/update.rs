@@ -6,10 +6,10 @@
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
 //! 5. read the instruction (none: reboot)     [`read_instruction`]
-//! 6. check the target partition              [`check_target`]
-//! 7. mount the image's partition             [`mount_image_partition`]
-//! 8. verify the image, check it against the device  [`verify_image`]
-//! 9. count the attempt                       [`count_attempt`]
+//! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
+//! 7. check the target partition              [`check_target`]
+//! 8. mount the image's partition             [`mount_image_partition`]
+//! 9. verify the image, check it against the device  [`verify_image`]
 //! 10. erase the target (fresh file system)   [`erase_target`]
 //! 11. mount it, extract, sync                [`extract_image`]
 //! 12. record the result, remove the instruction  [`finish`]
@@ -17,13 +17,16 @@
 //!
 //! Any failure ends in [`fail`]: the result is written where possible, a
 //! refusal before the erase disarms the instruction, the message stays on
-//! the console for a few seconds, and the machine reboots. PID 1 never
-//! returns and never panics the kernel.
+//! the console for a few seconds, and the machine reboots; with the update
+//! lock set it stays on the console instead. PID 1 never returns and never
+//! panics the kernel. Fault points ([`fault`]) stop it dead for the
+//! power-cut tests.
 
 use crate::decode;
 use crate::erase;
 use crate::error::{Stage, UpdateError};
 use crate::extract::{self, Extracted};
+use crate::fault::{self, Point};
 use crate::keys;
 use crate::logger;
 use crate::mounts::{self, Mount};
@@ -61,8 +64,17 @@ struct Session {
     attempt: u64,
     erased: bool,
     written: Option<Extracted>,
+    /// The update lock was already set when this boot started.
+    lock_found: bool,
     cfg: Option<Mount>,
     pseudo: Vec<Mount>,
+}
+
+/// What PID 1 does once the update is over.
+enum After {
+    Reboot(Duration),
+    /// Stay on the console (the update lock is set).
+    Stay,
 }
 
 enum Done {
@@ -89,26 +101,33 @@ pub fn run() -> ! {
         attempt: 0,
         erased: false,
         written: None,
+        lock_found: false,
         cfg: None,
         pseudo: Vec::new(),
     };
     log::info!("recovery {} starting", env!("CARGO_PKG_VERSION"));
-    let delay = match update(&mut session) {
-        Ok(Done::NothingToDo) => Duration::ZERO,
+    let after = match update(&mut session) {
+        Ok(Done::NothingToDo) => After::Reboot(Duration::ZERO),
         Ok(Done::Installed) => {
             log::info!(
                 "done: {} installed in {:.1} s; rebooting into it",
                 session.version,
                 session.clock.elapsed().as_secs_f64()
             );
-            Duration::ZERO
+            fault::hit(Point::AfterRemoval);
+            After::Reboot(Duration::ZERO)
         }
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
     session.cfg = None;
-    session.pseudo.clear();
-    reboot(delay)
+    match after {
+        After::Reboot(delay) => {
+            session.pseudo.clear();
+            reboot(delay)
+        }
+        After::Stay => stay(),
+    }
 }
 
 fn update(s: &mut Session) -> Result<Done, UpdateError> {
@@ -124,14 +143,25 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     };
     s.version = instruction.manifest.path.clone();
     s.instruction = Some(instruction.clone());
-    check_locked(&cfg)?;
+    if cfg.join(LOCK).exists() {
+        s.lock_found = true;
+        return Err(UpdateError::new(
+            Stage::Instruction,
+            shown_cfg(LOCK),
+            "the update lock is set after repeated failures: nothing is erased until an \
+             operator clears it (bootloader-glue unlock)",
+        ));
+    }
+    count_attempt(s, &config, &cfg, &raw)?;
+    fault::hit(Point::AfterInstruction);
     let target = check_target(&config, &instruction, &disks)?;
     let image_mount = mount_image_partition(&instruction, &disks)?;
     let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
     s.version = image.manifest.version.clone();
-    s.attempt = count_attempt(&config, &cfg, &raw)?;
+    fault::hit(Point::AfterVerify);
     s.erased = true;
     erase_target(&config, target)?;
+    fault::hit(Point::AfterErase);
     let written = extract_image(&image, target)?;
     s.written = Some(written);
     finish(s, &cfg, &image)?;
@@ -170,9 +200,10 @@ fn read_config() -> Result<Config, UpdateError> {
     let mut config =
         Config::parse(&text).map_err(|e| UpdateError::new(Stage::Config, path.display(), e))?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    config
-        .apply_command_line(&cmdline)
-        .map_err(|e| UpdateError::new(Stage::Config, "/proc/cmdline", e))?;
+    for warning in config.apply_command_line(&cmdline) {
+        log::warn!("{warning}");
+    }
+    fault::arm(&cmdline);
     log::info!(
         "config: product {}, targets {}, at most {} attempts, downgrades: {:?}",
         config.product,
@@ -261,18 +292,6 @@ fn read_instruction(cfg: &Path) -> Result<Option<(Instruction, Vec<u8>)>, Update
     Ok(Some((instruction, raw)))
 }
 
-fn check_locked(cfg: &Path) -> Result<(), UpdateError> {
-    if cfg.join(LOCK).exists() {
-        return Err(UpdateError::new(
-            Stage::Instruction,
-            shown_cfg(LOCK),
-            "the update lock is set after repeated failures: nothing is erased until an \
-             operator clears it (bootloader-glue unlock)",
-        ));
-    }
-    Ok(())
-}
-
 fn check_target<'d>(
     config: &Config,
     instruction: &Instruction,
@@ -355,18 +374,35 @@ fn verify_image(
     Ok(image)
 }
 
-/// Counts this attempt of this instruction on `cfg` before the erase; past
-/// the limit, sets the update lock instead.
-fn count_attempt(config: &Config, cfg: &Path, raw: &[u8]) -> Result<u64, UpdateError> {
+/// Counts this attempt of this instruction on `cfg`, before anything is
+/// erased; past the limit, sets the update lock instead. A counter that
+/// cannot be read (torn, garbage) counts as no attempt so far.
+fn count_attempt(
+    s: &mut Session,
+    config: &Config,
+    cfg: &Path,
+    raw: &[u8],
+) -> Result<(), UpdateError> {
     let id = format!("{:08x}", crc32fast::hash(raw));
-    let previous = std::fs::read_to_string(cfg.join(ATTEMPTS))
-        .ok()
-        .and_then(|t| {
-            let (who, n) = t.trim().split_once(' ')?;
-            (who == id).then(|| n.parse::<u64>().ok()).flatten()
-        })
-        .unwrap_or(0);
+    let path = cfg.join(ATTEMPTS);
+    let previous = match std::fs::read_to_string(&path) {
+        Err(_) => 0,
+        Ok(text) => match text.trim().split_once(' ') {
+            Some((who, n)) if who == id => n.parse::<u64>().unwrap_or_else(|_| {
+                log::warn!("cfg:{ATTEMPTS}: {text:?} is not a count; counting from 0");
+                0
+            }),
+            Some(_) => 0,
+            None => {
+                log::warn!(
+                    "cfg:{ATTEMPTS}: {text:?} is not `INSTRUCTION-CRC COUNT`; counting from 0"
+                );
+                0
+            }
+        },
+    };
     let attempt = previous + 1;
+    s.attempt = attempt;
     if attempt > config.max_attempts {
         store::write_atomic(&cfg.join(LOCK), format!("attempts={previous}\n").as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(LOCK), e))?;
@@ -379,16 +415,20 @@ fn count_attempt(config: &Config, cfg: &Path, raw: &[u8]) -> Result<u64, UpdateE
             ),
         ));
     }
-    store::write_atomic(&cfg.join(ATTEMPTS), format!("{id} {attempt}\n").as_bytes())
+    store::write_atomic(&path, format!("{id} {attempt}\n").as_bytes())
         .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(ATTEMPTS), e))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
-    Ok(attempt)
+    Ok(())
 }
 
 fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
     let label = erase::ext4_label(&target.device).unwrap_or_else(|| target.name.clone());
     let command = config.mkfs_command(&target.device.to_string_lossy(), &label);
     log::info!("erase: {}", command.join(" "));
+    if fault::is_armed(Point::MidErase) {
+        erase::clobber_start(&target.device);
+        fault::stop_dead(Point::MidErase);
+    }
     let start = Instant::now();
     erase::make_filesystem(&command)
         .map_err(|e| UpdateError::new(Stage::Erase, target.device.display(), e))?;
@@ -415,6 +455,7 @@ fn extract_image(image: &VerifiedImage, target: &Partition) -> Result<Extracted,
         })
     })?;
     log::info!("{}", progress.line());
+    fault::hit(Point::BeforeSync);
     nix::unistd::syncfs(&root).map_err(|e| {
         UpdateError::new(
             Stage::Sync,
@@ -422,6 +463,7 @@ fn extract_image(image: &VerifiedImage, target: &Partition) -> Result<Extracted,
             format!("syncfs failed: {e}"),
         )
     })?;
+    fault::hit(Point::AfterSync);
     log::info!(
         "extract: {} entries, {} written and synced to {} ({:.1} s)",
         written.entries,
@@ -479,16 +521,24 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
 }
 
 /// The failure path: says what happened everywhere it can, disarms a
-/// refused instruction, and returns how long to leave the message up.
-fn fail(s: &mut Session, e: &UpdateError) -> Duration {
+/// refused instruction, and says whether to reboot or to stay.
+fn fail(s: &mut Session, e: &UpdateError) -> After {
     log::error!("{e}");
     let delay = Duration::from_secs(s.config.as_ref().map_or(5, |c| c.failure_delay));
+    if s.lock_found {
+        // The result of the failure that set the lock stays as it is.
+        log::error!(
+            "the update lock (cfg:{LOCK}) is set: this recovery erases nothing until an \
+             operator clears it (bootloader-glue unlock); see cfg:{} and cfg:{LOG}",
+            record::RESULT_PATH
+        );
+        return After::Stay;
+    }
     let Some(cfg) = s.cfg.as_ref().map(|m| m.path().to_path_buf()) else {
         log::error!("cfg is not mounted: no result can be recorded; rebooting");
-        return delay;
+        return After::Reboot(delay);
     };
-    let locked = cfg.join(LOCK).exists();
-    let outcome = if locked {
+    let outcome = if cfg.join(LOCK).exists() {
         Outcome::Locked
     } else if s.erased {
         Outcome::Failed
@@ -502,7 +552,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> Duration {
         log::error!("cannot write cfg:{}: {err}", record::RESULT_PATH);
     }
     match outcome {
-        Outcome::Refused if s.instruction.is_some() || e.stage == Stage::Instruction => {
+        Outcome::Refused => {
             let from = cfg.join(instruction::PATH);
             if from.exists() {
                 match store::rename_durably(&from, &cfg.join(REFUSED)) {
@@ -513,21 +563,40 @@ fn fail(s: &mut Session, e: &UpdateError) -> Duration {
                     Err(err) => log::error!("cannot disarm the instruction: {err}"),
                 }
             }
+            After::Reboot(delay)
         }
-        Outcome::Failed => log::error!(
-            "failed after the erase (attempt {}): the instruction stays, the next boot tries again",
-            s.attempt
-        ),
+        Outcome::Failed => {
+            log::error!(
+                "failed after the erase (attempt {}): the instruction stays, the next boot tries again",
+                s.attempt
+            );
+            After::Reboot(delay)
+        }
         Outcome::Locked => {
             log::error!(
-                "the update lock is set: no further attempt is made. The old system is gone \
-                 from the target; fix the image or the device and clear the lock \
-                 (bootloader-glue unlock) to try again"
+                "the update lock is set after {} failed attempts: no further attempt is made and \
+                 nothing more is erased. The system partition may hold a partial system. Fix the \
+                 image or the device, then clear the lock (bootloader-glue unlock) and reboot",
+                s.attempt.saturating_sub(1)
             );
+            After::Stay
         }
-        _ => {}
+        Outcome::Success => After::Reboot(delay),
     }
-    delay
+}
+
+/// Stays on the console: an emergency shell if the initramfs has one,
+/// else the machine waits with the message on screen.
+fn stay() -> ! {
+    nix::unistd::sync();
+    if Path::new("/bin/sh").exists() {
+        log::error!("starting an emergency shell");
+        let _ = std::process::Command::new("/bin/sh").status();
+    }
+    log::error!("halted: the update lock is set; power-cycle after clearing it");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 fn shown_cfg(rel: &str) -> String {

@@ -1,0 +1,130 @@
+//! Fault points, named after the step they break, for the power-cut tests
+//! (as bootupd's failpoints). A build with the `faults` feature reads
+//! `recovery.fault=POINT` from the kernel command line and, at that point,
+//! stops dead: no cleanup, no sync, the power switched off through the
+//! `reboot` system call, so that whatever the kernel had not yet written is
+//! lost as in a power cut. A build without the feature has no fault points.
+//!
+//! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
+//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// The instruction was read (and the attempt counted).
+    AfterInstruction,
+    /// Every check passed; nothing erased yet.
+    AfterVerify,
+    /// The old file system's start is overwritten, the new one not made.
+    MidErase,
+    /// A fresh, empty file system is on the target.
+    AfterErase,
+    /// This many entries are extracted.
+    AfterEntries(u64),
+    /// Everything is extracted, nothing synced.
+    BeforeSync,
+    /// The target is synced; result and instruction not yet written.
+    AfterSync,
+    /// The instruction is removed; the reboot has not happened.
+    AfterRemoval,
+}
+
+impl Point {
+    pub fn parse(s: &str) -> Option<Point> {
+        Some(match s {
+            "after-instruction" => Point::AfterInstruction,
+            "after-verify" => Point::AfterVerify,
+            "mid-erase" => Point::MidErase,
+            "after-erase" => Point::AfterErase,
+            "before-sync" => Point::BeforeSync,
+            "after-sync" => Point::AfterSync,
+            "after-removal" => Point::AfterRemoval,
+            other => Point::AfterEntries(other.strip_prefix("after-entries:")?.parse().ok()?),
+        })
+    }
+}
+
+#[cfg(feature = "faults")]
+mod armed {
+    use super::Point;
+    use std::sync::OnceLock;
+
+    static ARMED: OnceLock<Option<Point>> = OnceLock::new();
+
+    pub fn arm(cmdline: &str) {
+        let point = cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("recovery.fault="))
+            .and_then(|p| {
+                let point = Point::parse(p);
+                if point.is_none() {
+                    log::warn!("recovery.fault={p}: no such fault point; ignored");
+                }
+                point
+            });
+        if let Some(p) = point {
+            log::warn!("fault point armed: {p:?} (a test build)");
+        }
+        let _ = ARMED.set(point);
+    }
+
+    pub fn armed() -> Option<Point> {
+        ARMED.get().copied().flatten()
+    }
+}
+
+#[cfg(not(feature = "faults"))]
+mod armed {
+    use super::Point;
+
+    pub fn arm(cmdline: &str) {
+        if cmdline.contains("recovery.fault=") {
+            log::warn!("recovery.fault= is ignored: this build has no fault points");
+        }
+    }
+
+    pub fn armed() -> Option<Point> {
+        None
+    }
+}
+
+/// Reads `recovery.fault=` from the kernel command line.
+pub fn arm(cmdline: &str) {
+    armed::arm(cmdline)
+}
+
+/// Whether the fault point `point` is the armed one.
+pub fn is_armed(point: Point) -> bool {
+    armed::armed() == Some(point)
+}
+
+/// Stops dead at `point` if it is the armed one.
+pub fn hit(point: Point) {
+    if is_armed(point) {
+        stop_dead(point);
+    }
+}
+
+/// Power off now, without syncing anything.
+pub fn stop_dead(point: Point) -> ! {
+    eprintln!("recovery: fault point {point:?}: stopping dead (power off, no sync)");
+    loop {
+        let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_points() {
+        assert_eq!(Point::parse("mid-erase"), Some(Point::MidErase));
+        assert_eq!(
+            Point::parse("after-entries:17"),
+            Some(Point::AfterEntries(17))
+        );
+        assert_eq!(Point::parse("after-entries:x"), None);
+        assert_eq!(Point::parse("later"), None);
+    }
+}
