@@ -14,15 +14,22 @@
 //! - [`result`]: the result of an update and the installed version.
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
 //! - [`version`]: comparing versions for the downgrade policy.
-//! - [`store`]: atomic, durable writes of the records on `cfg` (the one
-//!   module that does I/O).
+//! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
+//! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
+//!   flags, in the formats their own tools read.
+//! - [`store`]: atomic, durable writes of the records on `cfg` (with
+//!   [`bootflag`], the modules that do I/O).
 
+pub mod bootflag;
 pub mod config;
+pub mod efivar;
 pub mod entry_path;
+pub mod grubenv;
 pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
 pub mod result;
 pub mod signature;
 pub mod store;
+pub mod ubootenv;
 pub mod version;

@@ -1,0 +1,213 @@
+//! U-Boot's environment, as U-Boot, `fw_printenv` and `fw_setenv`
+//! (libubootenv) keep it: a fixed-size area holding a CRC-32 (little
+//! endian) of the data, for redundant environments a flags byte, then
+//! `name=value\0` strings ending with an empty one. With two copies the one
+//! with the newer flags counter is current, and a write goes to the other.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UbootEnv {
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum UbootEnvError {
+    #[error("the copy is {len} bytes, smaller than its header")]
+    TooSmall { len: usize },
+    #[error("CRC-32: the header says {said:08x}, the data gives {found:08x}")]
+    BadCrc { said: u32, found: u32 },
+    #[error("a variable is not name=value text")]
+    BadVariable,
+    #[error("the variables need {needed} bytes, the environment holds {size}")]
+    TooLarge { needed: usize, size: usize },
+}
+
+/// One copy of the environment as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub env: UbootEnv,
+    /// The flags byte of a redundant copy.
+    pub flags: Option<u8>,
+}
+
+fn header_len(redundant: bool) -> usize {
+    if redundant {
+        5
+    } else {
+        4
+    }
+}
+
+impl UbootEnv {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.vars.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value.to_string(),
+            None => self.vars.push((name.to_string(), value.to_string())),
+        }
+    }
+
+    pub fn unset(&mut self, name: &str) -> bool {
+        let before = self.vars.len();
+        self.vars.retain(|(n, _)| n != name);
+        before != self.vars.len()
+    }
+
+    /// Reads one copy of `bytes.len()` bytes.
+    pub fn parse_copy(bytes: &[u8], redundant: bool) -> Result<Copy, UbootEnvError> {
+        let header = header_len(redundant);
+        if bytes.len() <= header {
+            return Err(UbootEnvError::TooSmall { len: bytes.len() });
+        }
+        let said = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let data = &bytes[header..];
+        let found = crc32fast::hash(data);
+        if said != found {
+            return Err(UbootEnvError::BadCrc { said, found });
+        }
+        let mut vars = Vec::new();
+        for item in data.split(|&b| b == 0) {
+            if item.is_empty() {
+                break;
+            }
+            let text = std::str::from_utf8(item).map_err(|_| UbootEnvError::BadVariable)?;
+            let (name, value) = text.split_once('=').ok_or(UbootEnvError::BadVariable)?;
+            vars.push((name.to_string(), value.to_string()));
+        }
+        Ok(Copy {
+            env: UbootEnv { vars },
+            flags: redundant.then_some(bytes[4]),
+        })
+    }
+
+    /// One copy of `size` bytes; `flags` for a redundant copy.
+    pub fn render_copy(&self, size: usize, flags: Option<u8>) -> Result<Vec<u8>, UbootEnvError> {
+        let header = header_len(flags.is_some());
+        let mut data = Vec::new();
+        for (name, value) in &self.vars {
+            if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                return Err(UbootEnvError::BadVariable);
+            }
+            data.extend_from_slice(format!("{name}={value}\0").as_bytes());
+        }
+        data.push(0);
+        let room = size.saturating_sub(header);
+        if data.len() > room {
+            return Err(UbootEnvError::TooLarge {
+                needed: data.len() + header,
+                size,
+            });
+        }
+        data.resize(room, 0);
+        let mut out = crc32fast::hash(&data).to_le_bytes().to_vec();
+        if let Some(f) = flags {
+            out.push(f);
+        }
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+}
+
+/// Where one copy of the environment is, as a line of libubootenv's
+/// `fw_env.config`: `DEVICE OFFSET SIZE [SECTOR-SIZE [SECTORS]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub device: String,
+    pub offset: u64,
+    pub size: usize,
+}
+
+/// Reads `fw_env.config`: one line per copy (two for a redundant
+/// environment); `#` starts a comment; numbers decimal or `0x` hex.
+pub fn parse_fw_env_config(text: &str) -> Result<Vec<Location>, String> {
+    let number = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let bad = || format!("fw_env.config line {}: expected DEVICE OFFSET SIZE", i + 1);
+        if words.len() < 3 {
+            return Err(bad());
+        }
+        out.push(Location {
+            device: words[0].to_string(),
+            offset: number(words[1]).ok_or_else(bad)?,
+            size: number(words[2]).ok_or_else(bad)? as usize,
+        });
+    }
+    match out.len() {
+        1 | 2 => Ok(out),
+        n => Err(format!("fw_env.config: {n} copies; expected 1 or 2")),
+    }
+}
+
+/// Which of two redundant copies is current (0 or 1), as libubootenv
+/// decides: a valid copy beats an invalid one; of two valid ones, the one
+/// whose flags counter is one ahead (modulo 256) of the other's.
+pub fn current(a: &Result<Copy, UbootEnvError>, b: &Result<Copy, UbootEnvError>) -> Option<usize> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            let (fa, fb) = (a.flags.unwrap_or(0), b.flags.unwrap_or(0));
+            Some(if fb == fa.wrapping_add(1) { 1 } else { 0 })
+        }
+        (Ok(_), Err(_)) => Some(0),
+        (Err(_), Ok(_)) => Some(1),
+        (Err(_), Err(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_copies_round_trip_with_their_crc() {
+        let mut env = UbootEnv::default();
+        env.set("bootcmd", "run distro_bootcmd");
+        env.set("reimage_update", "1");
+        let bytes = env.render_copy(4096, None).unwrap();
+        assert_eq!(bytes.len(), 4096);
+        let copy = UbootEnv::parse_copy(&bytes, false).unwrap();
+        assert_eq!(copy.env, env);
+        let mut broken = bytes.clone();
+        broken[10] ^= 1;
+        assert!(matches!(
+            UbootEnv::parse_copy(&broken, false),
+            Err(UbootEnvError::BadCrc { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_fw_env_config() {
+        let locations = parse_fw_env_config(
+            "# comment\n/dev/mmcblk0 0x3f8000 0x4000\n/dev/mmcblk0 4177920 16384 # b\n",
+        )
+        .unwrap();
+        assert_eq!(locations[0].offset, 0x3f8000);
+        assert_eq!(locations[1].size, 16384);
+        assert!(parse_fw_env_config("/dev/x 0x10\n").is_err());
+    }
+
+    #[test]
+    fn the_newer_redundant_copy_is_current() {
+        let env = UbootEnv::default();
+        let copy = |f| UbootEnv::parse_copy(&env.render_copy(256, Some(f)).unwrap(), true);
+        assert_eq!(current(&copy(1), &copy(2)), Some(1));
+        assert_eq!(current(&copy(2), &copy(1)), Some(0));
+        assert_eq!(current(&copy(255), &copy(0)), Some(1));
+        assert_eq!(current(&Err(UbootEnvError::BadVariable), &copy(7)), Some(1));
+    }
+}
