@@ -1,10 +1,19 @@
 //! `bootloader-glue`: what connects the running system, the boot loader and
-//! the recovery. So far: asking for an update by writing the instruction,
-//! and clearing the update lock.
+//! the recovery.
 //!
+//! - [`request`]: asks for an update: verifies the staged image with the
+//!   recovery's own engine, backs up `cfg`, writes the instruction, arms
+//!   the boot loader; clears the update lock.
+//! - [`status`]: the last result, the lock and a pending instruction, as
+//!   one line and a Nagios plugin exit code.
+//! - [`backup`]: the copy of `cfg`'s configuration kept in `storage`.
+//! - [`grub`]: the `grub.cfg` fragment that boots the recovery.
+//! - [`mounts`]: where the running system mounted a partition.
 //! - [`cli`]: the command line.
-//! - [`request`]: writes the update instruction on `cfg`, unless the update
-//!   lock is set; clears the lock.
 
+pub mod backup;
 pub mod cli;
+pub mod grub;
+pub mod mounts;
 pub mod request;
+pub mod status;

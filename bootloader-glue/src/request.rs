@@ -1,7 +1,16 @@
-//! Asking for an update: the instruction, written atomically on the `cfg`
-//! partition (mounted at `cfg_root` on the running system).
+//! Asking for an update from the running system: the staged image is
+//! verified with the recovery's own engine (signature, manifest, payload,
+//! every entry, then product, version and size against this device), the
+//! configuration on `cfg` is backed up, the instruction is written
+//! atomically and the boot loader armed. Nothing is written while the
+//! update lock is set, and nothing is half-written.
 
-use formats::instruction::{self, Instruction};
+use crate::{backup, mounts};
+use formats::bootflag::BootFlag;
+use formats::config::Config;
+use formats::instruction::{self, Instruction, PartitionPath};
+use formats::result::{Installed, INSTALLED_PATH};
+use recovery::UpdateError;
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -10,16 +19,49 @@ use thiserror::Error;
 /// while it is there.
 pub const LOCK: &str = "update/lock";
 
+/// The recovery's count of attempts of the current instruction.
+pub const ATTEMPTS: &str = "update/attempts";
+
 #[derive(Debug, Error)]
 pub enum RequestError {
     #[error("{path}: the update lock is set after repeated failures; clear it (bootloader-glue unlock) before asking again")]
     Locked { path: PathBuf },
-    #[error("{path}: cannot write the instruction: {source}")]
+    #[error("{path} is not a mount point: mount the cfg partition there, or pass --cfg DIR")]
+    NotMounted { path: PathBuf },
+    #[error("{path}: the cfg partition is mounted read-only; remount it read-write")]
+    ReadOnly { path: PathBuf },
+    #[error("{path}: the cfg partition is full; nothing was written")]
+    Full { path: PathBuf },
+    #[error("{path}: cannot write: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("the staged image: {0}")]
+    Image(#[from] UpdateError),
+    #[error("{0}")]
+    Partition(String),
+    #[error("backing up the cfg partition into {storage}: {source}")]
+    Backup { storage: PathBuf, source: io::Error },
+    #[error("arming the boot loader: {0}")]
+    Arm(io::Error),
 }
 
-/// The recovery's count of attempts of the current instruction.
-pub const ATTEMPTS: &str = "update/attempts";
+fn write_error(path: PathBuf, source: io::Error) -> RequestError {
+    match source.raw_os_error() {
+        Some(nix::libc::EROFS) => RequestError::ReadOnly { path },
+        Some(nix::libc::ENOSPC) => RequestError::Full { path },
+        _ => RequestError::Write { path, source },
+    }
+}
+
+/// Writes `instruction` as `cfg_root/update/instruction`, unless locked.
+pub fn write_instruction(cfg_root: &Path, instruction: &Instruction) -> Result<(), RequestError> {
+    let lock = cfg_root.join(LOCK);
+    if lock.exists() {
+        return Err(RequestError::Locked { path: lock });
+    }
+    let path = cfg_root.join(instruction::PATH);
+    formats::store::write_atomic(&path, instruction.render().as_bytes())
+        .map_err(|e| write_error(path, e))
+}
 
 /// Clears the update lock (and the attempt count, so that the next
 /// instruction gets its full number of attempts). Returns whether a lock
@@ -28,45 +70,139 @@ pub fn unlock(cfg_root: &Path) -> Result<bool, RequestError> {
     let lock = cfg_root.join(LOCK);
     let was_set = lock.exists();
     for path in [lock, cfg_root.join(ATTEMPTS)] {
-        formats::store::remove_durably(&path)
-            .map_err(|source| RequestError::Write { path, source })?;
+        formats::store::remove_durably(&path).map_err(|e| write_error(path, e))?;
     }
     Ok(was_set)
 }
 
-/// Writes `instruction` as `cfg_root/update/instruction`.
-pub fn write_instruction(cfg_root: &Path, instruction: &Instruction) -> Result<(), RequestError> {
-    let lock = cfg_root.join(LOCK);
+/// Disarms a pending instruction (kept as `update/instruction.cancelled`)
+/// and the boot loader's flag. Returns whether one was pending.
+pub fn cancel(cfg_root: &Path, flag: &BootFlag) -> Result<bool, RequestError> {
+    let path = cfg_root.join(instruction::PATH);
+    let pending = path.exists();
+    if pending {
+        let aside = cfg_root.join("update/instruction.cancelled");
+        formats::store::rename_durably(&path, &aside).map_err(|e| write_error(path, e))?;
+    }
+    flag.disarm().map_err(RequestError::Arm)?;
+    Ok(pending)
+}
+
+pub struct Request {
+    /// Where the cfg partition is mounted.
+    pub cfg: PathBuf,
+    pub manifest: PartitionPath,
+    pub target: String,
+    pub allow_downgrade: bool,
+    /// The device's policy: product, allowed targets, downgrades.
+    pub config: Config,
+    pub trusted_keys: Vec<PathBuf>,
+    pub flag: BootFlag,
+    /// Seconds since 1970, for the instruction and the backup's name.
+    pub now: u64,
+}
+
+pub struct Requested {
+    pub product: String,
+    pub version: String,
+    pub backup: PathBuf,
+}
+
+pub fn request(r: &Request) -> Result<Requested, RequestError> {
+    if !mounts::is_mount_point(&r.cfg) {
+        return Err(RequestError::NotMounted {
+            path: r.cfg.clone(),
+        });
+    }
+    let lock = r.cfg.join(LOCK);
     if lock.exists() {
         return Err(RequestError::Locked { path: lock });
     }
-    let path = cfg_root.join(instruction::PATH);
-    formats::store::write_atomic(&path, instruction.render().as_bytes())
-        .map_err(|source| RequestError::Write { path, source })
+    let instruction = Instruction {
+        manifest: r.manifest.clone(),
+        target: r.target.clone(),
+        allow_downgrade: r.allow_downgrade,
+        requested: r.now,
+    };
+    let storage = mounts::mount_point_of(&r.manifest.partition).map_err(RequestError::Partition)?;
+    let keys = recovery::keys::load(&r.trusted_keys)?;
+    let image = recovery::verify::verify(&storage.join(&r.manifest.path), &keys)?;
+    let disks = recovery::partitions::scan();
+    // The target is mounted here (it is the running system): only the
+    // recovery, which erases it, requires it unmounted.
+    let target = recovery::policy::check_target(&r.config, &instruction, &disks, &[])?;
+    let installed = std::fs::read(r.cfg.join(INSTALLED_PATH))
+        .ok()
+        .and_then(|raw| Installed::parse(&raw).ok());
+    recovery::policy::check_image(
+        &r.config,
+        &instruction,
+        &image.manifest,
+        installed.as_ref(),
+        target,
+    )?;
+    let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
+        storage: storage.clone(),
+        source,
+    })?;
+    write_instruction(&r.cfg, &instruction)?;
+    if let Err(e) = r.flag.arm() {
+        // Not armed: the instruction must not wait for a boot that may
+        // never come to it.
+        let _ = cancel(&r.cfg, &BootFlag::None);
+        return Err(RequestError::Arm(e));
+    }
+    Ok(Requested {
+        product: image.manifest.product,
+        version: image.manifest.version,
+        backup,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use formats::instruction::PartitionPath;
 
     #[test]
-    fn writes_unless_locked() {
-        let dir = std::env::temp_dir().join(format!("glue-request-{}", std::process::id()));
+    fn writes_unless_locked_and_unlocks_and_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let ins = Instruction {
             manifest: PartitionPath::parse("storage:updates/p-1.manifest").unwrap(),
             target: "system".into(),
             allow_downgrade: false,
             requested: 1,
         };
-        write_instruction(&dir, &ins).unwrap();
+        write_instruction(dir, &ins).unwrap();
         let written = std::fs::read(dir.join(instruction::PATH)).unwrap();
         assert_eq!(Instruction::parse(&written).unwrap(), ins);
         std::fs::write(dir.join(LOCK), "").unwrap();
         assert!(matches!(
-            write_instruction(&dir, &ins),
+            write_instruction(dir, &ins),
             Err(RequestError::Locked { .. })
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(unlock(dir).unwrap());
+        assert!(!unlock(dir).unwrap());
+        assert!(cancel(dir, &BootFlag::None).unwrap());
+        assert!(!dir.join(instruction::PATH).exists());
+        assert!(dir.join("update/instruction.cancelled").exists());
+        assert!(!cancel(dir, &BootFlag::None).unwrap());
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_mount_point_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Request {
+            cfg: dir.path().to_path_buf(),
+            manifest: PartitionPath::parse("storage:x.manifest").unwrap(),
+            target: "system".into(),
+            allow_downgrade: false,
+            config: Config::for_product("p"),
+            trusted_keys: vec![],
+            flag: BootFlag::None,
+            now: 0,
+        };
+        let err = request(&r).err().expect("refused").to_string();
+        assert!(err.contains("is not a mount point"), "{err}");
     }
 }

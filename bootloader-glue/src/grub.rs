@@ -1,0 +1,74 @@
+//! The `grub.cfg` fragment that boots the recovery while an update
+//! instruction is on `cfg`: GRUB finds the file system labelled `cfg`,
+//! tests for `update/instruction` (and, where GRUB cannot read `cfg`, the
+//! `reimage_update` flag in its environment block), and makes the recovery
+//! entry the default.
+
+/// Where the recovery's kernel and initramfs are, and what it boots with.
+pub struct GrubConfig {
+    /// File system label of the partition holding kernel and initramfs.
+    pub recovery_label: String,
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+}
+
+impl Default for GrubConfig {
+    fn default() -> GrubConfig {
+        GrubConfig {
+            recovery_label: "recovery".into(),
+            kernel: "/vmlinuz".into(),
+            initrd: "/initramfs.img".into(),
+            cmdline: "console=ttyS0 panic=-1".into(),
+        }
+    }
+}
+
+impl GrubConfig {
+    pub fn fragment(&self) -> String {
+        format!(
+            r#"# reimage: boot the recovery while an update instruction is on cfg.
+insmod part_gpt
+insmod ext2
+insmod test
+search --no-floppy --label cfg --set=reimage_cfg
+if [ -n "$reimage_cfg" ]; then
+  if [ -f "($reimage_cfg)/update/instruction" ]; then
+    set default=reimage-recovery
+    set timeout=0
+  fi
+fi
+if [ -s "$prefix/grubenv" ]; then
+  load_env reimage_update
+  if [ "$reimage_update" = 1 ]; then
+    set default=reimage-recovery
+    set timeout=0
+  fi
+fi
+menuentry "Recovery: install the staged update" --id reimage-recovery {{
+  search --no-floppy --label {label} --set=root
+  echo "reimage: booting the recovery"
+  linux {kernel} {cmdline}
+  initrd {initrd}
+}}
+"#,
+            label = self.recovery_label,
+            kernel = self.kernel,
+            cmdline = self.cmdline,
+            initrd = self.initrd
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fragment_tests_for_the_instruction_and_names_the_entry() {
+        let text = GrubConfig::default().fragment();
+        assert!(text.contains(r#"[ -f "($reimage_cfg)/update/instruction" ]"#));
+        assert!(text.contains("--id reimage-recovery"));
+        assert!(text.contains("linux /vmlinuz console=ttyS0 panic=-1"));
+    }
+}

@@ -1,0 +1,37 @@
+//! Where the running system mounted things: a partition found by its GPT
+//! name, and whether a directory is a mount point at all.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The mount point of the partition with this GPT name, if mounted.
+pub fn mount_point_of(partition: &str) -> Result<PathBuf, String> {
+    let disks = recovery::partitions::scan();
+    let part = disks.find(partition).ok_or_else(|| {
+        format!(
+            "no partition named {partition} (seen: {})",
+            disks.describe()
+        )
+    })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    info.lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2) == Some(&part.dev.as_str())).then(|| PathBuf::from(fields[4]))
+        })
+        .ok_or_else(|| {
+            format!(
+                "partition {partition} ({}) is not mounted",
+                part.device.display()
+            )
+        })
+}
+
+/// Whether `dir` is a mount point (its device differs from its parent's).
+pub fn is_mount_point(dir: &Path) -> bool {
+    let (Ok(here), Ok(parent)) = (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) else {
+        return false;
+    };
+    here.dev() != parent.dev() || here.ino() == parent.ino()
+}
