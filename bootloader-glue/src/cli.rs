@@ -174,7 +174,7 @@ fn request_command(a: &Args, cfg: &Path, flag: BootFlag) -> Result<i32, Failure>
     } else {
         a.keys.clone()
     };
-    recovery::logger::init(false);
+    recovery::logger::init_as("bootloader-glue", false);
     let r = Request {
         cfg: cfg.to_path_buf(),
         manifest,

@@ -10,18 +10,27 @@ use std::process::Command;
 
 const MIB: u64 = 1 << 20;
 
-/// One partition of a layout: `NAME:SIZE[:ext4[:DIR]]`.
+/// The file system a partition gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fs {
+    Raw,
+    Ext4,
+    /// FAT32, for an EFI system partition.
+    Fat,
+}
+
+/// One partition of a layout: `NAME:SIZE[:ext4|fat|raw[:DIR]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionSpec {
     pub name: String,
     pub size: u64,
-    pub ext4: bool,
+    pub fs: Fs,
     pub contents: Option<PathBuf>,
 }
 
 impl PartitionSpec {
     /// Parses `NAME:SIZE[:FS[:DIR]]`; SIZE in bytes or with K, M or G
-    /// (binary units); FS `ext4` or `raw`.
+    /// (binary units); FS `ext4`, `fat` or `raw`.
     pub fn parse(s: &str) -> Result<PartitionSpec, String> {
         let mut parts = s.splitn(4, ':');
         let name = parts
@@ -45,19 +54,24 @@ impl PartitionSpec {
             "G" => 1 << 30,
             _ => return Err(format!("{s}: size unit must be K, M or G")),
         };
-        let ext4 = match parts.next() {
-            None | Some("raw") => false,
-            Some("ext4") => true,
-            Some(other) => return Err(format!("{s}: file system {other:?}: expected ext4 or raw")),
+        let fs = match parts.next() {
+            None | Some("raw") => Fs::Raw,
+            Some("ext4") => Fs::Ext4,
+            Some("fat") => Fs::Fat,
+            Some(other) => {
+                return Err(format!(
+                    "{s}: file system {other:?}: expected ext4, fat or raw"
+                ))
+            }
         };
         let contents = parts.next().map(PathBuf::from);
-        if contents.is_some() && !ext4 {
-            return Err(format!("{s}: contents need a file system (ext4)"));
+        if contents.is_some() && fs == Fs::Raw {
+            return Err(format!("{s}: contents need a file system (ext4 or fat)"));
         }
         Ok(PartitionSpec {
             name: name.to_string(),
             size: size.div_ceil(MIB) * MIB,
-            ext4,
+            fs,
             contents,
         })
     }
@@ -124,17 +138,18 @@ pub fn build(out: &Path, layout: &[PartitionSpec]) -> Result<Vec<Placed>, BuildE
         .collect();
     let mut dev = disk.write().map_err(|e| gpt_err(&e))?;
     for (p, spec) in placed.iter().zip(layout) {
-        if spec.ext4 {
-            fill_ext4(&mut dev, p, spec, out)?;
+        if spec.fs != Fs::Raw {
+            fill(&mut dev, p, spec, out)?;
         }
     }
     dev.sync_all().ctx(out, "cannot sync")?;
     Ok(placed)
 }
 
-/// Makes the file system in a file of its own (`mke2fs -d` needs no root)
-/// and copies it to its place in the disk image.
-fn fill_ext4(
+/// Makes the file system in a file of its own (`mke2fs -d`, or
+/// `mkfs.vfat` and `mcopy`: no root needed) and copies it to its place in
+/// the disk image.
+fn fill(
     dev: &mut File,
     placed: &Placed,
     spec: &PartitionSpec,
@@ -145,33 +160,68 @@ fn fill_ext4(
     tmp.as_file()
         .set_len(placed.size)
         .ctx(tmp.path(), "cannot size")?;
-    let mut cmd = Command::new("mke2fs");
-    cmd.args([
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-L",
-        &spec.name,
-        "-E",
-        "root_owner=0:0",
-    ]);
-    if let Some(dir) = &spec.contents {
-        cmd.arg("-d").arg(dir);
-    }
-    let result = cmd.arg(tmp.path()).output().map_err(|e| {
-        BuildError::Usage(format!(
-            "cannot run mke2fs ({e}): apt-get install e2fsprogs"
-        ))
-    })?;
-    if !result.status.success() {
-        return Err(BuildError::Unrepresentable {
-            path: format!("partition {}", spec.name),
-            reason: format!(
-                "mke2fs failed: {}",
-                String::from_utf8_lossy(&result.stderr).trim()
-            ),
-        });
+    let run = |cmd: &mut Command, package: &str| -> Result<(), BuildError> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let result = cmd.output().map_err(|e| {
+            BuildError::Usage(format!(
+                "cannot run {program} ({e}): apt-get install {package}"
+            ))
+        })?;
+        if result.status.success() {
+            Ok(())
+        } else {
+            Err(BuildError::Unrepresentable {
+                path: format!("partition {}", spec.name),
+                reason: format!(
+                    "{program} failed: {}",
+                    String::from_utf8_lossy(&result.stderr).trim()
+                ),
+            })
+        }
+    };
+    match spec.fs {
+        Fs::Ext4 => {
+            let mut cmd = Command::new("mke2fs");
+            cmd.args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-L",
+                &spec.name,
+                "-E",
+                "root_owner=0:0",
+            ]);
+            if let Some(dir) = &spec.contents {
+                cmd.arg("-d").arg(dir);
+            }
+            run(cmd.arg(tmp.path()), "e2fsprogs")?;
+        }
+        Fs::Fat => {
+            let label = spec.name.to_uppercase();
+            run(
+                Command::new("mkfs.vfat")
+                    .args(["-F", "32", "-n", &label])
+                    .arg(tmp.path()),
+                "dosfstools",
+            )?;
+            if let Some(dir) = &spec.contents {
+                let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .ctx(dir, "cannot list")?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                if !entries.is_empty() {
+                    let mut cmd = Command::new("mcopy");
+                    cmd.arg("-s")
+                        .arg("-i")
+                        .arg(tmp.path())
+                        .args(&entries)
+                        .arg("::/");
+                    run(&mut cmd, "mtools")?;
+                }
+            }
+        }
+        Fs::Raw => {}
     }
     let mut src = File::open(tmp.path()).ctx(tmp.path(), "cannot read")?;
     dev.seek(SeekFrom::Start(placed.offset))
@@ -198,12 +248,13 @@ mod tests {
             PartitionSpec {
                 name: "system".into(),
                 size: 256 << 20,
-                ext4: true,
+                fs: Fs::Ext4,
                 contents: Some("/tmp/root".into())
             }
         );
         assert_eq!(PartitionSpec::parse("cfg:16M:ext4").unwrap().contents, None);
-        assert!(!PartitionSpec::parse("raw:1G").unwrap().ext4);
+        assert_eq!(PartitionSpec::parse("raw:1G").unwrap().fs, Fs::Raw);
+        assert_eq!(PartitionSpec::parse("esp:32M:fat").unwrap().fs, Fs::Fat);
         for bad in ["x", "x:12Q", "x:1M:btrfs", "x:1M:raw:/dir", ":1M"] {
             assert!(PartitionSpec::parse(bad).is_err(), "{bad}");
         }

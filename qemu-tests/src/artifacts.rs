@@ -37,19 +37,29 @@ fn musl_available() -> bool {
 /// path: the build that ships.
 pub fn static_recovery() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT.get_or_init(|| build_static_recovery(false)).clone()
+    BUILT
+        .get_or_init(|| build_static("recovery", false))
+        .clone()
 }
 
 /// The same with the `faults` feature: the build the VM tests boot, whose
 /// fault points `recovery.fault=` on the kernel command line arms.
 pub fn static_recovery_with_faults() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT.get_or_init(|| build_static_recovery(true)).clone()
+    BUILT.get_or_init(|| build_static("recovery", true)).clone()
 }
 
-fn build_static_recovery(faults: bool) -> Result<PathBuf, String> {
+/// `bootloader-glue` as one static executable, for the sample systems.
+pub fn static_bootloader_glue() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_static("bootloader-glue", false))
+        .clone()
+}
+
+fn build_static(package: &str, faults: bool) -> Result<PathBuf, String> {
     // Each variant in a target directory of its own, apart from the debug
-    // build, so that neither rebuilds the other.
+    // build, so that none rebuilds another.
     let target_dir = workspace().join(if faults {
         "target/static-faults"
     } else {
@@ -68,7 +78,7 @@ fn build_static_recovery(faults: bool) -> Result<PathBuf, String> {
             "--release",
             "--locked",
             "-p",
-            "recovery",
+            package,
             "--target",
             target,
         ])
@@ -81,11 +91,11 @@ fn build_static_recovery(faults: bool) -> Result<PathBuf, String> {
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "building the static recovery for {target} failed: run scripts/setup \
+            "building the static {package} for {target} failed: run scripts/setup \
              (it installs musl-tools and the musl target)"
         ));
     }
-    Ok(target_dir.join(target).join("release/recovery"))
+    Ok(target_dir.join(target).join("release").join(package))
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {

@@ -2,6 +2,7 @@
 //! guest boots, boots it in QEMU, and reads the disk it leaves.
 //!
 //! - [`artifacts`]: the static recovery, the Debian kernel, the initramfs.
+//! - [`cycle`]: the full cycle through OVMF and GRUB, three boots.
 //! - [`scenario`]: a device's disk: sample systems, staged images, the
 //!   instruction, the reference GPT layout.
 //! - [`vm`]: boots QEMU with a timeout and keeps the serial console.
@@ -9,6 +10,7 @@
 //! - [`demo`]: the README's first command: one update, shown as it happens.
 
 pub mod artifacts;
+pub mod cycle;
 pub mod demo;
 pub mod inspect;
 pub mod scenario;

@@ -58,7 +58,11 @@ impl Suite {
 /// A small root file system: busybox (static) with its applets, a version
 /// file, a setuid binary, a symlink.
 pub fn sample_rootfs(dir: &Path, version: &str) -> PathBuf {
-    let root = dir.join(format!("rootfs-{version}"));
+    sample_rootfs_named(dir, version, &format!("rootfs-{version}"))
+}
+
+pub fn sample_rootfs_named(dir: &Path, version: &str, name: &str) -> PathBuf {
+    let root = dir.join(name);
     for d in ["bin", "sbin", "etc", "usr/bin", "proc", "sys", "dev", "tmp"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
@@ -67,7 +71,9 @@ pub fn sample_rootfs(dir: &Path, version: &str) -> PathBuf {
         .find(|p| Path::new(p).is_file())
         .expect("busybox is missing: apt-get install busybox-static");
     fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "mount", "poweroff", "reboot"] {
+    for applet in [
+        "sh", "ls", "cat", "mount", "mkdir", "sync", "poweroff", "reboot", "sleep",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs::write(root.join("etc/version"), format!("{version}\n")).unwrap();
@@ -199,7 +205,7 @@ impl Device {
         let spec = |name: &str, size: u64, dir: Option<&Path>| PartitionSpec {
             name: name.into(),
             size: size << 20,
-            ext4: true,
+            fs: disk::Fs::Ext4,
             contents: dir.map(Path::to_path_buf),
         };
         let layout = [

@@ -7,8 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Boot<'a> {
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
+    /// Kernel and initramfs booted directly (`-kernel`, `-initrd`), with
+    /// `-no-reboot`; None: the firmware boots the disk (UEFI, OVMF) and
+    /// the guest may reboot.
+    pub direct: Option<(&'a Path, &'a Path)>,
+    /// OVMF's variable store for a UEFI boot (a writable copy).
+    pub efi_vars: Option<PathBuf>,
     pub disk: &'a Path,
     /// Added to `console=ttyS0 panic=-1`.
     pub cmdline: String,
@@ -24,6 +28,10 @@ pub struct Boot<'a> {
     pub cut: Option<(String, Duration)>,
 }
 
+/// OVMF's firmware code, from Debian's `ovmf`.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 impl Boot<'_> {
     pub fn new<'a>(
         kernel: &'a Path,
@@ -32,8 +40,8 @@ impl Boot<'_> {
         console: PathBuf,
     ) -> Boot<'a> {
         Boot {
-            kernel,
-            initrd,
+            direct: Some((kernel, initrd)),
+            efi_vars: None,
             disk,
             cmdline: String::new(),
             timeout: Duration::from_secs(180),
@@ -112,8 +120,23 @@ fn echo_new_lines(console: &Path, from: usize) -> usize {
         return from;
     }
     for line in String::from_utf8_lossy(&bytes[from..end]).lines() {
-        if line.starts_with("recovery:") || line.contains("reboot: ") || line.contains("Run /init")
-        {
+        let shown = [
+            "recovery:",
+            "system:",
+            "reimage:",
+            "bootloader-glue",
+            "update to",
+            "OK:",
+            "WARNING:",
+            "CRITICAL:",
+            "UNKNOWN:",
+        ]
+        .iter()
+        .any(|p| line.starts_with(p))
+            || line.contains("reimage: booting")
+            || line.contains("] reboot: ")
+            || line.contains("Run /init");
+        if shown {
             println!("  | {line}");
         }
     }
@@ -125,16 +148,32 @@ pub fn boot(b: &Boot) -> Finished {
     let accel = std::env::var("QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", &accel, "-cpu", "max", "-m", "512", "-smp", "1"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .args(["-display", "none", "-monitor", "none"])
         .arg("-serial")
-        .arg(format!("file:{}", b.console.display()))
-        .arg("-kernel")
-        .arg(b.kernel)
-        .arg("-initrd")
-        .arg(b.initrd)
-        .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 {}", b.cmdline))
-        .arg("-drive")
+        .arg(format!("file:{}", b.console.display()));
+    match (&b.direct, &b.efi_vars) {
+        (Some((kernel, initrd)), _) => {
+            cmd.arg("-no-reboot")
+                .arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(format!("console=ttyS0 panic=-1 {}", b.cmdline));
+        }
+        (None, Some(vars)) => {
+            assert!(
+                Path::new(OVMF_CODE).is_file(),
+                "{OVMF_CODE} is missing: apt-get install ovmf (scripts/setup does)"
+            );
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        (None, None) => panic!("a boot needs a kernel or UEFI firmware"),
+    }
+    cmd.arg("-drive")
         .arg(format!(
             "file={},if=none,format=raw,id=disk",
             b.disk.display()

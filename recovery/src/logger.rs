@@ -7,7 +7,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 struct Sinks {
     kmsg: Option<File>,
@@ -18,6 +18,8 @@ struct Sinks {
 
 struct Logger {
     sinks: Mutex<Sinks>,
+    /// The program name that starts every line.
+    name: OnceLock<&'static str>,
 }
 
 static LOGGER: Logger = Logger {
@@ -26,6 +28,7 @@ static LOGGER: Logger = Logger {
         file: None,
         pending: None,
     }),
+    name: OnceLock::new(),
 };
 
 impl Log for Logger {
@@ -37,12 +40,13 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let prefix = match record.level() {
-            Level::Error => "recovery: error: ",
-            Level::Warn => "recovery: warning: ",
-            _ => "recovery: ",
+        let name = self.name.get().copied().unwrap_or("recovery");
+        let level = match record.level() {
+            Level::Error => "error: ",
+            Level::Warn => "warning: ",
+            _ => "",
         };
-        let line = format!("{prefix}{}\n", record.args());
+        let line = format!("{name}: {level}{}\n", record.args());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
         let Ok(mut sinks) = self.sinks.lock() else {
             return;
@@ -70,6 +74,12 @@ impl Log for Logger {
 
 /// Sends log lines to the console; `quiet` keeps only warnings and errors.
 pub fn init(quiet: bool) {
+    init_as("recovery", quiet);
+}
+
+/// The same, for another program using the recovery's engine.
+pub fn init_as(name: &'static str, quiet: bool) {
+    let _ = LOGGER.name.set(name);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(if quiet {
         LevelFilter::Warn

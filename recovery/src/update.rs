@@ -141,7 +141,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         log::info!("no update instruction on cfg: nothing to do; rebooting");
         return Ok(Done::NothingToDo);
     };
-    s.version = instruction.manifest.path.clone();
+    s.version = instruction.manifest.to_string();
     s.instruction = Some(instruction.clone());
     if cfg.join(LOCK).exists() {
         s.lock_found = true;

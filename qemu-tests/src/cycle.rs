@@ -1,0 +1,254 @@
+//! The full update cycle through a real boot loader, in one QEMU run:
+//! OVMF boots GRUB (a `grub-mkstandalone` EFI image whose `grub.cfg` is
+//! `bootloader-glue grub-config`'s fragment plus the system's entry) from
+//! the ESP.
+//!
+//! boot 1: no instruction, GRUB boots system 1.0, whose init runs
+//! `bootloader-glue request --reboot` for the staged 2.0; boot 2: GRUB sees
+//! the instruction and boots the recovery, which installs 2.0 and reboots;
+//! boot 3: GRUB boots 2.0, whose init runs `bootloader-glue status` and
+//! powers off.
+
+use crate::artifacts;
+use crate::scenario::{sample_rootfs_named, Suite, PRODUCT};
+use crate::vm::{self, Finished};
+use formats::config::Config;
+use formats::result::Installed;
+use image_builder::disk::{self, Fs, PartitionSpec};
+use image_builder::image::{self, ImageRequest, Source};
+use image_builder::payload::Compression;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// What the running 1.0 does between requesting and rebooting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Requests 2.0 and reboots.
+    Good,
+    /// Requests 2.0, then the staged signature is damaged before the
+    /// reboot: the recovery must refuse it and the device come back on 1.0.
+    BadSignatureAfterRequest,
+}
+
+pub struct Cycle {
+    pub dir: tempfile::TempDir,
+    pub disk: PathBuf,
+    vars: PathBuf,
+}
+
+/// Partition numbers of the layout, for the kernel's `root=`.
+const LAYOUT: [(&str, u64, Fs); 5] = [
+    ("esp", 34, Fs::Fat),
+    ("recovery", 24, Fs::Ext4),
+    ("cfg", 8, Fs::Ext4),
+    ("system", 48, Fs::Ext4),
+    ("storage", 32, Fs::Ext4),
+];
+
+const INIT: &str = r#"#!/bin/sh
+# The sample system's init: asks for the staged update once, reports the
+# state of updates otherwise, and powers off.
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /cfg /storage
+mount -t ext4 /dev/nvme0n1p3 /cfg
+mount -t ext4 /dev/nvme0n1p5 /storage
+echo "system: running demo $(cat /etc/version)"
+if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
+  if [ -f /etc/damage-after-request ]; then
+    /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg
+    echo "system: damaging the staged signature before the reboot"
+    cat /storage/updates/damaged.minisig > /storage/updates/demo-2.0.manifest.minisig
+    sync
+    reboot -f
+  fi
+  /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --reboot
+fi
+/usr/bin/bootloader-glue status --cfg /cfg
+echo "system: status exit code $?"
+sync
+poweroff -f
+"#;
+
+impl Cycle {
+    pub fn new(variant: Variant) -> Cycle {
+        let suite = Suite::get();
+        let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
+        let d = dir.path();
+        let glue = artifacts::static_bootloader_glue().unwrap_or_else(|e| panic!("{e}"));
+        let system = |version: &str, name: &str, request: bool| {
+            let root = sample_rootfs_named(d, version, name);
+            fs::write(root.join("sbin/init"), INIT).unwrap();
+            chmod(&root.join("sbin/init"), 0o755);
+            fs::copy(&glue, root.join("usr/bin/bootloader-glue")).unwrap();
+            fs::create_dir_all(root.join("etc/reimage/keys")).unwrap();
+            fs::copy(&suite.key_pub, root.join("etc/reimage/keys/vendor.pub")).unwrap();
+            fs::write(
+                root.join("etc/reimage/recovery.conf"),
+                Config::for_product(PRODUCT).render(),
+            )
+            .unwrap();
+            if request {
+                fs::write(root.join("etc/request-update"), "").unwrap();
+                if variant == Variant::BadSignatureAfterRequest {
+                    fs::write(root.join("etc/damage-after-request"), "").unwrap();
+                }
+            }
+            root
+        };
+        let v1 = system("1.0", "system", true);
+        let v2 = system("2.0", "v2", false);
+
+        let storage = d.join("storage");
+        fs::create_dir_all(storage.join("updates")).unwrap();
+        let image = image::build(&ImageRequest {
+            source: Source::Rootfs(v2),
+            product: PRODUCT.into(),
+            version: "2.0".into(),
+            key: suite.key_sec.clone(),
+            out_dir: storage.join("updates"),
+            compression: Compression {
+                level: 3,
+                threads: 2,
+            },
+            created: 1_700_000_000,
+            allow_unsafe_paths: false,
+            show_progress: false,
+        })
+        .unwrap();
+        let sig = fs::read_to_string(&image.signature_path).unwrap();
+        let mut lines: Vec<String> = sig.lines().map(String::from).collect();
+        let mut line: Vec<char> = lines[1].chars().collect();
+        line[40] = if line[40] == 'A' { 'B' } else { 'A' };
+        lines[1] = line.into_iter().collect();
+        fs::write(
+            storage.join("updates/damaged.minisig"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+
+        let cfg = d.join("cfg");
+        fs::create_dir_all(cfg.join("update")).unwrap();
+        fs::write(cfg.join("hostname"), "demo-1\n").unwrap();
+        let installed = Installed {
+            product: PRODUCT.into(),
+            version: "1.0".into(),
+        };
+        fs::write(
+            cfg.join(formats::result::INSTALLED_PATH),
+            installed.render(),
+        )
+        .unwrap();
+
+        let recovery = d.join("recovery");
+        fs::create_dir_all(&recovery).unwrap();
+        fs::copy(&suite.kernel, recovery.join("vmlinuz")).unwrap();
+        fs::copy(&suite.initramfs, recovery.join("initramfs.img")).unwrap();
+
+        let esp = d.join("esp");
+        fs::create_dir_all(esp.join("EFI/BOOT")).unwrap();
+        let grub_cfg = d.join("grub.cfg");
+        fs::write(&grub_cfg, grub_cfg_text()).unwrap();
+        let out = Command::new("grub-mkstandalone")
+            .args([
+                "-O",
+                "x86_64-efi",
+                "--modules=part_gpt ext2 fat search test echo linux normal loadenv serial terminal",
+            ])
+            .arg("-o")
+            .arg(esp.join("EFI/BOOT/BOOTX64.EFI"))
+            .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display()))
+            .output()
+            .expect("grub-mkstandalone is missing: apt-get install grub-efi-amd64-bin grub-common");
+        assert!(
+            out.status.success(),
+            "grub-mkstandalone: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let contents = [
+            Some(esp),
+            Some(recovery),
+            Some(cfg),
+            Some(v1),
+            Some(storage),
+        ];
+        let layout: Vec<PartitionSpec> = LAYOUT
+            .iter()
+            .zip(contents)
+            .map(|((name, size, fs), dir)| PartitionSpec {
+                name: name.to_string(),
+                size: size << 20,
+                fs: *fs,
+                contents: dir,
+            })
+            .collect();
+        let disk_path = d.join("disk.img");
+        disk::build(&disk_path, &layout).unwrap_or_else(|e| panic!("disk: {e}"));
+        let vars = d.join("OVMF_VARS.fd");
+        fs::copy(vm::OVMF_VARS, &vars).expect("OVMF_VARS.fd is missing: apt-get install ovmf");
+        Cycle {
+            dir,
+            disk: disk_path,
+            vars,
+        }
+    }
+
+    /// Runs the three boots (until the guest powers off).
+    pub fn run(&self, echo: bool) -> Finished {
+        let mut boot = vm::Boot::new(
+            Path::new("/"),
+            Path::new("/"),
+            &self.disk,
+            self.dir.path().join("console.log"),
+        );
+        boot.direct = None;
+        boot.efi_vars = Some(self.vars.clone());
+        boot.timeout = Duration::from_secs(600);
+        boot.echo = echo;
+        let finished = vm::boot(&boot);
+        let keep = artifacts::workspace().join("target/qemu-consoles");
+        let _ = fs::create_dir_all(&keep);
+        let name = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('.')
+            .to_string();
+        let _ = fs::write(keep.join(format!("cycle-{name}.log")), &finished.console);
+        finished
+    }
+
+    pub fn inspect(&self) -> crate::inspect::Disk {
+        crate::inspect::Disk::new(&self.disk)
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The system's own entry (a distribution's), then the fragment of
+/// `bootloader-glue grub-config`, which makes the recovery the default
+/// while an instruction waits.
+fn grub_cfg_text() -> String {
+    let fragment = bootloader_glue::grub::GrubConfig::default().fragment();
+    format!(
+        r#"set timeout=0
+set default=system
+serial --unit=0 --speed=115200
+terminal_output serial
+menuentry "System" --id system {{
+  search --no-floppy --label recovery --set=root
+  echo "reimage: booting the system"
+  linux /vmlinuz root=/dev/nvme0n1p4 rw rootwait console=ttyS0 panic=-1
+}}
+{fragment}"#
+    )
+}

@@ -1,0 +1,97 @@
+//! The full update cycle through OVMF and a real GRUB, in one QEMU run:
+//! system 1.0 asks for 2.0, GRUB boots the recovery, the recovery installs
+//! 2.0, GRUB boots 2.0, which reports the update's status.
+
+use qemu_tests::cycle::{Cycle, Variant};
+
+#[test]
+fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {
+    let cycle = Cycle::new(Variant::Good);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    let boots: Vec<&str> = run
+        .console
+        .lines()
+        .filter_map(|l| {
+            // GRUB's lines may carry terminal escapes before the text.
+            let at = l
+                .find("reimage: booting")
+                .or_else(|| l.find("system: running"))?;
+            Some(&l[at..])
+        })
+        .collect();
+    assert_eq!(
+        boots,
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
+    assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
+    assert!(run.says("OK: 2.0 installed (attempt 1"), "{}", run.tail());
+    assert!(run.says("system: status exit code 0"), "{}", run.tail());
+    let disk = cycle.inspect();
+    let system = disk.partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    let cfg = disk.partition("cfg");
+    assert!(!cfg.exists("/update/instruction"));
+    let storage = disk.partition("storage");
+    let backups = storage.list("/backups");
+    assert!(
+        backups
+            .iter()
+            .any(|b| b.starts_with("cfg-") && b.ends_with(".tar.zst")),
+        "no cfg backup in storage: {backups:?}"
+    );
+    println!(
+        "full cycle: {:.1} s from QEMU start to the final power-off",
+        run.seconds
+    );
+}
+
+#[test]
+fn a_refused_image_brings_the_device_back_on_1_0_and_status_says_why() {
+    let cycle = Cycle::new(Variant::BadSignatureAfterRequest);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    let boots: Vec<&str> = run
+        .console
+        .lines()
+        .filter_map(|l| {
+            // GRUB's lines may carry terminal escapes before the text.
+            let at = l
+                .find("reimage: booting")
+                .or_else(|| l.find("system: running"))?;
+            Some(&l[at..])
+        })
+        .collect();
+    assert_eq!(
+        boots,
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("recovery: error: signature:"), "{}", run.tail());
+    assert!(
+        run.says(
+            "CRITICAL: the update to storage:updates/demo-2.0.manifest was refused at signature:"
+        ),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 2"), "{}", run.tail());
+    let system = cycle.inspect().partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("1.0\n"));
+}
