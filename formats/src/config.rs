@@ -17,6 +17,7 @@ const KEYS: &[&str] = &[
     "downgrade",
     "disk-wait",
     "failure-delay",
+    "bootflag",
 ];
 
 /// Whether an image older than the installed system may be installed.
@@ -44,6 +45,12 @@ pub struct Config {
     pub disk_wait: u64,
     /// Seconds the failure message stays on the console before a reboot.
     pub failure_delay: u64,
+    /// The boot loader flag the recovery clears after a success or a
+    /// refusal: `grub` (the instruction is the flag), `none`,
+    /// `grubenv:FILE`, `uboot[:FW_ENV_CONFIG]` or
+    /// `systemd-boot[:EFIVARS_DIR[:ENTRY]]`, where a FILE of the form
+    /// `cfg:PATH` is on the cfg partition.
+    pub bootflag: String,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -66,6 +73,7 @@ impl Config {
             downgrade: Downgrade::Refuse,
             disk_wait: 10,
             failure_delay: 5,
+            bootflag: "grub".into(),
         }
     }
 
@@ -111,6 +119,10 @@ impl Config {
                     _ => return Err(pair.bad("expected refuse, allow or instruction")),
                 }
             }
+            "bootflag" => {
+                crate::bootflag::BootFlag::parse(pair.value).map_err(|e| pair.bad(&e))?;
+                self.bootflag = pair.value.to_string();
+            }
             "disk-wait" => self.disk_wait = pair.as_u64()?,
             "failure-delay" => self.failure_delay = pair.as_u64()?,
             _ => unreachable!("keyvalue::parse admits only KEYS"),
@@ -133,7 +145,9 @@ impl Config {
             if setting.starts_with("fault=") {
                 continue;
             }
-            let line = format!("{}\n", setting.replacen('_', "-", 8));
+            // Underscores stand for dashes in the key, not in the value.
+            let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
+            let line = format!("{}={value}\n", key.replace('_', "-"));
             let applied = keyvalue::parse(&line, KEYS).and_then(|pairs| self.set(&pairs[0]));
             if let Err(error) = applied {
                 warnings.push(format!("kernel command line: {token}: {error}; ignored"));
@@ -144,7 +158,7 @@ impl Config {
 
     pub fn render(&self) -> String {
         format!(
-            "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\n",
+            "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\nbootflag={}\n",
             self.product,
             self.targets.join(","),
             self.max_attempts,
@@ -155,7 +169,8 @@ impl Config {
                 Downgrade::Instruction => "instruction",
             },
             self.disk_wait,
-            self.failure_delay
+            self.failure_delay,
+            self.bootflag
         )
     }
 
@@ -183,8 +198,10 @@ mod tests {
     fn the_command_line_overrides() {
         let mut c = Config::for_product("acme");
         let warnings = c.apply_command_line(
-            "console=ttyS0 recovery.max_attempts=5 recovery.targets=system,alt recovery.fault=x quiet",
+            "console=ttyS0 recovery.max_attempts=5 recovery.targets=system,alt recovery.fault=x \
+             recovery.bootflag=uboot:cfg:fw_env.config quiet",
         );
+        assert_eq!(c.bootflag, "uboot:cfg:fw_env.config");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.targets, vec!["system", "alt"]);

@@ -128,3 +128,80 @@ fn the_debian_minbase_image_installs() {
         run.timing()
     );
 }
+
+/// Where the boot loader cannot read cfg, a flag sends the next boot to
+/// the recovery; the recovery clears it once the update is installed:
+/// here GRUB's environment block, and U-Boot's environment on a raw
+/// partition located by an fw_env.config on cfg.
+#[test]
+fn the_recovery_clears_the_boot_loader_flags() {
+    use formats::bootflag::BootFlag;
+    for (setting, prepare) in [
+        ("grubenv:cfg:grubenv", "grubenv"),
+        ("uboot:cfg:fw_env.config", "uboot"),
+    ] {
+        let device = Device::new("1.0");
+        let v2 = sample_rootfs(device.dir.path(), "2.0");
+        device.stage(PRODUCT, "2.0", &v2);
+        device.instruct("storage:updates/demo-2.0.manifest", "system");
+        let host_flag = if prepare == "grubenv" {
+            BootFlag::GrubEnv {
+                file: device.cfg.join("grubenv"),
+            }
+        } else {
+            // The environment is a file on cfg here (on a device, a raw
+            // area of the flash): the guest's fw_env.config names it as the
+            // recovery sees it, the host arms it through a config of its own.
+            let env = device.dir.path().join("uboot.env");
+            std::fs::write(&env, vec![0u8; 0x4000]).unwrap();
+            std::fs::write(
+                device.dir.path().join("fw_env.host"),
+                format!("{} 0x0 0x4000\n", env.display()),
+            )
+            .unwrap();
+            std::fs::write(
+                device.cfg.join("fw_env.config"),
+                "/run/cfg/uboot.env 0x0 0x4000\n",
+            )
+            .unwrap();
+            BootFlag::Uboot {
+                config: device.dir.path().join("fw_env.host"),
+            }
+        };
+        host_flag.arm().unwrap();
+        if prepare == "uboot" {
+            std::fs::copy(
+                device.dir.path().join("uboot.env"),
+                device.cfg.join("uboot.env"),
+            )
+            .unwrap();
+        }
+        device.build_disk();
+        let run = device.boot(&format!("recovery.bootflag={setting}"), TIMEOUT);
+        assert!(run.ended, "{}", run.tail());
+        assert!(
+            run.says(&format!("bootflag: {setting} cleared")),
+            "{setting}:\n{}",
+            run.tail()
+        );
+        let cfg = device.inspect().partition("cfg");
+        let out = device.dir.path().join("after");
+        if prepare == "grubenv" {
+            std::fs::write(&out, cfg.read("/grubenv").expect("grubenv on cfg")).unwrap();
+            assert!(
+                !BootFlag::GrubEnv { file: out }.is_armed().unwrap(),
+                "grubenv still armed"
+            );
+        } else {
+            std::fs::write(
+                device.dir.path().join("uboot.env"),
+                cfg.read("/uboot.env").expect("uboot.env on cfg"),
+            )
+            .unwrap();
+            assert!(
+                !host_flag.is_armed().unwrap(),
+                "U-Boot environment still armed"
+            );
+        }
+    }
+}

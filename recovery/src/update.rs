@@ -36,6 +36,7 @@ use crate::progress::{human, Progress};
 use crate::readers::ProgressReader;
 use crate::verify::{self, VerifiedImage};
 use crate::writeback;
+use formats::bootflag::BootFlag;
 use formats::config::{self, Config};
 use formats::instruction::{self, Instruction};
 use formats::result::{self as record, Installed, Outcome, UpdateResult};
@@ -517,7 +518,44 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
         .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(instruction::PATH), e))?;
     let _ = store::remove_durably(&cfg.join(ATTEMPTS));
     log::info!("finish: result written, instruction removed");
+    if let Some(config) = &s.config {
+        clear_boot_flag(config);
+    }
     Ok(())
+}
+
+/// Clears the boot loader's flag (after a success or a refusal, never
+/// after a failure that the next boot retries). A failure here is logged,
+/// not fatal: the instruction, the real trigger, is already gone.
+fn clear_boot_flag(config: &Config) {
+    let on_cfg = |p: &Path| match p.to_str().and_then(|s| s.strip_prefix("cfg:")) {
+        Some(rest) => Path::new(CFG_MOUNT).join(rest),
+        None => p.to_path_buf(),
+    };
+    // efivarfs, mounted for as long as the flag is cleared.
+    let mut _efivarfs = None;
+    let flag = match BootFlag::parse(&config.bootflag) {
+        Ok(BootFlag::GrubEnv { file }) => BootFlag::GrubEnv {
+            file: on_cfg(&file),
+        },
+        Ok(BootFlag::Uboot { config }) => BootFlag::Uboot {
+            config: on_cfg(&config),
+        },
+        Ok(BootFlag::SystemdBoot { efivars, entry }) => {
+            _efivarfs = Mount::new("efivarfs", &efivars, "efivarfs", MsFlags::empty()).ok();
+            BootFlag::SystemdBoot { efivars, entry }
+        }
+        Ok(flag) => flag,
+        Err(e) => {
+            log::warn!("bootflag: {e}");
+            return;
+        }
+    };
+    match flag.disarm() {
+        Ok(()) if matches!(flag, BootFlag::Grub | BootFlag::None) => {}
+        Ok(()) => log::info!("bootflag: {} cleared", config.bootflag),
+        Err(e) => log::warn!("bootflag: cannot clear {}: {e}", config.bootflag),
+    }
 }
 
 /// The failure path: says what happened everywhere it can, disarms a
@@ -562,6 +600,9 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
                     ),
                     Err(err) => log::error!("cannot disarm the instruction: {err}"),
                 }
+            }
+            if let Some(config) = &s.config {
+                clear_boot_flag(config);
             }
             After::Reboot(delay)
         }
