@@ -31,19 +31,22 @@ impl GrubConfig {
 insmod part_gpt
 insmod ext2
 insmod test
+insmod loadenv
 search --no-floppy --label cfg --set=reimage_cfg
-if [ -n "$reimage_cfg" ]; then
-  if [ -f "($reimage_cfg)/update/instruction" ]; then
-    set default=reimage-recovery
-    set timeout=0
-  fi
-fi
 if [ -s "$prefix/grubenv" ]; then
   load_env reimage_update
-  if [ "$reimage_update" = 1 ]; then
-    set default=reimage-recovery
-    set timeout=0
+fi
+if [ -n "$reimage_cfg" ]; then
+  if [ -s "($reimage_cfg)/grubenv" ]; then
+    load_env -f "($reimage_cfg)/grubenv" reimage_update
   fi
+  if [ -f "($reimage_cfg)/update/instruction" ]; then
+    set reimage_update=1
+  fi
+fi
+if [ "$reimage_update" = 1 ]; then
+  set default=reimage-recovery
+  set timeout=0
 fi
 menuentry "Recovery: install the staged update" --id reimage-recovery {{
   search --no-floppy --label {label} --set=root
@@ -63,6 +66,21 @@ menuentry "Recovery: install the staged update" --id reimage-recovery {{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_fragment_is_the_one_printed() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/bootloaders.md"
+        ))
+        .unwrap();
+        let block = doc
+            .split("`bootloader-glue grub-config` prints the fragment:\n\n```\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the fragment's block in docs/bootloaders.md");
+        assert_eq!(block, GrubConfig::default().fragment());
+    }
 
     #[test]
     fn the_fragment_tests_for_the_instruction_and_names_the_entry() {
