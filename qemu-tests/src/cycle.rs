@@ -210,17 +210,7 @@ impl Cycle {
         boot.timeout = Duration::from_secs(600);
         boot.echo = echo;
         let finished = vm::boot(&boot);
-        let keep = artifacts::workspace().join("target/qemu-consoles");
-        let _ = fs::create_dir_all(&keep);
-        let name = self
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_start_matches('.')
-            .to_string();
-        let _ = fs::write(keep.join(format!("cycle-{name}.log")), &finished.console);
+        vm::keep_console(self.dir.path(), "cycle-", &finished.console);
         finished
     }
 

@@ -240,21 +240,7 @@ impl Device {
         boot.cmdline = cmdline.to_string();
         set(&mut boot);
         let finished = vm::boot(&boot);
-        let keep = artifacts::workspace().join("target/qemu-consoles");
-        let _ = fs::create_dir_all(&keep);
-        let name = self
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(keep.join(format!("{}.log", name.trim_start_matches('.'))))
-            .expect("console log");
-        let _ = std::io::Write::write_all(&mut log, finished.console.as_bytes());
+        vm::keep_console(self.dir.path(), "", &finished.console);
         finished
     }
 

@@ -97,6 +97,23 @@ impl Finished {
     }
 }
 
+/// Appends a boot's console to `target/qemu-consoles/NAME.log`, where it
+/// stays after the test's own directory is gone (for failures and CI).
+pub fn keep_console(dir: &Path, prefix: &str, console: &str) {
+    let keep = crate::artifacts::workspace().join("target/qemu-consoles");
+    let _ = std::fs::create_dir_all(&keep);
+    let name = dir.file_name().map_or_else(String::new, |n| {
+        n.to_string_lossy().trim_start_matches('.').to_string()
+    });
+    if let Ok(mut log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(keep.join(format!("{prefix}{name}.log")))
+    {
+        let _ = std::io::Write::write_all(&mut log, console.as_bytes());
+    }
+}
+
 /// Fails unless QEMU is installed, naming the package.
 pub fn require_qemu() {
     let found = Command::new("qemu-system-x86_64")

@@ -3,14 +3,11 @@
 //! 2.0, GRUB boots 2.0, which reports the update's status.
 
 use qemu_tests::cycle::{Cycle, Variant};
+use qemu_tests::vm::Finished;
 
-#[test]
-fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {
-    let cycle = Cycle::new(Variant::Good);
-    let run = cycle.run(false);
-    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
-    let boots: Vec<&str> = run
-        .console
+/// The boot loader's and the systems' lines, in order.
+fn boots(run: &Finished) -> Vec<&str> {
+    run.console
         .lines()
         .filter_map(|l| {
             // GRUB's lines may carry terminal escapes before the text.
@@ -19,9 +16,16 @@ fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {
                 .or_else(|| l.find("system: running"))?;
             Some(&l[at..])
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {
+    let cycle = Cycle::new(Variant::Good);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
     assert_eq!(
-        boots,
+        boots(&run),
         [
             "reimage: booting the system",
             "system: running demo 1.0",
@@ -60,19 +64,8 @@ fn a_refused_image_brings_the_device_back_on_1_0_and_status_says_why() {
     let cycle = Cycle::new(Variant::BadSignatureAfterRequest);
     let run = cycle.run(false);
     assert!(run.ended, "the guest did not power off:\n{}", run.tail());
-    let boots: Vec<&str> = run
-        .console
-        .lines()
-        .filter_map(|l| {
-            // GRUB's lines may carry terminal escapes before the text.
-            let at = l
-                .find("reimage: booting")
-                .or_else(|| l.find("system: running"))?;
-            Some(&l[at..])
-        })
-        .collect();
     assert_eq!(
-        boots,
+        boots(&run),
         [
             "reimage: booting the system",
             "system: running demo 1.0",
