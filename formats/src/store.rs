@@ -13,14 +13,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = Path::new(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)?;
+        f.write_all(data)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        // A full or failing disk leaves no half-written temp file behind.
+        let _ = fs::remove_file(tmp);
+        return Err(e);
+    }
     fs::rename(tmp, path)?;
     sync_dir(dir)
 }
