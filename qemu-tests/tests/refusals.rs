@@ -265,3 +265,54 @@ fn a_signed_payload_that_escapes_the_target() {
     device.instruct(MANIFEST, "system");
     assert_refused(&device, "contents", "../escape: contains a `..` component");
 }
+
+#[test]
+fn a_mkfs_program_missing_from_the_initramfs() {
+    let device = device();
+    device.build_disk();
+    let disk = device.inspect();
+    let before = disk.hash("system");
+    // One word on the kernel command line: a program that is not there.
+    let run = device.boot("recovery.mkfs=mkfs.btrfs_{device}", TIMEOUT);
+    assert!(run.ended, "{}", run.tail());
+    assert!(
+        run.says("the mkfs program is not in the initramfs"),
+        "{}",
+        run.tail()
+    );
+    assert_eq!(disk.hash("system"), before, "the system partition changed");
+    let result = disk
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(
+        result.contains("outcome=refused\n") && result.contains("stage=erase\n"),
+        "{result}"
+    );
+}
+
+#[test]
+fn no_disk_with_a_cfg_partition_lists_what_was_seen() {
+    let device = device();
+    device.build_disk();
+    // The same disk, its cfg partition renamed.
+    let mut gpt = gpt::GptConfig::new()
+        .writable(true)
+        .open(&device.disk)
+        .unwrap();
+    let mut parts = gpt.partitions().clone();
+    for p in parts.values_mut() {
+        if p.name == "cfg" {
+            p.name = "config".into();
+        }
+    }
+    gpt.update_partitions(parts).unwrap();
+    gpt.write().unwrap();
+    let run = device.boot("recovery.disk_wait=2", TIMEOUT);
+    assert!(run.ended, "{}", run.tail());
+    assert!(
+        run.says("disks: /sys/block: no partition named cfg after 2 s; seen: nvme0n1: recovery, config, system, storage"),
+        "{}",
+        run.tail()
+    );
+}

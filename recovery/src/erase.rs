@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where the recovery looks for the mkfs program.
-const PATH: &[&str] = &["/sbin", "/usr/sbin", "/bin", "/usr/bin"];
+pub const PATH: &[&str] = &["/sbin", "/usr/sbin", "/bin", "/usr/bin"];
 
 /// The program of a command, found on the recovery's path.
 pub fn find_program(name: &str) -> Option<PathBuf> {

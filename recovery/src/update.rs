@@ -7,7 +7,7 @@
 //! 4. mount `cfg`                             [`mount_cfg`]
 //! 5. read the instruction (none: reboot)     [`read_instruction`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
-//! 7. check the target partition              [`check_target`]
+//! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
 //! 9. verify the image, check it against the device  [`verify_image`]
 //! 10. erase the target (fresh file system)   [`erase_target`]
@@ -299,6 +299,19 @@ fn check_target<'d>(
     disks: &'d Disks,
 ) -> Result<&'d Partition, UpdateError> {
     let target = policy::check_target(config, instruction, disks, &mounts::mounted_devices())?;
+    // What the erase will need is checked now, while a refusal still
+    // leaves the old system in place.
+    let program = &config.mkfs[0];
+    if erase::find_program(program).is_none() {
+        return Err(UpdateError::new(
+            Stage::Erase,
+            program,
+            format!(
+                "the mkfs program is not in the initramfs (looked in {}); nothing was erased",
+                erase::PATH.join(", ")
+            ),
+        ));
+    }
     log::info!(
         "target: {} ({}, {})",
         target.name,
