@@ -20,7 +20,7 @@ usage:
       writes DIR/P-V.tar.zst, DIR/P-V.manifest, DIR/P-V.manifest.minisig;
       SOURCE_DATE_EPOCH sets the creation time for reproducible builds
   image-builder initramfs --recovery BIN --trusted-key K.pub [--trusted-key ...]
-                          (--product P | --config FILE) --out FILE
+                          (--product P | --config FILE) [--module M.ko ...] --out FILE
       writes the recovery initramfs (zstd-compressed newc cpio)
   image-builder disk --out disk.img --part NAME:SIZE[:ext4[:DIR]] [--part ...]
       writes a GPT disk image; SIZE with K, M or G
@@ -175,12 +175,14 @@ fn image_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
 fn initramfs_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
     let (mut recovery, mut keys, mut product, mut config, mut out) =
         (None, Vec::new(), None, None, None);
+    let mut modules = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("recovery") => recovery = Some(PathBuf::from(parser.value()?)),
             Long("trusted-key") => keys.push(PathBuf::from(parser.value()?)),
             Long("product") => product = Some(parser.value()?.string()?),
             Long("config") => config = Some(PathBuf::from(parser.value()?)),
+            Long("module") => modules.push(PathBuf::from(parser.value()?)),
             Long("out") => out = Some(PathBuf::from(parser.value()?)),
             other => return Err(other.unexpected().into()),
         }
@@ -208,6 +210,7 @@ fn initramfs_command(mut parser: lexopt::Parser) -> Result<(), Failure> {
     let request = InitramfsRequest {
         recovery: need(recovery, "--recovery BIN")?,
         trusted_keys: keys,
+        modules,
         config,
         out: need(out, "--out FILE")?,
     };

@@ -2,7 +2,8 @@
 //! `recovery` as `/init`, `mke2fs` and the shared libraries it needs
 //! (resolved on the build host with `ldd`, as dracut does), `/dev/console`
 //! and `/dev/null` (without them the kernel gives PID 1 no standard
-//! streams), the configuration and the trusted keys.
+//! streams), the configuration, the trusted keys, and kernel modules the
+//! recovery loads at its start (`/lib/modules/*.ko`).
 
 use crate::cpio::CpioWriter;
 use crate::error::{BuildError, IoContext};
@@ -15,6 +16,9 @@ use std::process::Command;
 pub struct InitramfsRequest {
     pub recovery: PathBuf,
     pub trusted_keys: Vec<PathBuf>,
+    /// Kernel modules (`.ko`) the recovery loads at its start, for what
+    /// the kernel does not have built in.
+    pub modules: Vec<PathBuf>,
     pub config: Config,
     pub out: PathBuf,
 }
@@ -117,6 +121,20 @@ pub fn build(req: &InitramfsRequest) -> Result<InitramfsSummary, BuildError> {
     }
     if let Ok(conf) = std::fs::read("/etc/mke2fs.conf") {
         files.push(("etc/mke2fs.conf".into(), 0o644, conf));
+    }
+    for module in &req.modules {
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".ko"))
+            .ok_or_else(|| {
+                BuildError::Usage(format!(
+                    "--module {}: expected a .ko file",
+                    module.display()
+                ))
+            })?;
+        let data = std::fs::read(module).ctx(module, "cannot read the module")?;
+        files.push((format!("lib/modules/{name}"), 0o644, data));
     }
     files.push((config::PATH.into(), 0o644, req.config.render().into_bytes()));
     for (i, key) in keys.into_iter().enumerate() {

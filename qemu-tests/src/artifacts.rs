@@ -119,10 +119,17 @@ pub fn kernel() -> Result<PathBuf, String> {
     FETCHED.get_or_init(fetch_kernel).clone()
 }
 
+/// The one module of the kernel package the tests need that is not
+/// built in: efivarfs, for systemd-boot's variables.
+pub fn efivarfs_module() -> Result<PathBuf, String> {
+    kernel()?;
+    Ok(cache().join("kernel/efivarfs.ko"))
+}
+
 fn fetch_kernel() -> Result<PathBuf, String> {
     let dir = cache().join("kernel");
     let vmlinuz = dir.join("vmlinuz");
-    if vmlinuz.is_file() {
+    if vmlinuz.is_file() && dir.join("efivarfs.ko").is_file() {
         return Ok(vmlinuz);
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -162,6 +169,9 @@ fn fetch_kernel() -> Result<PathBuf, String> {
         })
         .ok_or("the kernel package holds no boot/vmlinuz-*")?;
     std::fs::copy(&image, &vmlinuz).map_err(|e| e.to_string())?;
+    let module = find_file(&unpacked.join("lib/modules"), "efivarfs.ko")
+        .ok_or("the kernel package holds no efivarfs.ko")?;
+    std::fs::copy(module, dir.join("efivarfs.ko")).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&unpacked);
     let _ = std::fs::remove_file(&deb);
     Ok(vmlinuz)
@@ -192,6 +202,20 @@ pub fn debian_minbase() -> Result<PathBuf, String> {
     .clone()
 }
 
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
 /// Builds an initramfs with `config` and the trusted key `key` into `out`,
 /// around the recovery with fault points.
 pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String> {
@@ -199,6 +223,7 @@ pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String>
     let summary = image_builder::initramfs::build(&image_builder::initramfs::InitramfsRequest {
         recovery,
         trusted_keys: vec![key.to_path_buf()],
+        modules: vec![efivarfs_module()?],
         config: config.clone(),
         out: out.to_path_buf(),
     })

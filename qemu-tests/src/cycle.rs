@@ -1,13 +1,15 @@
-//! The full update cycle through a real boot loader, in one QEMU run:
-//! OVMF boots GRUB (a `grub-mkstandalone` EFI image whose `grub.cfg` is
-//! `bootloader-glue grub-config`'s fragment plus the system's entry) from
-//! the ESP.
+//! The full update cycle through a real boot loader, in one QEMU run: OVMF
+//! boots, from the ESP, either GRUB (a `grub-mkstandalone` EFI image whose
+//! `grub.cfg` is the system's entry plus `bootloader-glue grub-config`'s
+//! fragment) or systemd-boot (with a `system.conf` default entry and a
+//! `recovery.conf` entry).
 //!
-//! boot 1: no instruction, GRUB boots system 1.0, whose init runs
-//! `bootloader-glue request --reboot` for the staged 2.0; boot 2: GRUB sees
-//! the instruction and boots the recovery, which installs 2.0 and reboots;
-//! boot 3: GRUB boots 2.0, whose init runs `bootloader-glue status` and
-//! powers off.
+//! boot 1: the boot loader boots system 1.0, whose init runs
+//! `bootloader-glue request --reboot` for the staged 2.0; boot 2: the boot
+//! loader, seeing the instruction on cfg (GRUB) or the one-shot variable
+//! (systemd-boot), boots the recovery, which installs 2.0 and reboots;
+//! boot 3: the boot loader boots 2.0, whose init runs `bootloader-glue
+//! status` and powers off.
 
 use crate::artifacts;
 use crate::scenario::{sample_rootfs_named, Suite, PRODUCT};
@@ -31,6 +33,26 @@ pub enum Variant {
     /// reboot: the recovery must refuse it and the device come back on 1.0.
     BadSignatureAfterRequest,
 }
+
+/// The boot loader on the ESP.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    Grub,
+    SystemdBoot,
+}
+
+impl Loader {
+    /// `bootloader-glue request --bootloader` for it.
+    fn glue_name(self) -> &'static str {
+        match self {
+            Loader::Grub => "grub",
+            Loader::SystemdBoot => "systemd-boot",
+        }
+    }
+}
+
+/// systemd-boot's EFI binary, from Debian's `systemd-boot-efi`.
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
 pub struct Cycle {
     pub dir: tempfile::TempDir,
@@ -56,16 +78,19 @@ mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /cfg /storage
 mount -t ext4 /dev/nvme0n1p3 /cfg
 mount -t ext4 /dev/nvme0n1p5 /storage
+insmod /lib/modules/efivarfs.ko 2>/dev/null
+[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 echo "system: running demo $(cat /etc/version)"
+loader=$(cat /etc/bootloader)
 if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   if [ -f /etc/damage-after-request ]; then
-    /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg
+    /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader"
     echo "system: damaging the staged signature before the reboot"
     cat /storage/updates/damaged.minisig > /storage/updates/demo-2.0.manifest.minisig
     sync
     reboot -f
   fi
-  /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --reboot
+  /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
 /usr/bin/bootloader-glue status --cfg /cfg
 echo "system: status exit code $?"
@@ -75,6 +100,10 @@ poweroff -f
 
 impl Cycle {
     pub fn new(variant: Variant) -> Cycle {
+        Cycle::with_loader(variant, Loader::Grub)
+    }
+
+    pub fn with_loader(variant: Variant, loader: Loader) -> Cycle {
         let suite = Suite::get();
         let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
         let d = dir.path();
@@ -91,6 +120,10 @@ impl Cycle {
                 Config::for_product(PRODUCT).render(),
             )
             .unwrap();
+            fs::create_dir_all(root.join("lib/modules")).unwrap();
+            let module = artifacts::efivarfs_module().unwrap_or_else(|e| panic!("{e}"));
+            fs::copy(module, root.join("lib/modules/efivarfs.ko")).unwrap();
+            fs::write(root.join("etc/bootloader"), loader.glue_name()).unwrap();
             if request {
                 fs::write(root.join("etc/request-update"), "").unwrap();
                 if variant == Variant::BadSignatureAfterRequest {
@@ -150,24 +183,51 @@ impl Cycle {
 
         let esp = d.join("esp");
         fs::create_dir_all(esp.join("EFI/BOOT")).unwrap();
-        let grub_cfg = d.join("grub.cfg");
-        fs::write(&grub_cfg, grub_cfg_text()).unwrap();
-        let out = Command::new("grub-mkstandalone")
-            .args([
-                "-O",
-                "x86_64-efi",
-                "--modules=part_gpt ext2 fat search test echo linux normal loadenv serial terminal",
-            ])
-            .arg("-o")
-            .arg(esp.join("EFI/BOOT/BOOTX64.EFI"))
-            .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display()))
-            .output()
-            .expect("grub-mkstandalone is missing: apt-get install grub-efi-amd64-bin grub-common");
-        assert!(
-            out.status.success(),
-            "grub-mkstandalone: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        match loader {
+            Loader::Grub => {
+                let grub_cfg = d.join("grub.cfg");
+                fs::write(&grub_cfg, grub_cfg_text()).unwrap();
+                let out = Command::new("grub-mkstandalone")
+                    .args([
+                        "-O",
+                        "x86_64-efi",
+                        "--modules=part_gpt ext2 fat search test echo linux normal loadenv serial terminal",
+                    ])
+                    .arg("-o")
+                    .arg(esp.join("EFI/BOOT/BOOTX64.EFI"))
+                    .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display()))
+                    .output()
+                    .expect("grub-mkstandalone is missing: apt-get install grub-efi-amd64-bin grub-common");
+                assert!(
+                    out.status.success(),
+                    "grub-mkstandalone: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Loader::SystemdBoot => {
+                fs::copy(SYSTEMD_BOOT, esp.join("EFI/BOOT/BOOTX64.EFI"))
+                    .expect("systemd-boot is missing: apt-get install systemd-boot-efi");
+                fs::create_dir_all(esp.join("loader/entries")).unwrap();
+                fs::write(
+                    esp.join("loader/loader.conf"),
+                    "default system.conf\ntimeout 0\n",
+                )
+                .unwrap();
+                fs::write(
+                    esp.join("loader/entries/system.conf"),
+                    "title System\nlinux /vmlinuz\noptions root=/dev/nvme0n1p4 rw rootwait console=ttyS0 panic=-1\n",
+                )
+                .unwrap();
+                fs::write(
+                    esp.join("loader/entries/recovery.conf"),
+                    "title Recovery\nlinux /vmlinuz\ninitrd /initramfs.img\n\
+                     options console=ttyS0 panic=-1 recovery.bootflag=systemd-boot\n",
+                )
+                .unwrap();
+                fs::copy(&suite.kernel, esp.join("vmlinuz")).unwrap();
+                fs::copy(&suite.initramfs, esp.join("initramfs.img")).unwrap();
+            }
+        }
 
         let contents = [
             Some(esp),

@@ -72,7 +72,7 @@ pub fn sample_rootfs_named(dir: &Path, version: &str, name: &str) -> PathBuf {
         .expect("busybox is missing: apt-get install busybox-static");
     fs::copy(busybox, root.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "ls", "cat", "mount", "mkdir", "sync", "poweroff", "reboot", "sleep",
+        "sh", "ls", "cat", "mount", "mkdir", "sync", "poweroff", "reboot", "sleep", "insmod",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }

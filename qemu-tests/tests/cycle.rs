@@ -88,3 +88,34 @@ fn a_refused_image_brings_the_device_back_on_1_0_and_status_says_why() {
     let system = cycle.inspect().partition("system");
     assert_eq!(system.read_string("/etc/version").as_deref(), Some("1.0\n"));
 }
+
+/// The same cycle through systemd-boot: `request --bootloader
+/// systemd-boot` sets the `LoaderEntryOneShot` EFI variable, systemd-boot
+/// boots the recovery entry once, and the default entry afterwards.
+#[test]
+fn the_device_updates_itself_through_systemd_boot() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::Good, Loader::SystemdBoot);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    let systems: Vec<&str> = boots(&run)
+        .into_iter()
+        .filter(|l| l.starts_with("system:"))
+        .collect();
+    assert_eq!(
+        systems,
+        ["system: running demo 1.0", "system: running demo 2.0"],
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
+    assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
+    assert!(
+        run.says("recovery: bootflag: systemd-boot cleared"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 0"), "{}", run.tail());
+    let system = cycle.inspect().partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+}

@@ -1,7 +1,8 @@
 //! The recovery OS: PID 1 of the recovery initramfs. One update, in the
 //! order of the product brief, one function a step, each logged:
 //!
-//! 1. mount `/proc`, `/sys`, `/dev`          [`mount_pseudo_filesystems`]
+//! 1. mount `/proc`, `/sys`, `/dev`, load the initramfs's kernel modules
+//!    [`mount_pseudo_filesystems`], [`load_modules`]
 //! 2. read the configuration                  [`read_config`]
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
@@ -133,6 +134,7 @@ pub fn run() -> ! {
 
 fn update(s: &mut Session) -> Result<Done, UpdateError> {
     mount_pseudo_filesystems(s)?;
+    load_modules();
     let config = read_config()?;
     s.config = Some(config.clone());
     let disks = find_partitions(&config)?;
@@ -191,6 +193,34 @@ fn mount_pseudo_filesystems(s: &mut Session) -> Result<(), UpdateError> {
     }
     log::info!("setup: /proc, /sys and /dev mounted");
     Ok(())
+}
+
+/// Where `image-builder initramfs --module` puts kernel modules.
+const MODULES: &str = "/lib/modules";
+
+/// Loads the kernel modules the initramfs carries (for what the kernel
+/// does not have built in: a disk driver, efivarfs). One that fails is
+/// named and skipped: what needs it will say so.
+fn load_modules() {
+    let Ok(dir) = std::fs::read_dir(MODULES) else {
+        return;
+    };
+    let mut modules: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    modules.sort();
+    for module in modules {
+        let loaded = File::open(&module)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            .and_then(|f| nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()));
+        match loaded {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {
+                log::info!("setup: module {} loaded", module.display())
+            }
+            Err(e) => log::warn!("setup: cannot load the module {}: {e}", module.display()),
+        }
+    }
 }
 
 fn read_config() -> Result<Config, UpdateError> {
