@@ -15,6 +15,7 @@
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
+//! - [`units`]: sizes as people read them.
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
 //!   flags, in the formats their own tools read.
 //! - [`store`]: atomic, durable writes of the records on `cfg` (with
@@ -32,4 +33,5 @@ pub mod result;
 pub mod signature;
 pub mod store;
 pub mod ubootenv;
+pub mod units;
 pub mod version;

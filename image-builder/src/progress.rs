@@ -1,6 +1,7 @@
 //! A progress bar on standard error, drawn only when it is a terminal, so
 //! that pipeline logs stay clean.
 
+pub use formats::units::human;
 use std::cell::Cell;
 use std::io::{IsTerminal, Read};
 use std::time::{Duration, Instant};
@@ -80,16 +81,5 @@ impl<R: Read> Read for Counted<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.add(n as u64);
         Ok(n)
-    }
-}
-
-/// A size for people: `512 B`, `14.4 kB`, `198.3 MB`, `1.2 GB`.
-pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..=999 => format!("{bytes} B"),
-        1_000..=999_999 => format!("{:.1} kB", b / 1e3),
-        1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
-        _ => format!("{:.2} GB", b / 1e9),
     }
 }

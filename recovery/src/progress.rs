@@ -2,6 +2,7 @@
 //! throughput, so that an operator sees the update move. Shared between the
 //! thread that reads and decompresses and the one that writes, hence atomics.
 
+pub use formats::units::human;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -85,16 +86,5 @@ impl Progress {
             self.entries(),
             mb(bytes) / self.seconds().max(0.001)
         )
-    }
-}
-
-/// A size for people: `512 B`, `14.4 kB`, `198.3 MB`, `1.2 GB`.
-pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..=999 => format!("{bytes} B"),
-        1_000..=999_999 => format!("{:.1} kB", b / 1e3),
-        1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
-        _ => format!("{:.2} GB", b / 1e9),
     }
 }
