@@ -32,6 +32,9 @@ pub enum Variant {
     /// Requests 2.0, then the staged signature is damaged before the
     /// reboot: the recovery must refuse it and the device come back on 1.0.
     BadSignatureAfterRequest,
+    /// 2.0 is signed by a key the device does not trust: the running
+    /// system's `request` refuses it and nothing is armed.
+    UntrustedAtRequest,
 }
 
 /// The boot loader on the ESP.
@@ -141,7 +144,13 @@ impl Cycle {
             source: Source::Rootfs(v2),
             product: PRODUCT.into(),
             version: "2.0".into(),
-            key: suite.key_sec.clone(),
+            key: if variant == Variant::UntrustedAtRequest {
+                image_builder::keygen::keygen(&d.join("stranger"))
+                    .unwrap()
+                    .1
+            } else {
+                suite.key_sec.clone()
+            },
             out_dir: storage.join("updates"),
             compression: Compression {
                 level: 3,

@@ -119,3 +119,40 @@ fn the_device_updates_itself_through_systemd_boot() {
     let system = cycle.inspect().partition("system");
     assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
 }
+
+/// The running system verifies before it asks: an image signed by a key
+/// the device does not trust is refused by `request`, nothing is armed,
+/// and the device never leaves 1.0.
+#[test]
+fn request_refuses_an_untrusted_image_on_the_running_system() {
+    let cycle = Cycle::new(Variant::UntrustedAtRequest);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        ["reimage: booting the system", "system: running demo 1.0"],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("bootloader-glue: the staged image: signature:"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("which is not trusted"), "{}", run.tail());
+    assert!(
+        run.says("OK: demo 1.0 installed; no update recorded"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 0"), "{}", run.tail());
+    let disk = cycle.inspect();
+    assert!(
+        !disk.partition("cfg").exists("/update/instruction"),
+        "an instruction was written"
+    );
+    assert!(
+        disk.partition("storage").list("/backups").is_empty(),
+        "a backup was made for a refused image"
+    );
+}
