@@ -59,19 +59,6 @@ fn an_image_made_by_the_documented_recipe_applies() {
     let into = work.path().join("into");
     fs::create_dir(&into).unwrap();
     let manifest = out.join("foreign-3.1.manifest");
-    let result = recovery(&[
-        &"apply",
-        &"--manifest",
-        &manifest,
-        &"--trusted-key",
-        &pk,
-        &"--into",
-        &into,
-    ]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    apply_ok(&manifest, &pk, &into);
     assert_eq!(snapshot(&root), snapshot(&into));
 }

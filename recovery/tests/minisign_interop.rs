@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use image_builder::image::Source;
 use std::fs;
-use std::process::Command;
 
 fn small_image(
     work: &std::path::Path,
@@ -24,33 +23,12 @@ fn minisign_verifies_what_image_builder_signs() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (pk, sk) = keypair(work.path(), "k");
     let image = small_image(work.path(), &sk);
-    let out = Command::new("minisign")
-        .arg("-V")
-        .arg("-p")
-        .arg(&pk)
-        .arg("-m")
-        .arg(&image.manifest_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "minisign -V: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = minisign(&[&"-V", &"-p", &pk, &"-m", &image.manifest_path]);
+    assert!(ok, "minisign -V: {}", err);
     // And it refuses a changed manifest, so the check above means something.
     fs::write(&image.manifest_path, "format=1\n").unwrap();
-    let out = Command::new("minisign")
-        .arg("-V")
-        .arg("-p")
-        .arg(&pk)
-        .arg("-m")
-        .arg(&image.manifest_path)
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "minisign accepted a changed manifest"
-    );
+    let (ok, _) = minisign(&[&"-V", &"-p", &pk, &"-m", &image.manifest_path]);
+    assert!(!ok, "minisign accepted a changed manifest");
 }
 
 #[test]
@@ -62,31 +40,10 @@ fn the_recovery_verifies_what_minisign_signs() {
     // A key made by minisign itself (-W: no password), signing in its
     // default (prehashed) mode, replacing image-builder's signature.
     let (mpk, msk) = (work.path().join("m.pub"), work.path().join("m.key"));
-    let out = Command::new("minisign")
-        .args(["-G", "-W", "-p"])
-        .arg(&mpk)
-        .arg("-s")
-        .arg(&msk)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "minisign -G: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(&msk)
-        .arg("-m")
-        .arg(&image.manifest_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "minisign -S: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = minisign(&[&"-G", &"-W", &"-p", &mpk, &"-s", &msk]);
+    assert!(ok, "minisign -G: {}", err);
+    let (ok, err) = minisign(&[&"-S", &"-s", &msk, &"-m", &image.manifest_path]);
+    assert!(ok, "minisign -S: {}", err);
 
     let verify = |key: &std::path::Path| {
         recovery(&[
@@ -111,19 +68,8 @@ fn the_recovery_verifies_what_minisign_signs() {
     );
 
     // minisign also signs with image-builder's secret key file.
-    let out = Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(&our_sk)
-        .arg("-m")
-        .arg(&image.manifest_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "minisign -S with our key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = minisign(&[&"-S", &"-s", &our_sk, &"-m", &image.manifest_path]);
+    assert!(ok, "minisign -S with our key: {}", err);
     let out = verify(&our_pk);
     assert!(
         out.status.success(),

@@ -85,20 +85,7 @@ fn assert_refused(case: &Case, keys: &[&Path], code: i32, message: &str) {
 #[test]
 fn a_good_image_applies() {
     let case = setup();
-    let out = recovery(&[
-        &"apply",
-        &"--manifest",
-        &case.image.manifest_path,
-        &"--trusted-key",
-        &case.key.0,
-        &"--into",
-        &case.into,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_ok(&case.image.manifest_path, &case.key.0, &case.into);
     assert_eq!(
         fs::read_to_string(case.into.join("etc/version")).unwrap(),
         "2.0\n"

@@ -164,20 +164,7 @@ fn every_entry_type_and_metadata_survive_the_round_trip() {
     let (pk, sk) = keypair(work.path(), "k");
     let image = build(Source::Rootfs(fixture.clone()), &sk, &out, "1.0", false);
 
-    let result = recovery(&[
-        &"apply",
-        &"--manifest",
-        &image.manifest_path,
-        &"--trusted-key",
-        &pk,
-        &"--into",
-        &into,
-    ]);
-    assert!(
-        result.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    apply_ok(&image.manifest_path, &pk, &into);
     let (want, got) = (snapshot(&fixture), snapshot(&into));
     for (path, node) in &want {
         assert_eq!(
@@ -233,19 +220,6 @@ fn an_image_from_a_tar_round_trips_like_one_from_a_directory() {
     assert_eq!(from_dir.manifest.entries, from_tar.manifest.entries);
     let into = work.path().join("into");
     fs::create_dir(&into).unwrap();
-    let result = recovery(&[
-        &"apply",
-        &"--manifest",
-        &from_tar.manifest_path,
-        &"--trusted-key",
-        &pk,
-        &"--into",
-        &into,
-    ]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    apply_ok(&from_tar.manifest_path, &pk, &into);
     assert_eq!(snapshot(&fixture), snapshot(&into));
 }

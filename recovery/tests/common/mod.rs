@@ -73,6 +73,40 @@ pub fn recovery(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     cmd.output().expect("run recovery")
 }
 
+/// Runs `recovery apply` and fails the test with its messages unless it
+/// succeeds.
+pub fn apply_ok(manifest: &Path, key: &Path, into: &Path) {
+    let out = recovery(&[
+        &"apply",
+        &"--manifest",
+        &manifest,
+        &"--trusted-key",
+        &key,
+        &"--into",
+        &into,
+    ]);
+    assert!(
+        out.status.success(),
+        "recovery apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `minisign ARGS` and returns whether it succeeded, with its stderr.
+pub fn minisign(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
+    let mut cmd = Command::new("minisign");
+    for a in args {
+        cmd.arg(a);
+    }
+    let out = cmd
+        .output()
+        .expect("minisign is missing: apt-get install minisign");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Everything a root file system needs of one node, for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
