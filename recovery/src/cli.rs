@@ -2,16 +2,11 @@
 //! `recovery verify` checks an image; `recovery apply` checks it and writes
 //! it into a directory, with one `syncfs` at the end.
 
-use crate::decode;
-use crate::error::{Stage, UpdateError};
-use crate::extract;
+use crate::error::UpdateError;
+use crate::install;
 use crate::keys;
-use crate::progress::{human, Progress};
-use crate::readers::ProgressReader;
 use crate::verify::{self, VerifiedImage};
-use crate::writeback;
 use lexopt::prelude::*;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "\
@@ -94,28 +89,5 @@ pub fn main() -> i32 {
 
 /// Writes a verified image into `dir` and syncs its file system once.
 pub fn apply(image: &VerifiedImage, dir: &Path) -> Result<(), UpdateError> {
-    let shown = image.payload_path.display().to_string();
-    let file = File::open(&image.payload_path)
-        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
-    let progress = Progress::new("extract", image.manifest.payload_size);
-    // file → progress → zstd on other threads, tar → files on this one.
-    let counted = ProgressReader::new(file, &progress);
-    let target = File::open(dir)
-        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("cannot open: {e}")))?;
-    let written = writeback::while_running(&target, || {
-        decode::decode(counted, decode::workers(), |tar| {
-            extract::extract(tar, dir, &shown, &progress)
-        })
-    })?;
-    log::info!("{}", progress.line());
-    log::info!(
-        "extract: {} entries, {} of file data written into {}",
-        written.entries,
-        human(written.bytes),
-        dir.display()
-    );
-    nix::unistd::syncfs(&target)
-        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
-    log::info!("sync: {} flushed to disk", dir.display());
-    Ok(())
+    install::install(image, dir).map(|_| ())
 }

@@ -18,6 +18,7 @@
 //! - [`verify`]: signature, manifest, payload size and hash, and the scan
 //!   of every entry: everything that is checked before the first write.
 //! - [`scan`]: the entry checks that need the decoded payload.
+//! - [`install`]: the extraction's data path, hashed again, and the sync.
 //! - [`extract`]: writes the entries below a directory, never outside it.
 //! - [`readers`], [`decode`] and [`progress`]: the layers of the data path.
 //! - [`writeback`]: flushes the target while extraction goes on.
@@ -30,6 +31,7 @@ pub mod erase;
 pub mod error;
 pub mod extract;
 pub mod fault;
+pub mod install;
 pub mod keys;
 pub mod logger;
 pub mod mounts;

@@ -23,20 +23,18 @@
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
-use crate::decode;
 use crate::erase;
 use crate::error::{Stage, UpdateError};
-use crate::extract::{self, Extracted};
+use crate::extract::Extracted;
 use crate::fault::{self, Point};
+use crate::install;
 use crate::keys;
 use crate::logger;
 use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
-use crate::progress::{human, Progress};
-use crate::readers::ProgressReader;
+use crate::progress::human;
 use crate::verify::{self, VerifiedImage};
-use crate::writeback;
 use formats::bootflag::BootFlag;
 use formats::config::{self, Config};
 use formats::instruction::{self, Instruction};
@@ -486,38 +484,7 @@ fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> 
 
 fn extract_image(image: &VerifiedImage, target: &Partition) -> Result<Extracted, UpdateError> {
     let mount = mount_ext4(target, TARGET_MOUNT, MsFlags::empty())?;
-    let shown = image.payload_path.display().to_string();
-    let file = File::open(&image.payload_path)
-        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
-    let root =
-        File::open(mount.path()).map_err(|e| UpdateError::new(Stage::Extract, TARGET_MOUNT, e))?;
-    let progress = Progress::new("extract", image.manifest.payload_size);
-    let counted = ProgressReader::new(file, &progress);
-    let written = writeback::while_running(&root, || {
-        decode::decode(counted, decode::workers(), |tar| {
-            extract::extract(tar, mount.path(), &shown, &progress)
-        })
-    })?;
-    log::info!("{}", progress.line());
-    fault::hit(Point::BeforeSync);
-    nix::unistd::syncfs(&root).map_err(|e| {
-        UpdateError::new(
-            Stage::Sync,
-            target.device.display(),
-            format!("syncfs failed: {e}"),
-        )
-    })?;
-    fault::hit(Point::AfterSync);
-    log::info!(
-        "extract: {} entries, {} written and synced to {} ({:.1} s)",
-        written.entries,
-        human(written.bytes),
-        target.name,
-        progress.seconds()
-    );
-    drop(root);
-    drop(mount);
-    Ok(written)
+    install::install(image, mount.path())
 }
 
 fn now_secs(t: SystemTime) -> u64 {

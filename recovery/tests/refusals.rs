@@ -211,3 +211,20 @@ fn any_of_several_trusted_keys_will_do() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Storage that returns other bytes on the second read: what is written
+/// must be what was verified, so the extraction checks the hash again.
+#[test]
+fn a_payload_that_changes_after_verification_fails_the_extraction() {
+    let case = setup();
+    let keys = recovery::keys::load(&[&case.key.0]).unwrap();
+    let image = recovery::verify::verify(&case.image.manifest_path, &keys).unwrap();
+    // Same size, one byte different, after the check.
+    let mut payload = fs::read(&case.image.payload_path).unwrap();
+    let last = payload.len() - 1;
+    payload[last] ^= 0x01;
+    fs::write(&case.image.payload_path, payload).unwrap();
+    let err = recovery::install::install(&image, &case.into).unwrap_err();
+    assert_eq!(err.stage, recovery::Stage::Extract, "{err}");
+    assert!(err.reason.contains("not the verified"), "{err}");
+}
