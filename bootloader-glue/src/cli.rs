@@ -19,7 +19,8 @@ usage:
       one line and a Nagios exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
   bootloader-glue cancel [--bootloader ...] [--cfg DIR]
   bootloader-glue unlock [--cfg DIR]
-  bootloader-glue grub-config [--recovery-label LABEL] [--kernel PATH] [--initrd PATH] [--cmdline TEXT]
+  bootloader-glue grub-config [--recovery-label LABEL] [--cfg-label LABEL] [--grubenv LABEL:PATH]
+                              [--kernel PATH] [--initrd PATH] [--cmdline TEXT]
 defaults: --cfg /cfg, --config /etc/reimage/recovery.conf, trusted keys /etc/reimage/keys/*.pub,
           --bootloader grub
 ";
@@ -90,6 +91,14 @@ fn run() -> Result<i32, Failure> {
             Long("trusted-key") => a.keys.push(parser.value()?.into()),
             Long("json") => a.json = true,
             Long("recovery-label") => a.grub.recovery_label = parser.value()?.string()?,
+            Long("cfg-label") => a.grub.cfg_label = parser.value()?.string()?,
+            Long("grubenv") => {
+                let value = parser.value()?.string()?;
+                let (label, path) = value.split_once(':').ok_or_else(|| {
+                    Failure::Usage(format!("--grubenv {value}: expected LABEL:PATH"))
+                })?;
+                a.grub.grubenv = Some((label.to_string(), path.to_string()));
+            }
             Long("kernel") => a.grub.kernel = parser.value()?.string()?,
             Long("initrd") => a.grub.initrd = parser.value()?.string()?,
             Long("cmdline") => a.grub.cmdline = parser.value()?.string()?,

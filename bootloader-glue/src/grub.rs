@@ -8,6 +8,10 @@
 pub struct GrubConfig {
     /// File system label of the partition holding kernel and initramfs.
     pub recovery_label: String,
+    /// File system label of the cfg partition.
+    pub cfg_label: String,
+    /// A GRUB environment block elsewhere: (file system label, path).
+    pub grubenv: Option<(String, String)>,
     pub kernel: String,
     pub initrd: String,
     pub cmdline: String,
@@ -17,6 +21,8 @@ impl Default for GrubConfig {
     fn default() -> GrubConfig {
         GrubConfig {
             recovery_label: "recovery".into(),
+            cfg_label: "cfg".into(),
+            grubenv: None,
             kernel: "/vmlinuz".into(),
             initrd: "/initramfs.img".into(),
             cmdline: "console=ttyS0 panic=-1".into(),
@@ -32,7 +38,7 @@ insmod part_gpt
 insmod ext2
 insmod test
 insmod loadenv
-search --no-floppy --label cfg --set=reimage_cfg
+search --no-floppy --label {cfg_label} --set=reimage_cfg
 if [ -s "$prefix/grubenv" ]; then
   load_env reimage_update
 fi
@@ -44,7 +50,7 @@ if [ -n "$reimage_cfg" ]; then
     set reimage_update=1
   fi
 fi
-if [ "$reimage_update" = 1 ]; then
+{grubenv}if [ "$reimage_update" = 1 ]; then
   set default=reimage-recovery
   set timeout=0
 fi
@@ -56,6 +62,18 @@ menuentry "Recovery: install the staged update" --id reimage-recovery {{
 }}
 "#,
             label = self.recovery_label,
+            cfg_label = self.cfg_label,
+            grubenv = match &self.grubenv {
+                None => String::new(),
+                Some((label, path)) => format!(
+                    "search --no-floppy --label {label} --set=reimage_env\n\
+                     if [ -n \"$reimage_env\" ]; then\n  \
+                       if [ -s \"($reimage_env){path}\" ]; then\n    \
+                         load_env -f \"($reimage_env){path}\" reimage_update\n  \
+                       fi\n\
+                     fi\n"
+                ),
+            },
             kernel = self.kernel,
             cmdline = self.cmdline,
             initrd = self.initrd

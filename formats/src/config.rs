@@ -49,7 +49,7 @@ pub struct Config {
     /// refusal: `grub` (the instruction is the flag), `none`,
     /// `grubenv:FILE`, `uboot[:FW_ENV_CONFIG]` or
     /// `systemd-boot[:EFIVARS_DIR[:ENTRY]]`, where a FILE of the form
-    /// `cfg:PATH` is on the cfg partition.
+    /// `PARTITION:PATH` is on that partition (by GPT name, e.g. `cfg`).
     pub bootflag: String,
 }
 

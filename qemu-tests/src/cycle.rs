@@ -41,6 +41,10 @@ pub enum Variant {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Loader {
     Grub,
+    /// GRUB that cannot see cfg (the fragment looks for another label):
+    /// only the `reimage_update` flag in a GRUB environment block on the
+    /// recovery partition sends it to the recovery.
+    GrubEnvOnly,
     SystemdBoot,
 }
 
@@ -49,6 +53,7 @@ impl Loader {
     fn glue_name(self) -> &'static str {
         match self {
             Loader::Grub => "grub",
+            Loader::GrubEnvOnly => "grubenv:/boot/grubenv",
             Loader::SystemdBoot => "systemd-boot",
         }
     }
@@ -78,9 +83,10 @@ const INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-mkdir -p /cfg /storage
+mkdir -p /cfg /storage /boot
 mount -t ext4 /dev/nvme0n1p3 /cfg
 mount -t ext4 /dev/nvme0n1p5 /storage
+mount -t ext4 /dev/nvme0n1p2 /boot
 insmod /lib/modules/efivarfs.ko 2>/dev/null
 [ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 echo "system: running demo $(cat /etc/version)"
@@ -193,9 +199,9 @@ impl Cycle {
         let esp = d.join("esp");
         fs::create_dir_all(esp.join("EFI/BOOT")).unwrap();
         match loader {
-            Loader::Grub => {
+            Loader::Grub | Loader::GrubEnvOnly => {
                 let grub_cfg = d.join("grub.cfg");
-                fs::write(&grub_cfg, grub_cfg_text()).unwrap();
+                fs::write(&grub_cfg, grub_cfg_text(loader)).unwrap();
                 let out = Command::new("grub-mkstandalone")
                     .args([
                         "-O",
@@ -296,8 +302,14 @@ fn chmod(path: &Path, mode: u32) {
 /// The system's own entry (a distribution's), then the fragment of
 /// `bootloader-glue grub-config`, which makes the recovery the default
 /// while an instruction waits.
-fn grub_cfg_text() -> String {
-    let fragment = bootloader_glue::grub::GrubConfig::default().fragment();
+fn grub_cfg_text(loader: Loader) -> String {
+    let mut config = bootloader_glue::grub::GrubConfig::default();
+    if loader == Loader::GrubEnvOnly {
+        config.cfg_label = "not-cfg".into();
+        config.grubenv = Some(("recovery".into(), "/grubenv".into()));
+        config.cmdline += " recovery.bootflag=grubenv:recovery:grubenv";
+    }
+    let fragment = config.fragment();
     format!(
         r#"set timeout=0
 set default=system

@@ -156,3 +156,33 @@ fn request_refuses_an_untrusted_image_on_the_running_system() {
         "a backup was made for a refused image"
     );
 }
+
+/// The same cycle where GRUB cannot read cfg: `request --bootloader
+/// grubenv:FILE` sets `reimage_update=1` in a GRUB environment block on the
+/// recovery partition, GRUB's `load_env` sees it and boots the recovery,
+/// and the recovery clears it, so that the next boot is 2.0.
+#[test]
+fn the_device_updates_itself_through_a_grub_environment_block_alone() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::Good, Loader::GrubEnvOnly);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("recovery: bootflag: grubenv:recovery:grubenv cleared"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 0"), "{}", run.tail());
+}

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 const CFG_MOUNT: &str = "/run/cfg";
 const IMAGE_MOUNT: &str = "/run/image";
 const TARGET_MOUNT: &str = "/run/target";
+const BOOTFLAG_MOUNT: &str = "/run/bootflag";
 const LOG: &str = "update/recovery.log";
 const ATTEMPTS: &str = "update/attempts";
 const LOCK: &str = "update/lock";
@@ -538,18 +539,41 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
 /// after a failure that the next boot retries). A failure here is logged,
 /// not fatal: the instruction, the real trigger, is already gone.
 fn clear_boot_flag(config: &Config) {
-    let on_cfg = |p: &Path| match p.to_str().and_then(|s| s.strip_prefix("cfg:")) {
-        Some(rest) => Path::new(CFG_MOUNT).join(rest),
-        None => p.to_path_buf(),
+    // A file named `PARTITION:PATH` is on that partition (by GPT name):
+    // `cfg` is mounted already; another is mounted for as long as needed.
+    let mut _mounted = None;
+    let mut locate = |p: &Path| -> PathBuf {
+        let Some((partition, rest)) = p.to_str().and_then(|s| s.split_once(':')) else {
+            return p.to_path_buf();
+        };
+        if partition == policy::CFG {
+            return Path::new(CFG_MOUNT).join(rest);
+        }
+        match partitions::scan().find(partition) {
+            Some(part) => match mount_ext4(part, BOOTFLAG_MOUNT, MsFlags::empty()) {
+                Ok(m) => {
+                    _mounted = Some(m);
+                    Path::new(BOOTFLAG_MOUNT).join(rest)
+                }
+                Err(e) => {
+                    log::warn!("bootflag: {e}");
+                    p.to_path_buf()
+                }
+            },
+            None => {
+                log::warn!("bootflag: no partition named {partition}");
+                p.to_path_buf()
+            }
+        }
     };
     // efivarfs, mounted for as long as the flag is cleared.
     let mut _efivarfs = None;
     let flag = match BootFlag::parse(&config.bootflag) {
         Ok(BootFlag::GrubEnv { file }) => BootFlag::GrubEnv {
-            file: on_cfg(&file),
+            file: locate(&file),
         },
         Ok(BootFlag::Uboot { config }) => BootFlag::Uboot {
-            config: on_cfg(&config),
+            config: locate(&config),
         },
         Ok(BootFlag::SystemdBoot { efivars, entry }) => {
             _efivarfs = Mount::new("efivarfs", &efivars, "efivarfs", MsFlags::empty()).ok();
