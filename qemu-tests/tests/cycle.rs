@@ -5,6 +5,15 @@
 use qemu_tests::cycle::{Cycle, Variant};
 use qemu_tests::vm::Finished;
 
+/// The boots of an update that goes through: 1.0, the recovery, 2.0.
+const UPDATED: [&str; 5] = [
+    "reimage: booting the system",
+    "system: running demo 1.0",
+    "reimage: booting the recovery",
+    "reimage: booting the system",
+    "system: running demo 2.0",
+];
+
 /// The boot loader's and the systems' lines, in order.
 fn boots(run: &Finished) -> Vec<&str> {
     run.console
@@ -24,18 +33,7 @@ fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {
     let cycle = Cycle::new(Variant::Good);
     let run = cycle.run(false);
     assert!(run.ended, "the guest did not power off:\n{}", run.tail());
-    assert_eq!(
-        boots(&run),
-        [
-            "reimage: booting the system",
-            "system: running demo 1.0",
-            "reimage: booting the recovery",
-            "reimage: booting the system",
-            "system: running demo 2.0",
-        ],
-        "{}",
-        run.tail()
-    );
+    assert_eq!(boots(&run), UPDATED, "{}", run.tail());
     assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
     assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
     assert!(run.says("OK: 2.0 installed (attempt 1"), "{}", run.tail());
@@ -167,18 +165,7 @@ fn the_device_updates_itself_through_a_grub_environment_block_alone() {
     let cycle = Cycle::with_loader(Variant::Good, Loader::GrubEnvOnly);
     let run = cycle.run(false);
     assert!(run.ended, "the guest did not power off:\n{}", run.tail());
-    assert_eq!(
-        boots(&run),
-        [
-            "reimage: booting the system",
-            "system: running demo 1.0",
-            "reimage: booting the recovery",
-            "reimage: booting the system",
-            "system: running demo 2.0",
-        ],
-        "{}",
-        run.tail()
-    );
+    assert_eq!(boots(&run), UPDATED, "{}", run.tail());
     assert!(
         run.says("recovery: bootflag: grubenv:recovery:grubenv cleared"),
         "{}",

@@ -63,7 +63,7 @@ fn no_instruction_changes_nothing() {
     let device = Device::new("1.0");
     device.build_disk();
     let disk = device.inspect();
-    let (system, cfg) = (disk.hash("system"), disk.hash("cfg"));
+    let system = disk.hash("system");
     let run = device.boot("", TIMEOUT);
     assert!(
         run.ended,
@@ -76,10 +76,22 @@ fn no_instruction_changes_nothing() {
         run.tail()
     );
     assert_eq!(disk.hash("system"), system, "system changed");
-    // cfg gains only the recovery log.
-    let cfg_now = disk.partition("cfg");
-    assert!(!cfg_now.exists("/update/result"));
-    let _ = cfg;
+    // cfg gains only the recovery log: no result, installed unchanged.
+    let cfg = disk.partition("cfg");
+    assert!(!cfg.exists("/update/result"), "a result was written");
+    assert_eq!(
+        cfg.list("/update")
+            .iter()
+            .filter(|n| *n != "recovery.log")
+            .count(),
+        1,
+        "{:?}",
+        cfg.list("/update")
+    );
+    assert!(cfg
+        .read_string("/update/installed")
+        .unwrap_or_default()
+        .contains("version=1.0\n"));
 }
 
 /// A real root file system: Debian minbase (about 200 MB, 6,800 entries),
