@@ -217,6 +217,11 @@ fn load_modules() {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {
                 log::info!("setup: module {} loaded", module.display())
             }
+            // The module has nothing to drive on this machine (efivarfs
+            // without EFI): not a problem until something needs it.
+            Err(nix::errno::Errno::ENODEV) => {
+                log::info!("setup: module {} has no device here", module.display())
+            }
             Err(e) => log::warn!("setup: cannot load the module {}: {e}", module.display()),
         }
     }
