@@ -67,7 +67,7 @@ mod tests {
         fs::create_dir_all(cfg.join("update")).unwrap();
         fs::create_dir_all(cfg.join("network")).unwrap();
         fs::write(cfg.join("network/eth0"), "dhcp").unwrap();
-        fs::write(cfg.join("update/instruction"), "x").unwrap();
+        fs::write(cfg.join(formats::cfg::INSTRUCTION), "x").unwrap();
         fs::write(cfg.join("hostname"), "gw1").unwrap();
         for now in 1..=5 {
             save(&cfg, &storage, now).unwrap();

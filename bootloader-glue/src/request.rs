@@ -7,20 +7,14 @@
 
 use crate::{backup, mounts};
 use formats::bootflag::BootFlag;
+use formats::cfg::{ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK};
 use formats::config::Config;
-use formats::instruction::{self, Instruction, PartitionPath};
-use formats::result::{Installed, INSTALLED_PATH};
+use formats::instruction::{Instruction, PartitionPath};
+use formats::result::Installed;
 use recovery::UpdateError;
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-
-/// Set by the recovery after repeated failures; no instruction is written
-/// while it is there.
-pub const LOCK: &str = "update/lock";
-
-/// The recovery's count of attempts of the current instruction.
-pub const ATTEMPTS: &str = "update/attempts";
 
 #[derive(Debug, Error)]
 pub enum RequestError {
@@ -58,7 +52,7 @@ pub fn write_instruction(cfg_root: &Path, instruction: &Instruction) -> Result<(
     if lock.exists() {
         return Err(RequestError::Locked { path: lock });
     }
-    let path = cfg_root.join(instruction::PATH);
+    let path = cfg_root.join(INSTRUCTION);
     formats::store::write_atomic(&path, instruction.render().as_bytes())
         .map_err(|e| write_error(path, e))
 }
@@ -78,10 +72,10 @@ pub fn unlock(cfg_root: &Path) -> Result<bool, RequestError> {
 /// Disarms a pending instruction (kept as `update/instruction.cancelled`)
 /// and the boot loader's flag. Returns whether one was pending.
 pub fn cancel(cfg_root: &Path, flag: &BootFlag) -> Result<bool, RequestError> {
-    let path = cfg_root.join(instruction::PATH);
+    let path = cfg_root.join(INSTRUCTION);
     let pending = path.exists();
     if pending {
-        let aside = cfg_root.join("update/instruction.cancelled");
+        let aside = cfg_root.join(INSTRUCTION_CANCELLED);
         formats::store::rename_durably(&path, &aside).map_err(|e| write_error(path, e))?;
     }
     flag.disarm().map_err(RequestError::Arm)?;
@@ -131,7 +125,7 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
     // The target is mounted here (it is the running system): only the
     // recovery, which erases it, requires it unmounted.
     let target = recovery::policy::check_target(&r.config, &instruction, &disks, &[])?;
-    let installed = std::fs::read(r.cfg.join(INSTALLED_PATH))
+    let installed = std::fs::read(r.cfg.join(INSTALLED))
         .ok()
         .and_then(|raw| Installed::parse(&raw).ok());
     recovery::policy::check_image(
@@ -174,7 +168,7 @@ mod tests {
             requested: 1,
         };
         write_instruction(dir, &ins).unwrap();
-        let written = std::fs::read(dir.join(instruction::PATH)).unwrap();
+        let written = std::fs::read(dir.join(INSTRUCTION)).unwrap();
         assert_eq!(Instruction::parse(&written).unwrap(), ins);
         std::fs::write(dir.join(LOCK), "").unwrap();
         assert!(matches!(
@@ -184,8 +178,8 @@ mod tests {
         assert!(unlock(dir).unwrap());
         assert!(!unlock(dir).unwrap());
         assert!(cancel(dir, &BootFlag::None).unwrap());
-        assert!(!dir.join(instruction::PATH).exists());
-        assert!(dir.join("update/instruction.cancelled").exists());
+        assert!(!dir.join(INSTRUCTION).exists());
+        assert!(dir.join(INSTRUCTION_CANCELLED).exists());
         assert!(!cancel(dir, &BootFlag::None).unwrap());
     }
 

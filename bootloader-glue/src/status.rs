@@ -2,8 +2,9 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::instruction::{self, Instruction};
-use formats::result::{Installed, Outcome, UpdateResult, INSTALLED_PATH, RESULT_PATH};
+use formats::cfg::{INSTALLED, INSTRUCTION, LOCK, RESULT};
+use formats::instruction::Instruction;
+use formats::result::{Installed, Outcome, UpdateResult};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,23 +85,23 @@ pub fn status(cfg: &Path) -> Status {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cfg:{rel}: {e}")),
     };
-    let result = match read(RESULT_PATH) {
+    let result = match read(RESULT) {
         Ok(Some(bytes)) => match UpdateResult::parse(&bytes) {
             Ok(r) => Some(r),
-            Err(e) => return unknown(format!("cfg:{RESULT_PATH}: {e}")),
+            Err(e) => return unknown(format!("cfg:{RESULT}: {e}")),
         },
         Ok(None) => None,
         Err(e) => return unknown(e),
     };
-    let installed = read(INSTALLED_PATH)
+    let installed = read(INSTALLED)
         .ok()
         .flatten()
         .and_then(|b| Installed::parse(&b).ok());
-    let pending = read(instruction::PATH)
+    let pending = read(INSTRUCTION)
         .ok()
         .flatten()
         .and_then(|b| Instruction::parse(&b).ok());
-    let locked = cfg.join(crate::request::LOCK).exists();
+    let locked = cfg.join(LOCK).exists();
     let (code, message) = if locked {
         let why = result.as_ref().map_or(String::new(), |r| {
             format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
@@ -192,13 +193,13 @@ mod tests {
         let cfg = d.path();
         std::fs::create_dir_all(cfg.join("update")).unwrap();
         assert_eq!(status(cfg).code, Code::Ok);
-        std::fs::write(cfg.join(RESULT_PATH), result(Outcome::Success).render()).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
         let s = status(cfg);
         assert_eq!(
             (s.code, s.line().as_str()),
             (Code::Ok, "OK: 2.0 installed (attempt 1, 1.5 s, 3 entries)")
         );
-        std::fs::write(cfg.join(RESULT_PATH), result(Outcome::Refused).render()).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Refused).render()).unwrap();
         let s = status(cfg);
         assert_eq!(s.code, Code::Critical);
         assert!(
@@ -207,11 +208,11 @@ mod tests {
             "{}",
             s.message
         );
-        std::fs::write(cfg.join(crate::request::LOCK), "").unwrap();
+        std::fs::write(cfg.join(LOCK), "").unwrap();
         assert_eq!(status(cfg).code, Code::Critical);
         assert!(status(cfg).json().contains("\"locked\":true"));
-        std::fs::remove_file(cfg.join(crate::request::LOCK)).unwrap();
-        std::fs::write(cfg.join(RESULT_PATH), "format=1\noutc").unwrap();
+        std::fs::remove_file(cfg.join(LOCK)).unwrap();
+        std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
     }
 }

@@ -38,7 +38,7 @@ fn a_read_only_cfg_is_named_as_such() {
 fn a_full_cfg_is_named_as_such_and_keeps_the_old_instruction() {
     let dir = tempfile::tempdir().unwrap();
     tmpfs(dir.path(), "size=64k", MsFlags::empty());
-    let path = dir.path().join("update/instruction");
+    let path = dir.path().join(formats::cfg::INSTRUCTION);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "old").unwrap();
     // Fill what is left.

@@ -8,9 +8,6 @@ use thiserror::Error;
 
 pub const FORMAT_VERSION: u64 = 1;
 
-/// Where the instruction lives on the `cfg` partition.
-pub const PATH: &str = "update/instruction";
-
 const KEYS: &[&str] = &[
     "format",
     "manifest",

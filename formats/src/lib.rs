@@ -3,6 +3,8 @@
 //! `recovery`, `bootloader-glue` and `image-builder` read each file the same
 //! way and the parsers can be tested and fuzzed on their own.
 //!
+//! - [`cfg`]: every file the updater keeps on the `cfg` partition, and
+//!   the attempt count and update lock records.
 //! - [`keyvalue`]: the strict `key=value` text that every record is made
 //!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
@@ -22,6 +24,7 @@
 //!   [`bootflag`], the modules that do I/O).
 
 pub mod bootflag;
+pub mod cfg;
 pub mod config;
 pub mod efivar;
 pub mod entry_path;

@@ -6,8 +6,6 @@ use crate::keyvalue::{self, one_line, KeyValueError, SealError};
 use thiserror::Error;
 
 pub const FORMAT_VERSION: u64 = 1;
-pub const RESULT_PATH: &str = "update/result";
-pub const INSTALLED_PATH: &str = "update/installed";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -185,11 +185,7 @@ impl Cycle {
             product: PRODUCT.into(),
             version: "1.0".into(),
         };
-        fs::write(
-            cfg.join(formats::result::INSTALLED_PATH),
-            installed.render(),
-        )
-        .unwrap();
+        fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
 
         let recovery = d.join("recovery");
         fs::create_dir_all(&recovery).unwrap();

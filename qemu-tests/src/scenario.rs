@@ -136,11 +136,7 @@ impl Device {
             product: PRODUCT.into(),
             version: version.into(),
         };
-        fs::write(
-            cfg.join(formats::result::INSTALLED_PATH),
-            installed.render(),
-        )
-        .unwrap();
+        fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
         let disk = dir.path().join("disk.img");
         Device {
             dir,

@@ -341,9 +341,17 @@ fn corrupt_cfg_records_do_not_stop_the_recovery() {
     let v2 = sample_rootfs(device.dir.path(), "2.0");
     device.stage(PRODUCT, "2.0", &v2);
     device.instruct("storage:updates/demo-2.0.manifest", "system");
-    fs::write(device.cfg.join("update/result"), "format=1\noutcome=succ").unwrap();
-    fs::write(device.cfg.join("update/attempts"), "garbage\n").unwrap();
-    fs::write(device.cfg.join("update/installed"), "product=demo\nver").unwrap();
+    fs::write(
+        device.cfg.join(formats::cfg::RESULT),
+        "format=1\noutcome=succ",
+    )
+    .unwrap();
+    fs::write(device.cfg.join(formats::cfg::ATTEMPTS), "garbage\n").unwrap();
+    fs::write(
+        device.cfg.join(formats::cfg::INSTALLED),
+        "product=demo\nver",
+    )
+    .unwrap();
     device.build_disk();
     let run = device.boot("", TIMEOUT);
     assert!(run.ended, "{}", run.tail());

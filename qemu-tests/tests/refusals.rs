@@ -204,7 +204,7 @@ fn a_target_not_allowed() {
 }
 
 fn rewrite_instruction(device: &Device, edit: impl Fn(&str) -> String) {
-    let path = device.cfg.join(formats::instruction::PATH);
+    let path = device.cfg.join(formats::cfg::INSTRUCTION);
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, edit(&text)).unwrap();
 }

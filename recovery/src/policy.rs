@@ -26,7 +26,7 @@ pub fn check_target<'d>(
     let refuse = |reason: String| {
         UpdateError::new(
             Stage::Target,
-            format!("{CFG}:{}", formats::instruction::PATH),
+            format!("{CFG}:{}", formats::cfg::INSTRUCTION),
             reason,
         )
     };

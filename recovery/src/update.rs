@@ -36,9 +36,13 @@ use crate::policy;
 use crate::progress::human;
 use crate::verify::{self, VerifiedImage};
 use formats::bootflag::BootFlag;
+use formats::cfg::{
+    self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_REFUSED as REFUSED, LOCK,
+    RECOVERY_LOG as LOG, RESULT,
+};
 use formats::config::{self, Config};
-use formats::instruction::{self, Instruction};
-use formats::result::{self as record, Installed, Outcome, UpdateResult};
+use formats::instruction::Instruction;
+use formats::result::{Installed, Outcome, UpdateResult};
 use formats::store;
 use nix::mount::MsFlags;
 use std::fs::File;
@@ -49,10 +53,6 @@ const CFG_MOUNT: &str = "/run/cfg";
 const IMAGE_MOUNT: &str = "/run/image";
 const TARGET_MOUNT: &str = "/run/target";
 const BOOTFLAG_MOUNT: &str = "/run/bootflag";
-const LOG: &str = "update/recovery.log";
-const ATTEMPTS: &str = "update/attempts";
-const LOCK: &str = "update/lock";
-const REFUSED: &str = "update/instruction.refused";
 
 /// What one boot of the recovery knows, filled in step by step; the mounts
 /// are undone when it is dropped.
@@ -149,7 +149,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         s.lock_found = true;
         return Err(UpdateError::new(
             Stage::Instruction,
-            shown_cfg(LOCK),
+            cfg::shown(LOCK),
             "the update lock is set after repeated failures: nothing is erased until an \
              operator clears it (bootloader-glue unlock)",
         ));
@@ -305,20 +305,20 @@ fn mount_cfg(s: &mut Session, disks: &Disks) -> Result<(), UpdateError> {
 }
 
 fn read_instruction(cfg: &Path) -> Result<Option<(Instruction, Vec<u8>)>, UpdateError> {
-    let path = cfg.join(instruction::PATH);
+    let path = cfg.join(INSTRUCTION);
     let raw = match std::fs::read(&path) {
         Ok(raw) => raw,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(UpdateError::new(
                 Stage::Instruction,
-                shown_cfg(instruction::PATH),
+                cfg::shown(INSTRUCTION),
                 e,
             ))
         }
     };
     let instruction = Instruction::parse(&raw)
-        .map_err(|e| UpdateError::new(Stage::Instruction, shown_cfg(instruction::PATH), e))?;
+        .map_err(|e| UpdateError::new(Stage::Instruction, cfg::shown(INSTRUCTION), e))?;
     log::info!(
         "instruction: install {} into {}",
         instruction.manifest,
@@ -393,15 +393,12 @@ fn verify_image(
     let trusted = keys::load(&key_files)?;
     let manifest_path = image_root.join(&instruction.manifest.path);
     let image = verify::verify(&manifest_path, &trusted)?;
-    let installed = std::fs::read(cfg.join(record::INSTALLED_PATH))
+    let installed = std::fs::read(cfg.join(INSTALLED))
         .ok()
         .and_then(|raw| match Installed::parse(&raw) {
             Ok(i) => Some(i),
             Err(e) => {
-                log::warn!(
-                    "cfg:{}: {e}; treated as no installed version",
-                    record::INSTALLED_PATH
-                );
+                log::warn!("cfg:{}: {e}; treated as no installed version", INSTALLED);
                 None
             }
         });
@@ -431,40 +428,33 @@ fn count_attempt(
     cfg: &Path,
     raw: &[u8],
 ) -> Result<(), UpdateError> {
-    let id = format!("{:08x}", crc32fast::hash(raw));
     let path = cfg.join(ATTEMPTS);
-    let previous = match std::fs::read_to_string(&path) {
-        Err(_) => 0,
-        Ok(text) => match text.trim().split_once(' ') {
-            Some((who, n)) if who == id => n.parse::<u64>().unwrap_or_else(|_| {
-                log::warn!("cfg:{ATTEMPTS}: {text:?} is not a count; counting from 0");
-                0
-            }),
-            Some(_) => 0,
-            None => {
-                log::warn!(
-                    "cfg:{ATTEMPTS}: {text:?} is not `INSTRUCTION-CRC COUNT`; counting from 0"
-                );
-                0
-            }
-        },
-    };
+    let record = std::fs::read_to_string(&path).ok();
+    let (previous, warning) = Attempts::previous(record.as_deref(), raw);
+    if let Some(warning) = warning {
+        log::warn!("{warning}");
+    }
     let attempt = previous + 1;
     s.attempt = attempt;
     if attempt > config.max_attempts {
-        store::write_atomic(&cfg.join(LOCK), format!("attempts={previous}\n").as_bytes())
-            .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(LOCK), e))?;
+        let lock = Lock { attempts: previous };
+        store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
+            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))?;
         return Err(UpdateError::new(
             Stage::Instruction,
-            shown_cfg(ATTEMPTS),
+            cfg::shown(ATTEMPTS),
             format!(
                 "{previous} attempts of this instruction failed (at most {}): the update lock is set",
                 config.max_attempts
             ),
         ));
     }
-    store::write_atomic(&path, format!("{id} {attempt}\n").as_bytes())
-        .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(ATTEMPTS), e))?;
+    let record = Attempts {
+        instruction_crc: Attempts::crc_of(raw),
+        count: attempt,
+    };
+    store::write_atomic(&path, record.render().as_bytes())
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
     Ok(())
 }
@@ -519,19 +509,16 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
-            .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(rel), e))
+            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
     };
-    write(
-        record::RESULT_PATH,
-        result_of(s, Outcome::Success, None).render(),
-    )?;
+    write(RESULT, result_of(s, Outcome::Success, None).render())?;
     let installed = Installed {
         product: image.manifest.product.clone(),
         version: image.manifest.version.clone(),
     };
-    write(record::INSTALLED_PATH, installed.render())?;
-    store::remove_durably(&cfg.join(instruction::PATH))
-        .map_err(|e| UpdateError::new(Stage::Finish, shown_cfg(instruction::PATH), e))?;
+    write(INSTALLED, installed.render())?;
+    store::remove_durably(&cfg.join(INSTRUCTION))
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(INSTRUCTION), e))?;
     let _ = store::remove_durably(&cfg.join(ATTEMPTS));
     log::info!("finish: result written, instruction removed");
     if let Some(config) = &s.config {
@@ -607,7 +594,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         log::error!(
             "the update lock (cfg:{LOCK}) is set: this recovery erases nothing until an \
              operator clears it (bootloader-glue unlock); see cfg:{} and cfg:{LOG}",
-            record::RESULT_PATH
+            RESULT
         );
         return After::Stay;
     }
@@ -623,14 +610,12 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         Outcome::Refused
     };
     let result = result_of(s, outcome, Some(e));
-    if let Err(err) =
-        store::write_atomic(&cfg.join(record::RESULT_PATH), result.render().as_bytes())
-    {
-        log::error!("cannot write cfg:{}: {err}", record::RESULT_PATH);
+    if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
+        log::error!("cannot write cfg:{}: {err}", RESULT);
     }
     match outcome {
         Outcome::Refused => {
-            let from = cfg.join(instruction::PATH);
+            let from = cfg.join(INSTRUCTION);
             if from.exists() {
                 match store::rename_durably(&from, &cfg.join(REFUSED)) {
                     Ok(()) => log::error!(
@@ -677,10 +662,6 @@ fn stay() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
-}
-
-fn shown_cfg(rel: &str) -> String {
-    format!("cfg:{rel}")
 }
 
 fn reboot(delay: Duration) -> ! {

@@ -1,0 +1,132 @@
+//! The `cfg` partition: every file the updater keeps there, in one place,
+//! and the small records that have no module of their own (the attempt
+//! count and the update lock). Every side (`recovery`, `bootloader-glue`,
+//! the tests) names these files through this module, never by a literal.
+//! See `docs/update-records.md`.
+
+use crate::keyvalue::one_line;
+
+/// The update instruction ([`crate::instruction`]): written by the running
+/// system, removed by the recovery once the new system is on disk.
+pub const INSTRUCTION: &str = "update/instruction";
+/// A refused instruction, moved aside so that the boot loader no longer
+/// sees it and an operator can still read it.
+pub const INSTRUCTION_REFUSED: &str = "update/instruction.refused";
+/// An instruction cancelled on the running system (`bootloader-glue cancel`).
+pub const INSTRUCTION_CANCELLED: &str = "update/instruction.cancelled";
+/// The result of the last update ([`crate::result::UpdateResult`]).
+pub const RESULT: &str = "update/result";
+/// The installed product and version ([`crate::result::Installed`]).
+pub const INSTALLED: &str = "update/installed";
+/// The recovery's count of attempts of the current instruction ([`Attempts`]).
+pub const ATTEMPTS: &str = "update/attempts";
+/// The update lock ([`Lock`]): set after repeated failures; while it is
+/// there no instruction is written and the recovery erases nothing.
+pub const LOCK: &str = "update/lock";
+/// The recovery's log, appended to on every boot of the recovery.
+pub const RECOVERY_LOG: &str = "update/recovery.log";
+
+/// How a file on `cfg` is named in messages: `cfg:update/lock`.
+pub fn shown(rel: &str) -> String {
+    format!("cfg:{rel}")
+}
+
+/// `cfg:update/attempts`: which instruction (the CRC-32 of its bytes) has
+/// been tried how many times. One line: `CRC COUNT`, e.g. `1a2b3c4d 2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    pub instruction_crc: u32,
+    pub count: u64,
+}
+
+impl Attempts {
+    /// The identity of an instruction, as the attempt record keeps it.
+    pub fn crc_of(instruction: &[u8]) -> u32 {
+        crc32fast::hash(instruction)
+    }
+
+    pub fn render(&self) -> String {
+        format!("{:08x} {}\n", self.instruction_crc, self.count)
+    }
+
+    /// Parses the record; `Err` says what is wrong with it, for a warning.
+    pub fn parse(text: &str) -> Result<Attempts, String> {
+        let (crc, count) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("{:?} is not `INSTRUCTION-CRC COUNT`", one_line(text.trim())))?;
+        let instruction_crc = u32::from_str_radix(crc, 16)
+            .ok()
+            .filter(|_| crc.len() == 8)
+            .ok_or_else(|| format!("{crc:?} is not a CRC-32 of 8 hex digits"))?;
+        let count = count
+            .parse::<u64>()
+            .map_err(|_| format!("{count:?} is not a count"))?;
+        Ok(Attempts {
+            instruction_crc,
+            count,
+        })
+    }
+
+    /// How many attempts of the instruction with these bytes were counted
+    /// so far, given the record's text (if any). A record of another
+    /// instruction counts as none; an unreadable one too, with a warning.
+    pub fn previous(record: Option<&str>, instruction: &[u8]) -> (u64, Option<String>) {
+        let Some(text) = record else {
+            return (0, None);
+        };
+        match Attempts::parse(text) {
+            Ok(a) if a.instruction_crc == Attempts::crc_of(instruction) => (a.count, None),
+            Ok(_) => (0, None),
+            Err(e) => (
+                0,
+                Some(format!("{}: {e}; counting from 0", shown(ATTEMPTS))),
+            ),
+        }
+    }
+}
+
+/// `cfg:update/lock`: how many attempts had failed when it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    pub attempts: u64,
+}
+
+impl Lock {
+    pub fn render(&self) -> String {
+        format!("attempts={}\n", self.attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_round_trip() {
+        let a = Attempts {
+            instruction_crc: 0x1a2b3c4d,
+            count: 2,
+        };
+        assert_eq!(a.render(), "1a2b3c4d 2\n");
+        assert_eq!(Attempts::parse(&a.render()), Ok(a));
+    }
+
+    #[test]
+    fn attempts_of_another_instruction_or_unreadable_count_as_none() {
+        let raw = b"format=1\n";
+        let mine = Attempts {
+            instruction_crc: Attempts::crc_of(raw),
+            count: 3,
+        }
+        .render();
+        assert_eq!(Attempts::previous(Some(&mine), raw), (3, None));
+        assert_eq!(Attempts::previous(Some(&mine), b"other"), (0, None));
+        assert_eq!(Attempts::previous(None, raw), (0, None));
+        for bad in ["garbage\n", "1a2b3c4d x\n", "xyz 2\n", "1a2b 2\n", ""] {
+            let (n, warning) = Attempts::previous(Some(bad), raw);
+            assert_eq!(n, 0, "{bad:?}");
+            assert!(warning.unwrap().starts_with("cfg:update/attempts: "));
+        }
+    }
+}
