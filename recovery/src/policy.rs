@@ -221,5 +221,19 @@ mod tests {
         let err = check(&config, &manifest("p", "3.0", 300 << 20), &ins).unwrap_err();
         assert!(err.reason.starts_with("size:"), "{err}");
         assert!(check_image(&config, &ins, &manifest("p", "0.1", 1), None, target).is_ok());
+        // The release after its release candidate is an upgrade; 1.0 is 1.0.0.
+        config.downgrade = Downgrade::Refuse;
+        for (installed, image) in [("2.0.1-rc1", "2.0.1"), ("1.0.0", "1.0"), ("1.0", "1.0.0")] {
+            let installed = Installed {
+                product: "p".into(),
+                version: installed.into(),
+            };
+            let m = manifest("p", image, 1000);
+            assert!(
+                check_image(&config, &ins, &m, Some(&installed), target).is_ok(),
+                "{image} after {}",
+                installed.version
+            );
+        }
     }
 }
