@@ -20,6 +20,8 @@ pub struct InitramfsRequest {
     /// the kernel does not have built in.
     pub modules: Vec<PathBuf>,
     pub config: Config,
+    /// Where mke2fs and its libraries come from: the build host when `None`.
+    pub sysroot: Option<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -70,6 +72,12 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 pub fn build(req: &InitramfsRequest) -> Result<InitramfsSummary, BuildError> {
+    if let Some(dir) = &req.sysroot {
+        return Err(BuildError::Usage(format!(
+            "--sysroot {}: not supported yet",
+            dir.display()
+        )));
+    }
     let recovery =
         std::fs::read(&req.recovery).ctx(&req.recovery, "cannot read the recovery binary")?;
     match is_dynamic(&recovery) {
