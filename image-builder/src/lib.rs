@@ -8,6 +8,7 @@
 //! - [`image`]: payload, manifest and signature together.
 //! - [`info`]: what an image holds and whether it verifies.
 //! - [`initramfs`] and [`cpio`]: the recovery initramfs.
+//! - [`elf`]: class, loader and libraries of an ELF file (with `object`).
 //! - [`disk`]: GPT disk images for tests and demos.
 //! - [`progress`]: the progress bar on a terminal.
 //! - [`cli`]: the command line (clap; `build.rs` makes man pages and completions).
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod cpio;
 pub mod disk;
+pub mod elf;
 pub mod error;
 pub mod from_tar;
 pub mod image;
