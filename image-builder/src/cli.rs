@@ -104,9 +104,9 @@ fn image_command(a: ImageArgs) -> anyhow::Result<()> {
         let out = serde_json::json!({
             "product": m.product,
             "version": m.version,
-            "manifest": s.manifest_path,
-            "payload": s.payload_path,
-            "signature": s.signature_path,
+            "manifest": s.manifest_path.display().to_string(),
+            "payload": s.payload_path.display().to_string(),
+            "signature": s.signature_path.display().to_string(),
             "payload_size": m.payload_size,
             "payload_blake3": formats::manifest::hex(&m.payload_blake3),
             "unpacked_size": m.unpacked_size,

@@ -158,3 +158,28 @@ fn an_existing_version_is_not_overwritten_without_force() {
         manifest
     );
 }
+
+#[test]
+fn the_reference_in_operations_md_lists_every_option() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    for sub in Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for {name}"));
+        for arg in sub.get_arguments() {
+            let shown = match (arg.get_long(), arg.get_value_names()) {
+                (Some("help"), _) => continue,
+                (Some(long), _) => format!("`--{long}"),
+                (None, Some(names)) => format!("`{}`", names[0]),
+                (None, None) => continue,
+            };
+            assert!(row.contains(&shown), "the {name} row lacks {shown}: {row}");
+        }
+    }
+}
