@@ -51,11 +51,7 @@ impl TrustedKey {
             name: name.to_string(),
             reason: reason.to_string(),
         };
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .ok_or_else(|| bad("no key line found"))?;
+        let line = key_line(text).ok_or_else(|| bad("no key line found"))?;
         let raw = base64_decode(line).ok_or_else(|| bad("the key line is not base64"))?;
         if raw.len() != 42 || &raw[..2] != b"Ed" {
             return Err(bad(
@@ -70,6 +66,14 @@ impl TrustedKey {
             key,
         })
     }
+}
+
+/// The base64 line of a minisign key file (public or secret): the first
+/// line that is neither empty nor the `untrusted comment:`.
+pub fn key_line(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
 }
 
 /// The key id a minisign signature names, read without checking anything.
@@ -125,7 +129,7 @@ pub fn verify<'k>(
 }
 
 /// Standard base64 with padding, as minisign writes it.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     fn value(c: u8) -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',

@@ -86,6 +86,55 @@ impl<W: Write> CpioWriter<W> {
     }
 }
 
+/// One entry of a newc archive, as [`read`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    /// The file type bits and the permissions.
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// Reads a newc archive (what [`CpioWriter`] writes) up to its trailer.
+pub fn read(archive: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    let align = |n: usize| n.div_ceil(4) * 4;
+    loop {
+        let header = archive
+            .get(at..at + 110)
+            .ok_or_else(|| format!("offset {at}: the archive ends inside a header"))?;
+        if &header[..6] != b"070701" {
+            return Err(format!("offset {at}: expected the newc magic 070701"));
+        }
+        let field = |i: usize| {
+            std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i])
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("offset {at}: header field {i} is not hex"))
+        };
+        let (mode, size, name_size) = (field(1)?, field(6)? as usize, field(11)? as usize);
+        let name_at = at + 110;
+        let name = archive
+            .get(name_at..name_at + name_size.saturating_sub(1))
+            .ok_or_else(|| format!("offset {at}: the archive ends inside a name"))?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        let data_at = align(name_at + name_size);
+        let data = archive
+            .get(data_at..data_at + size)
+            .ok_or_else(|| format!("{name}: the archive ends inside its data"))?;
+        if name == "TRAILER!!!" {
+            return Ok(entries);
+        }
+        entries.push(Entry {
+            name,
+            mode,
+            data: data.to_vec(),
+        });
+        at = align(data_at + size);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +151,11 @@ mod tests {
         assert!(text.contains("etc/x\0"));
         assert!(text.contains("hello"));
         assert!(text.contains("TRAILER!!!\0"));
+        let entries = read(&out).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].name, "etc/x");
+        assert_eq!(entries[1].mode, 0o100644);
+        assert_eq!(entries[1].data, b"hello");
+        assert!(read(&out[..out.len() - 20]).is_err());
     }
 }

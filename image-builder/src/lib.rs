@@ -6,17 +6,21 @@
 //! - [`payload`]: writes the entries as tar → zstd → hash → file.
 //! - [`sign`]: deterministic minisign signatures.
 //! - [`image`]: payload, manifest and signature together.
+//! - [`info`]: what an image holds and whether it verifies.
 //! - [`initramfs`] and [`cpio`]: the recovery initramfs.
+//! - [`elf`]: class, loader and libraries of an ELF file (with `object`).
 //! - [`disk`]: GPT disk images for tests and demos.
 //! - [`progress`]: the progress bar on a terminal.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line (clap; `build.rs` makes man pages and completions).
 
 pub mod cli;
 pub mod cpio;
 pub mod disk;
+pub mod elf;
 pub mod error;
 pub mod from_tar;
 pub mod image;
+pub mod info;
 pub mod initramfs;
 pub mod keygen;
 pub mod payload;

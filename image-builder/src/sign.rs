@@ -7,6 +7,7 @@
 //! `untrusted comment: …`, base64(`ED` ‖ key id ‖ Ed25519(BLAKE2b-512(data))),
 //! `trusted comment: …`, base64(Ed25519(signature ‖ trusted comment)).
 
+use crate::keygen::{KEY_ID, SEED};
 use blake2::{Blake2b512, Digest};
 use ed25519_dalek::Signer;
 
@@ -16,13 +17,12 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Takes the key id and seed from a decrypted minisign secret key, laid
-    /// out as minisign stores it: algorithms (6 bytes), KDF salt and limits
-    /// (48), key id (8), secret key (64: seed, then public key), checksum.
+    /// Takes the key id and seed from a decrypted minisign secret key (laid
+    /// out as [`crate::keygen`] describes).
     pub fn from_minisign(sk: &minisign::SecretKey) -> SigningKey {
         let bytes = sk.to_bytes();
-        let key_id: [u8; 8] = bytes[54..62].try_into().expect("8 bytes");
-        let seed: [u8; 32] = bytes[62..94].try_into().expect("32 bytes");
+        let key_id: [u8; 8] = bytes[KEY_ID].try_into().expect("8 bytes");
+        let seed: [u8; 32] = bytes[SEED].try_into().expect("32 bytes");
         SigningKey {
             key_id,
             key: ed25519_dalek::SigningKey::from_bytes(&seed),

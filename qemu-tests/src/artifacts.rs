@@ -225,6 +225,7 @@ pub fn initramfs(config: &Config, key: &Path, out: &Path) -> Result<u64, String>
         trusted_keys: vec![key.to_path_buf()],
         modules: vec![efivarfs_module()?],
         config: config.clone(),
+        sysroot: None,
         out: out.to_path_buf(),
     })
     .map_err(|e| e.to_string())?;
