@@ -3,7 +3,7 @@
 
 use crate::error::{Stage, UpdateError};
 use formats::signature::TrustedKey;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<TrustedKey>, UpdateError> {
     if paths.is_empty() {
@@ -23,4 +23,15 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<TrustedKey>, UpdateError> 
                 .map_err(|e| UpdateError::new(Stage::Keys, p.display(), e))
         })
         .collect()
+}
+
+/// The `*.pub` files in `dir`, sorted: a directory of trusted keys.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, UpdateError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| UpdateError::new(Stage::Keys, dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
