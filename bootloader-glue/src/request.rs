@@ -261,7 +261,12 @@ mod tests {
             .render()
         };
         let mut decisions = Vec::new();
-        for record in [None, Some(installed("1.0")), Some(installed("3.0")), Some("garbage\n".into())] {
+        for record in [
+            None,
+            Some(installed("1.0")),
+            Some(installed("3.0")),
+            Some("garbage\n".into()),
+        ] {
             match &record {
                 Some(text) => std::fs::write(cfg.join(INSTALLED), text).unwrap(),
                 None => {

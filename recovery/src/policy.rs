@@ -6,10 +6,10 @@
 
 use crate::error::{Stage, UpdateError};
 use crate::partitions::{Disks, Partition};
+use formats::cfg::{shown, INSTALLED};
 use formats::config::{Config, Downgrade};
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
-use formats::cfg::{shown, INSTALLED};
 use formats::result::Installed;
 use formats::version;
 use std::cmp::Ordering;
@@ -22,7 +22,9 @@ pub enum InstalledVersion {
     Known(Installed),
     /// The file is there but cannot be read or is not a valid record
     /// (torn, hand-edited): the version is unknown.
-    Unreadable { reason: String },
+    Unreadable {
+        reason: String,
+    },
 }
 
 impl InstalledVersion {
@@ -312,7 +314,10 @@ mod tests {
         let err = check_image(&config, &instruction("system"), &m, &garbage, target).unwrap_err();
         assert_eq!(err.stage, Stage::Policy);
         assert_eq!(err.file, "cfg:update/installed");
-        assert!(err.reason.contains("the installed version is unknown"), "{err}");
+        assert!(
+            err.reason.contains("the installed version is unknown"),
+            "{err}"
+        );
         config.downgrade = Downgrade::Instruction;
         let mut asks = instruction("system");
         assert!(check_image(&config, &asks, &m, &garbage, target).is_err());
