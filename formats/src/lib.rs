@@ -18,6 +18,7 @@
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
 //! - [`units`]: sizes as people read them.
+//! - [`mountinfo`]: the kernel's table of mounts, escapes decoded.
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
 //!   flags, in the formats their own tools read.
 //! - [`store`]: atomic, durable writes of the records on `cfg` (with
@@ -32,6 +33,7 @@ pub mod grubenv;
 pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
+pub mod mountinfo;
 pub mod result;
 pub mod signature;
 pub mod store;
