@@ -8,6 +8,8 @@
 //! - [`keyvalue`]: the strict `key=value` text that every record is made
 //!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
+//! - [`image_info`]: what `verify --json` and `info --json` say about an
+//!   image, one set of field names.
 //! - [`signature`]: minisign public keys and signatures, and the check of a
 //!   manifest against a set of trusted keys.
 //! - [`entry_path`]: what a path inside an image may be, and the check that
@@ -30,6 +32,7 @@ pub mod config;
 pub mod efivar;
 pub mod entry_path;
 pub mod grubenv;
+pub mod image_info;
 pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
