@@ -223,3 +223,36 @@ fn apply_as_non_root_is_refused_before_any_check() {
     );
     assert_eq!(fs::read_dir(&into).unwrap().count(), 0);
 }
+
+/// The command reference in docs/operations.md names every option that
+/// `--help` names, and every exit code.
+#[test]
+fn the_operations_doc_matches_help() {
+    let doc = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    for command in ["verify", "apply"] {
+        let help = text(&recovery(&[&command, &"--help"])).0;
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{command}` |")))
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for {command}"));
+        let usage = help.lines().next().unwrap();
+        for option in usage.split(['[', ']', ' ']).filter(|w| w.starts_with("--")) {
+            assert!(
+                row.contains(&format!("`{option}")),
+                "docs/operations.md: {command} lacks {option}: {row}"
+            );
+        }
+    }
+    let help = text(&recovery(&[&"--help"])).0;
+    let codes = help.split("exit codes:").nth(1).unwrap();
+    for code in codes.split_whitespace().filter(|w| w.parse::<u8>().is_ok()) {
+        assert!(
+            doc.contains(&format!("\n| {code} |")),
+            "docs/operations.md has no exit code {code}"
+        );
+    }
+}
