@@ -15,11 +15,10 @@ pub fn mount_point_of(partition: &str) -> Result<PathBuf, String> {
     })?;
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-    info.lines()
-        .find_map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            (fields.get(2) == Some(&part.dev.as_str())).then(|| PathBuf::from(fields[4]))
-        })
+    formats::mountinfo::parse(&info)
+        .into_iter()
+        .find(|m| m.dev == part.dev)
+        .map(|m| m.mount_point)
         .ok_or_else(|| {
             format!(
                 "partition {partition} ({}) is not mounted",

@@ -7,10 +7,11 @@
 
 use crate::{backup, mounts};
 use formats::bootflag::BootFlag;
-use formats::cfg::{ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK};
+use formats::cfg::{ATTEMPTS, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK};
 use formats::config::Config;
 use formats::instruction::{Instruction, PartitionPath};
-use formats::result::Installed;
+use recovery::admission::{self, Admission, Admitted};
+use recovery::partitions::Disks;
 use recovery::UpdateError;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,27 @@ pub struct Request {
     pub now: u64,
 }
 
+/// The recovery's admission check ([`recovery::admission::admit`]) on the
+/// running system, with the image's partition mounted at `storage`.
+pub fn admit(
+    r: &Request,
+    instruction: &Instruction,
+    storage: &Path,
+    disks: &Disks,
+) -> Result<Admitted, RequestError> {
+    // The target is mounted here (it is the running system): only the
+    // recovery, which erases it, requires it unmounted.
+    let target = recovery::policy::check_target(&r.config, instruction, disks, &[])?;
+    Ok(admission::admit(&Admission {
+        config: &r.config,
+        instruction,
+        manifest: &storage.join(&r.manifest.path),
+        trusted_keys: &r.trusted_keys,
+        cfg: &r.cfg,
+        target,
+    })?)
+}
+
 pub struct Requested {
     pub product: String,
     pub version: String,
@@ -119,22 +141,8 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
         requested: r.now,
     };
     let storage = mounts::mount_point_of(&r.manifest.partition).map_err(RequestError::Partition)?;
-    let keys = recovery::keys::load(&r.trusted_keys)?;
-    let image = recovery::verify::verify(&storage.join(&r.manifest.path), &keys)?;
-    let disks = recovery::partitions::scan();
-    // The target is mounted here (it is the running system): only the
-    // recovery, which erases it, requires it unmounted.
-    let target = recovery::policy::check_target(&r.config, &instruction, &disks, &[])?;
-    let installed = std::fs::read(r.cfg.join(INSTALLED))
-        .ok()
-        .and_then(|raw| Installed::parse(&raw).ok());
-    recovery::policy::check_image(
-        &r.config,
-        &instruction,
-        &image.manifest,
-        installed.as_ref(),
-        target,
-    )?;
+    let admitted = admit(r, &instruction, &storage, &recovery::partitions::scan())?;
+    let image = admitted.image;
     let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
         storage: storage.clone(),
         source,
@@ -198,5 +206,118 @@ mod tests {
         };
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
+    }
+
+    /// The recovery (before the erase) and `request` (before the
+    /// instruction) come to the same decision on the same device: one
+    /// admission check, whatever `cfg:update/installed` holds.
+    #[test]
+    fn request_and_recovery_admit_alike() {
+        use formats::cfg::INSTALLED;
+        use formats::config::Downgrade;
+        use recovery::partitions::Partition;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("hello"), "hello\n").unwrap();
+        let (public, secret) = image_builder::keygen::keygen(&dir.path().join("key")).unwrap();
+        let storage = dir.path().join("storage");
+        image_builder::image::build(&image_builder::image::ImageRequest {
+            source: image_builder::image::Source::Rootfs(tree),
+            product: "p".into(),
+            version: "2.0".into(),
+            key: secret,
+            out_dir: storage.join("updates"),
+            compression: image_builder::payload::Compression {
+                level: 1,
+                threads: 1,
+            },
+            created: 1_700_000_000,
+            allow_unsafe_paths: false,
+            show_progress: false,
+        })
+        .unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let disks = Disks {
+            partitions: ["cfg", "system", "storage"]
+                .iter()
+                .zip(2..)
+                .map(|(name, n)| Partition {
+                    name: name.to_string(),
+                    kernel_name: format!("nvme0n1p{n}"),
+                    device: format!("/dev/nvme0n1p{n}").into(),
+                    dev: format!("259:{n}"),
+                    size: 256 << 20,
+                })
+                .collect(),
+            seen: vec!["nvme0n1: cfg, system, storage".into()],
+        };
+        let installed = |version: &str| {
+            formats::result::Installed {
+                product: "p".into(),
+                version: version.into(),
+            }
+            .render()
+        };
+        let mut decisions = Vec::new();
+        for record in [
+            None,
+            Some(installed("1.0")),
+            Some(installed("3.0")),
+            Some("garbage\n".into()),
+        ] {
+            match &record {
+                Some(text) => std::fs::write(cfg.join(INSTALLED), text).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(cfg.join(INSTALLED));
+                }
+            }
+            for downgrade in [Downgrade::Refuse, Downgrade::Allow] {
+                let mut config = Config::for_product("p");
+                config.downgrade = downgrade;
+                let r = Request {
+                    cfg: cfg.clone(),
+                    manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
+                    target: "system".into(),
+                    allow_downgrade: false,
+                    config,
+                    trusted_keys: vec![public.clone()],
+                    flag: BootFlag::None,
+                    now: 0,
+                };
+                let instruction = Instruction {
+                    manifest: r.manifest.clone(),
+                    target: r.target.clone(),
+                    allow_downgrade: r.allow_downgrade,
+                    requested: r.now,
+                };
+                let asked = admit(&r, &instruction, &storage, &disks).map(|_| ());
+                // What the recovery's verify_image runs, with the target it
+                // checked (unmounted there).
+                let target =
+                    recovery::policy::check_target(&r.config, &instruction, &disks, &[]).unwrap();
+                let recovered = admission::admit(&Admission {
+                    config: &r.config,
+                    instruction: &instruction,
+                    manifest: &storage.join(&r.manifest.path),
+                    trusted_keys: &r.trusted_keys,
+                    cfg: &cfg,
+                    target,
+                })
+                .map(|_| ());
+                let asked = asked.map_err(|e| match e {
+                    RequestError::Image(e) => e,
+                    other => panic!("not an admission error: {other}"),
+                });
+                assert_eq!(asked, recovered, "{record:?} {downgrade:?}");
+                decisions.push(asked.is_ok());
+            }
+        }
+        // Missing, older, newer and garbage under refuse and allow.
+        assert_eq!(
+            decisions,
+            [true, true, true, true, false, true, false, true]
+        );
     }
 }

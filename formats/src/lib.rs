@@ -8,6 +8,8 @@
 //! - [`keyvalue`]: the strict `key=value` text that every record is made
 //!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
+//! - [`image_info`]: what `verify --json` and `info --json` say about an
+//!   image, one set of field names.
 //! - [`signature`]: minisign public keys and signatures, and the check of a
 //!   manifest against a set of trusted keys.
 //! - [`entry_path`]: what a path inside an image may be, and the check that
@@ -18,6 +20,7 @@
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
 //! - [`units`]: sizes as people read them.
+//! - [`mountinfo`]: the kernel's table of mounts, escapes decoded.
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
 //!   flags, in the formats their own tools read.
 //! - [`store`]: atomic, durable writes of the records on `cfg` (with
@@ -29,9 +32,11 @@ pub mod config;
 pub mod efivar;
 pub mod entry_path;
 pub mod grubenv;
+pub mod image_info;
 pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
+pub mod mountinfo;
 pub mod result;
 pub mod signature;
 pub mod store;

@@ -1,5 +1,6 @@
 //! Builds and fetches what a guest boots: the static `recovery` (musl, or
-//! glibc with `crt-static` where musl is missing), the Debian cloud kernel
+//! glibc with `crt-static` where musl is missing; `scripts/build-static`,
+//! the release's recipe), the Debian cloud kernel
 //! (NVMe, ext4, GPT and zstd initramfs built in), and the initramfs.
 
 use formats::config::Config;
@@ -18,19 +19,6 @@ pub fn workspace() -> PathBuf {
 /// Where downloaded and built artifacts are kept between runs.
 pub fn cache() -> PathBuf {
     workspace().join(".cache")
-}
-
-fn musl_available() -> bool {
-    let target = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("x86_64-unknown-linux-musl"))
-        .unwrap_or(false);
-    let cc = Command::new("x86_64-linux-musl-gcc")
-        .arg("--version")
-        .output()
-        .is_ok();
-    target && cc
 }
 
 /// Builds the release `recovery` as one static executable and returns its
@@ -57,6 +45,8 @@ pub fn static_bootloader_glue() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// The static build, by the one recipe the release uses too
+/// (`scripts/build-static`).
 fn build_static(package: &str, faults: bool) -> Result<PathBuf, String> {
     // Each variant in a target directory of its own, apart from the debug
     // build, so that none rebuilds another.
@@ -65,37 +55,24 @@ fn build_static(package: &str, faults: bool) -> Result<PathBuf, String> {
     } else {
         "target/static"
     });
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let (target, rustflags) = if musl_available() {
-        ("x86_64-unknown-linux-musl", "")
-    } else {
-        ("x86_64-unknown-linux-gnu", "-C target-feature=+crt-static")
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            package,
-            "--target",
-            target,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("RUSTFLAGS", rustflags);
+    let mut cmd = Command::new(workspace().join("scripts/build-static"));
+    cmd.arg("--target-dir").arg(&target_dir);
     if faults {
         cmd.args(["--features", "faults"]);
     }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
+    let out = cmd
+        .arg(package)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run scripts/build-static: {e}"))?;
+    if !out.status.success() {
         return Err(format!(
-            "building the static {package} for {target} failed: run scripts/setup \
+            "scripts/build-static {package} failed (its messages are above): run scripts/setup \
              (it installs musl-tools and the musl target)"
         ));
     }
-    Ok(target_dir.join(target).join("release").join(package))
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(PathBuf::from(path))
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {

@@ -51,6 +51,14 @@ fn happy_path_installs_v2_and_reboots() {
         .read_string("/update/recovery.log")
         .expect("a recovery log on cfg");
     assert!(log.contains("done: 2.0 installed"), "{log}");
+    // Every line, those logged before cfg was mounted too, says when:
+    // `2026-11-24T01:26:26Z [    3.456] recovery: ...`.
+    for line in log.lines() {
+        let stamped = line.get(..33).is_some_and(|s| {
+            s.as_bytes()[10] == b'T' && s[19..].starts_with("Z [") && s.ends_with("] ")
+        });
+        assert!(stamped && line[33..].starts_with("recovery: "), "{line:?}");
+    }
     println!(
         "happy path: {}; initramfs {} bytes",
         run.timing(),

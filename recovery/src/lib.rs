@@ -9,6 +9,8 @@
 //!
 //! - [`update`]: the recovery OS, step by step, as PID 1.
 //! - [`error`]: the stage, file and reason of every refusal.
+//! - [`admission`]: whether a staged image may be installed here, one
+//!   check for the recovery and `bootloader-glue request`.
 //! - [`policy`]: the target and the image against the device.
 //! - [`partitions`]: partitions found by GPT name.
 //! - [`mounts`]: mounts as guards.
@@ -25,6 +27,7 @@
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
 //! - [`logger`]: log lines to the console, the kernel log and `cfg`.
 
+pub mod admission;
 pub mod cli;
 pub mod decode;
 pub mod erase;

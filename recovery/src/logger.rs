@@ -1,7 +1,11 @@
 //! Log lines go to the console (standard error), and as PID 1 also to the
 //! kernel log (`/dev/kmsg`) and to the recovery log on `cfg`, which keeps
 //! them across the reboot. Lines logged before `cfg` is mounted are kept in
-//! memory and written when the log file is attached.
+//! memory and written when the log file is attached. In the log file every
+//! line starts with when it was logged: the UTC time from the realtime
+//! clock and the seconds since boot (the kernel log's clock),
+//! `2026-11-24T01:26:26Z [    3.456] recovery: ...`
+//! (`docs/update-records.md`).
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
@@ -57,9 +61,9 @@ impl Log for Logger {
             let _ = kmsg.write_all(format!("<7>{line}").as_bytes());
         }
         if let Some(file) = &mut sinks.file {
-            let _ = file.write_all(line.as_bytes());
+            let _ = file.write_all(format!("{} {line}", stamp()).as_bytes());
         } else if let Some(pending) = &mut sinks.pending {
-            pending.push(line);
+            pending.push(format!("{} {line}", stamp()));
         }
     }
 
@@ -70,6 +74,38 @@ impl Log for Logger {
             }
         }
     }
+}
+
+/// When a line was logged: `2026-11-24T01:26:26Z [    3.456]`.
+fn stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9);
+    format!("{} [{boot:>9.3}]", utc(now))
+}
+
+/// Seconds since 1970 as an ISO-8601 UTC time, `1970-01-01T00:00:00Z`.
+pub fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm,
+    // days_from_civil inverted), for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Sends log lines to the console; `quiet` keeps only warnings and errors.
@@ -128,6 +164,61 @@ pub fn detach_file() {
     if let Ok(mut sinks) = LOGGER.sinks.lock() {
         if let Some(file) = sinks.file.take() {
             let _ = file.sync_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        for (secs, says) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (59, "1970-01-01T00:00:59Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (951_868_799, "2000-02-29T23:59:59Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+            (4_102_444_800, "2100-01-01T00:00:00Z"),
+            (4_107_456_000, "2100-02-28T00:00:00Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(utc(secs), says, "{secs}");
+        }
+    }
+
+    /// Every line of the log file, those logged before it was attached
+    /// too, starts with the UTC time and the seconds since boot.
+    #[test]
+    fn every_line_in_the_log_file_is_stamped() {
+        init(false);
+        if let Ok(mut sinks) = LOGGER.sinks.lock() {
+            sinks.pending = Some(Vec::new());
+        }
+        log::info!("before the file");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recovery.log");
+        attach_file(&path).unwrap();
+        log::warn!("in the file");
+        detach_file();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for (line, says) in lines.iter().zip([
+            "recovery: before the file",
+            "recovery: warning: in the file",
+        ]) {
+            let (time, rest) = line.split_once(' ').unwrap();
+            assert_eq!(time.len(), 20, "{line}");
+            assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+            let (boot, message) = rest.split_once("] ").unwrap();
+            let boot = boot.strip_prefix('[').unwrap().trim();
+            assert!(boot.parse::<f64>().unwrap() > 0.0, "{line}");
+            assert_eq!(boot.split_once('.').unwrap().1.len(), 3, "{line}");
+            assert_eq!(message, says);
         }
     }
 }

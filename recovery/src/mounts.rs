@@ -1,6 +1,7 @@
 //! Mounts as guards: a mount is undone when its guard is dropped, so that
 //! every path out of a step, error or not, leaves nothing mounted.
 
+use formats::mountinfo;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::{Path, PathBuf};
 
@@ -50,10 +51,6 @@ pub fn kernel_supports(fstype: &str) -> bool {
 /// The `major:minor` of every mounted block device (`/proc/self/mountinfo`).
 pub fn mounted_devices() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
-                .collect()
-        })
+        .map(|t| mountinfo::parse(&t).into_iter().map(|m| m.dev).collect())
         .unwrap_or_default()
 }

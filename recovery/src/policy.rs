@@ -1,16 +1,69 @@
 //! What the device allows, checked before anything is erased: the target
 //! partition (allowed, present, neither `cfg` nor the image's partition,
 //! not mounted), then the image against the device (product, version,
-//! size). Pure functions over what the other steps found.
+//! size). Pure functions over what the other steps found;
+//! [`crate::admission`] gathers their inputs for both sides.
 
 use crate::error::{Stage, UpdateError};
 use crate::partitions::{Disks, Partition};
+use formats::cfg::{shown, INSTALLED};
 use formats::config::{Config, Downgrade};
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
 use formats::result::Installed;
 use formats::version;
 use std::cmp::Ordering;
+
+/// What `cfg:update/installed` says about the system partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstalledVersion {
+    /// No such file: a device fresh from the factory.
+    Missing,
+    Known(Installed),
+    /// The file is there but cannot be read or is not a valid record
+    /// (torn, hand-edited): the version is unknown.
+    Unreadable {
+        reason: String,
+    },
+}
+
+impl InstalledVersion {
+    /// Classifies the outcome of reading the file: a missing file is
+    /// [`InstalledVersion::Missing`], any other failure unreadable.
+    pub fn from_read(read: std::io::Result<Vec<u8>>) -> InstalledVersion {
+        match read {
+            Ok(raw) => match Installed::parse(&raw) {
+                Ok(installed) => InstalledVersion::Known(installed),
+                Err(e) => InstalledVersion::Unreadable {
+                    reason: e.to_string(),
+                },
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => InstalledVersion::Missing,
+            Err(e) => InstalledVersion::Unreadable {
+                reason: format!("cannot read: {e}"),
+            },
+        }
+    }
+
+    /// The version, when known.
+    pub fn known(&self) -> Option<&Installed> {
+        match self {
+            InstalledVersion::Known(installed) => Some(installed),
+            _ => None,
+        }
+    }
+
+    /// The warning both sides log for an unreadable record, if any.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            InstalledVersion::Unreadable { reason } => Some(format!(
+                "{}: {reason}; the installed version is unknown",
+                shown(INSTALLED)
+            )),
+            _ => None,
+        }
+    }
+}
 
 /// The partition that holds the recovery's records; never a target.
 pub const CFG: &str = "cfg";
@@ -72,12 +125,23 @@ pub fn usable_bytes(partition: &Partition) -> u64 {
     partition.size / 10 * 9
 }
 
-/// Checks the verified image against the device.
+/// Whether a downgrade may be installed under this policy and instruction.
+fn downgrade_allowed(config: &Config, instruction: &Instruction) -> bool {
+    match config.downgrade {
+        Downgrade::Allow => true,
+        Downgrade::Refuse => false,
+        Downgrade::Instruction => instruction.allow_downgrade,
+    }
+}
+
+/// Checks the verified image against the device. An unreadable installed
+/// version is refused only where the downgrade policy needs the version;
+/// elsewhere it is as good as none (see `docs/update-records.md`).
 pub fn check_image(
     config: &Config,
     instruction: &Instruction,
     manifest: &Manifest,
-    installed: Option<&Installed>,
+    installed: &InstalledVersion,
     target: &Partition,
 ) -> Result<(), UpdateError> {
     let file = instruction.manifest.to_string();
@@ -88,19 +152,30 @@ pub fn check_image(
             config.product, manifest.product
         )));
     }
-    if let Some(installed) = installed {
-        let older = version::compare(&manifest.version, &installed.version) == Ordering::Less;
-        let allowed = match config.downgrade {
-            Downgrade::Allow => true,
-            Downgrade::Refuse => false,
-            Downgrade::Instruction => instruction.allow_downgrade,
-        };
-        if older && !allowed {
-            return Err(refuse(format!(
-                "version: {} is older than the installed {}, and downgrades are not allowed here",
-                manifest.version, installed.version
-            )));
+    let allowed = downgrade_allowed(config, instruction);
+    match installed {
+        InstalledVersion::Known(installed) => {
+            let older = version::compare(&manifest.version, &installed.version) == Ordering::Less;
+            if older && !allowed {
+                return Err(refuse(format!(
+                    "version: {} is older than the installed {}, and downgrades are not allowed here",
+                    manifest.version, installed.version
+                )));
+            }
         }
+        InstalledVersion::Unreadable { reason } if !allowed => {
+            return Err(UpdateError::new(
+                Stage::Policy,
+                shown(INSTALLED),
+                format!(
+                    "{reason}: the installed version is unknown, and downgrades are not allowed \
+                     here, so {} cannot be checked; rewrite or remove the file (removed: any \
+                     version of {} is accepted)",
+                    manifest.version, config.product
+                ),
+            ));
+        }
+        InstalledVersion::Unreadable { .. } | InstalledVersion::Missing => {}
     }
     let (needed, usable) = (needed_bytes(manifest), usable_bytes(target));
     if needed > usable {
@@ -195,14 +270,13 @@ mod tests {
         let mut config = Config::for_product("p");
         let d = disks();
         let target = d.find("system").unwrap();
-        let installed = Installed {
+        let installed = InstalledVersion::Known(Installed {
             product: "p".into(),
             version: "2.0".into(),
-        };
+        });
         let ins = instruction("system");
-        let check = |c: &Config, m: &Manifest, i: &Instruction| {
-            check_image(c, i, m, Some(&installed), target)
-        };
+        let check =
+            |c: &Config, m: &Manifest, i: &Instruction| check_image(c, i, m, &installed, target);
         assert!(check(&config, &manifest("p", "2.1", 1000), &ins).is_ok());
         assert!(check(&config, &manifest("p", "2.0", 1000), &ins).is_ok());
         let err = check(&config, &manifest("q", "2.1", 1000), &ins).unwrap_err();
@@ -220,7 +294,8 @@ mod tests {
         assert!(check(&config, &manifest("p", "1.9", 1000), &asks).is_ok());
         let err = check(&config, &manifest("p", "3.0", 300 << 20), &ins).unwrap_err();
         assert!(err.reason.starts_with("size:"), "{err}");
-        assert!(check_image(&config, &ins, &manifest("p", "0.1", 1), None, target).is_ok());
+        let missing = InstalledVersion::Missing;
+        assert!(check_image(&config, &ins, &manifest("p", "0.1", 1), &missing, target).is_ok());
         // The release after its release candidate is an upgrade; 1.0 is 1.0.0.
         config.downgrade = Downgrade::Refuse;
         for (installed, image) in [("2.0.1-rc1", "2.0.1"), ("1.0.0", "1.0"), ("1.0", "1.0.0")] {
@@ -230,10 +305,49 @@ mod tests {
             };
             let m = manifest("p", image, 1000);
             assert!(
-                check_image(&config, &ins, &m, Some(&installed), target).is_ok(),
+                check_image(&config, &ins, &m, &InstalledVersion::Known(installed.clone()), target).is_ok(),
                 "{image} after {}",
                 installed.version
             );
         }
+    }
+
+    #[test]
+    fn an_unreadable_installed_version_is_refused_only_where_the_policy_needs_it() {
+        let d = disks();
+        let target = d.find("system").unwrap();
+        let garbage = InstalledVersion::from_read(Ok(b"garbage".to_vec()));
+        assert!(matches!(garbage, InstalledVersion::Unreadable { .. }));
+        let warning = garbage.warning().unwrap();
+        assert!(
+            warning.starts_with("cfg:update/installed: ") && warning.ends_with("is unknown"),
+            "{warning}"
+        );
+        let m = manifest("p", "2.1", 1000);
+        let mut config = Config::for_product("p");
+        let err = check_image(&config, &instruction("system"), &m, &garbage, target).unwrap_err();
+        assert_eq!(err.stage, Stage::Policy);
+        assert_eq!(err.file, "cfg:update/installed");
+        assert!(
+            err.reason.contains("the installed version is unknown"),
+            "{err}"
+        );
+        config.downgrade = Downgrade::Instruction;
+        let mut asks = instruction("system");
+        assert!(check_image(&config, &asks, &m, &garbage, target).is_err());
+        asks.allow_downgrade = true;
+        assert!(check_image(&config, &asks, &m, &garbage, target).is_ok());
+        config.downgrade = Downgrade::Allow;
+        assert!(check_image(&config, &instruction("system"), &m, &garbage, target).is_ok());
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            InstalledVersion::from_read(Err(missing)),
+            InstalledVersion::Missing
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(
+            InstalledVersion::from_read(Err(denied)),
+            InstalledVersion::Unreadable { .. }
+        ));
     }
 }

@@ -23,6 +23,7 @@
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
+use crate::admission::{self, Admission};
 use crate::erase;
 use crate::error::{Stage, UpdateError};
 use crate::extract::Extracted;
@@ -34,7 +35,7 @@ use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
 use crate::progress::human;
-use crate::verify::{self, VerifiedImage};
+use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
 use formats::cfg::{
     self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_REFUSED as REFUSED, LOCK,
@@ -373,9 +374,8 @@ fn mount_image_partition(instruction: &Instruction, disks: &Disks) -> Result<Mou
     Ok(mount)
 }
 
-/// Every check that can be made before the erase: the engine's (signature,
-/// manifest, payload, every entry), then the device's (product, version,
-/// size).
+/// Every check that can be made before the erase: the admission check
+/// that `bootloader-glue request` made too, against the initramfs's keys.
 fn verify_image(
     config: &Config,
     instruction: &Instruction,
@@ -383,40 +383,16 @@ fn verify_image(
     image_root: &Path,
     target: &Partition,
 ) -> Result<VerifiedImage, UpdateError> {
-    let keys_dir = Path::new("/").join(config::KEYS_DIR);
-    let mut key_files: Vec<PathBuf> = std::fs::read_dir(&keys_dir)
-        .map_err(|e| UpdateError::new(Stage::Keys, keys_dir.display(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
-        .collect();
-    key_files.sort();
-    let trusted = keys::load(&key_files)?;
-    let manifest_path = image_root.join(&instruction.manifest.path);
-    let image = verify::verify(&manifest_path, &trusted)?;
-    let installed = std::fs::read(cfg.join(INSTALLED))
-        .ok()
-        .and_then(|raw| match Installed::parse(&raw) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                log::warn!("cfg:{}: {e}; treated as no installed version", INSTALLED);
-                None
-            }
-        });
-    policy::check_image(
+    let trusted_keys = keys::files_in(&Path::new("/").join(config::KEYS_DIR))?;
+    let admitted = admission::admit(&Admission {
         config,
         instruction,
-        &image.manifest,
-        installed.as_ref(),
+        manifest: &image_root.join(&instruction.manifest.path),
+        trusted_keys: &trusted_keys,
+        cfg,
         target,
-    )?;
-    log::info!(
-        "policy: product {}, version {} (installed: {}), fits {}",
-        image.manifest.product,
-        image.manifest.version,
-        installed.map_or("unknown".to_string(), |i| i.version),
-        target.name
-    );
-    Ok(image)
+    })?;
+    Ok(admitted.image)
 }
 
 /// Counts this attempt of this instruction on `cfg`, before anything is

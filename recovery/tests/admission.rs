@@ -1,0 +1,87 @@
+//! The admission check on real files, as the recovery runs it before the
+//! erase (`bootloader-glue`'s request tests compare its side with this one):
+//! what `cfg:update/installed` holds decides as `docs/update-records.md`
+//! says.
+
+mod common;
+
+use common::*;
+use formats::cfg::INSTALLED;
+use formats::config::{Config, Downgrade};
+use formats::instruction::{Instruction, PartitionPath};
+use formats::result::Installed;
+use image_builder::image::Source;
+use recovery::admission::{admit, Admission};
+use recovery::partitions::Partition;
+use recovery::policy::InstalledVersion;
+use recovery::Stage;
+use std::fs;
+
+#[test]
+fn the_installed_version_decides_as_documented() {
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = work.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("hello"), "hello\n").unwrap();
+    let (public, secret) = keypair(work.path(), "k");
+    let image = build(
+        Source::Rootfs(root),
+        &secret,
+        &work.path().join("out"),
+        "2.0",
+        false,
+    );
+    let cfg = work.path().join("cfg");
+    fs::create_dir_all(cfg.join("update")).unwrap();
+    let instruction = Instruction {
+        manifest: PartitionPath::parse("storage:out/testprod-2.0.manifest").unwrap(),
+        target: "system".into(),
+        allow_downgrade: false,
+        requested: 0,
+    };
+    let target = Partition {
+        name: "system".into(),
+        kernel_name: "nvme0n1p3".into(),
+        device: "/dev/nvme0n1p3".into(),
+        dev: "259:3".into(),
+        size: 256 << 20,
+    };
+    let keys = [public];
+    let admit_with = |config: &Config| {
+        admit(&Admission {
+            config,
+            instruction: &instruction,
+            manifest: &image.manifest_path,
+            trusted_keys: &keys,
+            cfg: &cfg,
+            target: &target,
+        })
+    };
+    let mut config = Config::for_product("testprod");
+    // Missing: a fresh device takes any version.
+    let admitted = admit_with(&config).unwrap();
+    assert_eq!(admitted.installed, InstalledVersion::Missing);
+    assert_eq!(admitted.image.manifest.version, "2.0");
+    // Known and newer: a downgrade, refused.
+    let newer = Installed {
+        product: "testprod".into(),
+        version: "3.0".into(),
+    };
+    fs::write(cfg.join(INSTALLED), newer.render()).unwrap();
+    let err = admit_with(&config).unwrap_err();
+    assert!(err.reason.starts_with("version: 2.0 is older"), "{err}");
+    // Garbage: refused where downgrades are refused, naming the file...
+    fs::write(cfg.join(INSTALLED), "garbage\n").unwrap();
+    let err = admit_with(&config).unwrap_err();
+    assert_eq!(
+        (err.stage, err.file.as_str()),
+        (Stage::Policy, "cfg:update/installed")
+    );
+    // ... and as good as none where downgrades are allowed.
+    config.downgrade = Downgrade::Allow;
+    let admitted = admit_with(&config).unwrap();
+    assert!(matches!(
+        admitted.installed,
+        InstalledVersion::Unreadable { .. }
+    ));
+}
