@@ -150,9 +150,9 @@ fn refuse_overwrite(out: &std::path::Path, stem: &str) -> anyhow::Result<()> {
 fn info_command(a: InfoArgs) -> i32 {
     let report = info::inspect(&a.manifest, &a.trusted_key);
     if a.json {
-        println!("{}", report.to_json());
+        println!("{}", report.info.to_json());
     } else {
-        print!("{}", report.to_text());
+        print!("{}", report.info.to_text());
     }
     report.exit_code()
 }

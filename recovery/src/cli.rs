@@ -7,8 +7,6 @@ use crate::error::UpdateError;
 use crate::install;
 use crate::keys;
 use crate::verify::{self, VerifiedImage};
-use formats::image_info::{ImageInfo, InfoError};
-use formats::signature::TrustedKey;
 use lexopt::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -214,7 +212,7 @@ pub fn main() -> i32 {
     if args.json {
         println!(
             "{}",
-            info(&args.manifest, &trusted, result.as_ref().err()).to_json()
+            crate::info::describe(&args.manifest, &trusted, result.as_ref().map(|_| ())).to_json()
         );
     }
     match result {
@@ -227,31 +225,6 @@ pub fn main() -> i32 {
             e.stage.exit_code()
         }
     }
-}
-
-/// What `verify --json` says: the manifest's fields and the signature's key
-/// id as far as they can be read, and the outcome of the verification.
-fn info(manifest: &Path, trusted: &[TrustedKey], error: Option<&UpdateError>) -> ImageInfo {
-    let bytes = std::fs::read(manifest).ok();
-    let signature = std::fs::read_to_string(verify::signature_path(manifest)).ok();
-    let mut info = ImageInfo::unverified(bytes.as_deref(), signature.as_deref());
-    match error {
-        None => {
-            // Verified: the trusted key is the one the signature names.
-            info.signed_by = trusted
-                .iter()
-                .find(|k| Some(k.id) == info.key_id)
-                .map(|k| k.name.clone());
-        }
-        Some(e) => {
-            info.error = Some(InfoError {
-                stage: e.stage.to_string(),
-                file: e.file.clone(),
-                reason: e.reason.clone(),
-            })
-        }
-    }
-    info
 }
 
 /// Writes a verified image into `dir` and syncs its file system once.

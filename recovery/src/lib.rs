@@ -24,6 +24,7 @@
 //! - [`extract`]: writes the entries below a directory, never outside it.
 //! - [`readers`], [`decode`] and [`progress`]: the layers of the data path.
 //! - [`writeback`]: flushes the target while extraction goes on.
+//! - [`info`]: what `verify --json` (and `image-builder info`) says of an image.
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
 //! - [`logger`]: log lines to the console, the kernel log and `cfg`.
 
@@ -34,6 +35,7 @@ pub mod erase;
 pub mod error;
 pub mod extract;
 pub mod fault;
+pub mod info;
 pub mod install;
 pub mod keys;
 pub mod logger;

@@ -305,7 +305,14 @@ mod tests {
             };
             let m = manifest("p", image, 1000);
             assert!(
-                check_image(&config, &ins, &m, &InstalledVersion::Known(installed.clone()), target).is_ok(),
+                check_image(
+                    &config,
+                    &ins,
+                    &m,
+                    &InstalledVersion::Known(installed.clone()),
+                    target
+                )
+                .is_ok(),
                 "{image} after {}",
                 installed.version
             );
