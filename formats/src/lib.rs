@@ -12,6 +12,8 @@
 //!   manifest against a set of trusted keys.
 //! - [`entry_path`]: what a path inside an image may be, and the check that
 //!   keeps every entry inside the target.
+//! - [`entry`]: one entry of an image's tar (kinds, limits, the one
+//!   check), and its mapping to and from tar headers.
 //! - [`instruction`]: the update instruction the running system writes.
 //! - [`result`]: the result of an update and the installed version.
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
@@ -27,6 +29,7 @@ pub mod bootflag;
 pub mod cfg;
 pub mod config;
 pub mod efivar;
+pub mod entry;
 pub mod entry_path;
 pub mod grubenv;
 pub mod instruction;
