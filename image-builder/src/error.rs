@@ -1,5 +1,6 @@
 //! What can go wrong while building, with the file it went wrong on.
 
+use formats::entry::EntryError;
 use formats::entry_path::PathError;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub enum BuildError {
     },
     #[error("{path}: {reason}")]
     Unrepresentable { path: String, reason: String },
+    /// An entry the recovery would refuse: `input` is the tree or tar.
+    #[error("{}: {source}", input.display())]
+    Entry { input: PathBuf, source: EntryError },
     #[error("unsafe entry: {0} (pass --allow-unsafe-paths only to make test images for the recovery's defences)")]
     UnsafePath(PathError),
     #[error("key {path}: {reason}")]
