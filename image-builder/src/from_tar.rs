@@ -9,8 +9,8 @@ use crate::error::{BuildError, IoContext};
 use crate::tree::{self, Data, Entry};
 use formats::entry::{self as model, Kind, Reading};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
-use std::path::Path;
+use std::io::{self, BufReader, IsTerminal, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 /// The name that reads the tar from standard input.
@@ -20,13 +20,15 @@ pub const STDIN: &str = "-";
 /// spool file holding their data.
 pub fn read(path: &Path, allow_unsafe: bool) -> Result<(Vec<Entry>, File), BuildError> {
     let input = open(path)?;
+    // Errors name the input as people read it.
+    let path = &shown(path);
     let mut spool = tempfile::tempfile().ctx(Path::new("$TMPDIR"), "cannot create a spool file")?;
     let mut archive = tar::Archive::new(input);
     let mut entries = Vec::new();
     let read_err = |e| BuildError::Io {
         path: path.to_path_buf(),
         what: "cannot read the tar",
-        source: e,
+        err: e,
     };
     for item in archive.entries().map_err(read_err)? {
         let mut item = item.map_err(read_err)?;
@@ -67,7 +69,7 @@ pub fn read(path: &Path, allow_unsafe: bool) -> Result<(Vec<Entry>, File), Build
         let mut meta =
             model::from_tar(&mut item, Reading::BuildInput).map_err(|e| BuildError::Entry {
                 input: path.to_path_buf(),
-                source: e,
+                err: e,
             })?;
         meta.xattrs.sort();
         let mut data = None;
@@ -164,15 +166,22 @@ fn peek<R: Read>(mut input: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
 /// Opens the input tar (standard input for `-`) and decompresses it,
 /// checking that what comes out starts like a tar.
 fn open(path: &Path) -> Result<Box<dyn Read>, BuildError> {
+    let not_a_tar = |reason: String| BuildError::Unrepresentable {
+        path: shown(path).display().to_string(),
+        reason,
+    };
     let raw: Box<dyn Read> = if path.as_os_str() == STDIN {
-        Box::new(io::stdin().lock())
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            return Err(not_a_tar(
+                "is a terminal: pipe the tar in (`docker export c | image-builder image --from-tar - …`)".into(),
+            ));
+        }
+        Box::new(stdin.lock())
     } else {
         Box::new(File::open(path).ctx(path, "cannot open the input tar")?)
     };
-    let not_a_tar = |reason: String| BuildError::Unrepresentable {
-        path: shown(path),
-        reason,
-    };
+    let path = &shown(path);
     let (head, raw) =
         peek(BufReader::with_capacity(1 << 20, raw), 512).ctx(path, "cannot read the input tar")?;
     let compression = sniff(&head).map_err(not_a_tar)?;
@@ -200,11 +209,12 @@ fn open(path: &Path) -> Result<Box<dyn Read>, BuildError> {
     Ok(Box::new(decoded))
 }
 
-fn shown(path: &Path) -> String {
+/// The input as errors name it: `standard input` for `-`.
+fn shown(path: &Path) -> PathBuf {
     if path.as_os_str() == STDIN {
         "standard input".into()
     } else {
-        path.display().to_string()
+        path.to_path_buf()
     }
 }
 

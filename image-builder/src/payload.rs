@@ -199,7 +199,7 @@ fn append<W: Write>(
             .into_owned()
             .into(),
         what: "cannot add to the payload",
-        source: e,
+        err: e,
     };
     let Some(data) = &entry.data else {
         return formats::entry::append(tar, &entry.meta, io::empty()).map_err(write_err);

@@ -121,7 +121,7 @@ fn read_xattrs(path: &Path, rel: &[u8]) -> Result<Vec<(String, Vec<u8>)>, BuildE
             .unwrap_or_default();
         let name = name.into_string().map_err(|_| BuildError::Entry {
             input: path.to_path_buf(),
-            source: EntryError::form(rel, Problem::XattrName),
+            err: EntryError::form(rel, Problem::XattrName),
         })?;
         out.push((name, value));
     }

@@ -67,7 +67,7 @@ pub fn finish(
             Err(err @ EntryError::Form { .. }) => {
                 return Err(BuildError::Entry {
                     input: input.to_path_buf(),
-                    source: err,
+                    err,
                 })
             }
         }

@@ -155,3 +155,31 @@ fn an_input_that_is_no_tar_is_refused_naming_the_supported_compressions() {
     let gz = refused(&gz.finish().unwrap(), dir);
     assert!(gz.contains("compressed with gzip, but"), "{gz}");
 }
+
+/// A tar cut short in a pipe is refused, the cause said once.
+#[test]
+fn a_truncated_tar_is_refused_with_its_cause_said_once() {
+    require_tool("tar", "tar");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    make_tree(&dir.join("tree"));
+    let out = sh(
+        &format!(
+            "\"$BIN\" keygen --out k && tar -C tree -cf - . | head -c 20000 \
+             | \"$BIN\" image --from-tar - {IMAGE} --out out"
+        ),
+        dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("standard input: cannot read the tar: unexpected EOF"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("unexpected EOF").count(),
+        1,
+        "said twice: {stderr}"
+    );
+    assert!(!dir.join("out/p-1.tar.zst").exists());
+}

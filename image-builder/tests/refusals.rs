@@ -132,6 +132,7 @@ fn the_builder_refuses_what_the_recovery_refuses() {
         text.contains("in.tar: entry entry: link target must be 1 to 4095 bytes without NUL, found 4096 bytes"),
         "{text}"
     );
+    assert_eq!(text.matches("link target").count(), 1, "said twice: {text}");
 
     let with_xattr = |name: String, value: Vec<u8>| {
         let mut entry = model::Entry::new("entry", model::Kind::File);
