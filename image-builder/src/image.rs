@@ -59,14 +59,13 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
     let sk = keygen::load_secret_key(&req.key)?;
     let signing_key = SigningKey::from_minisign(&sk);
 
-    let (entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
+    let (mut entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
         Source::Rootfs(dir) => (rootfs::read(dir, req.allow_unsafe_paths)?, None),
         Source::Tar(file) => {
             let (entries, spool) = from_tar::read(file, req.allow_unsafe_paths)?;
             (entries, Some(spool))
         }
     };
-    let mut entries = entries;
     tree::clamp_mtimes(&mut entries, req.created);
     let unpacked_size = tree::unpacked_size(&entries);
 
