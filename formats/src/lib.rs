@@ -14,6 +14,9 @@
 //!   manifest against a set of trusted keys.
 //! - [`entry_path`]: what a path inside an image may be, and the check that
 //!   keeps every entry inside the target.
+//! - [`entry`]: one entry of an image's tar (kinds, limits, the one
+//!   check), and its mapping to and from tar headers (the caller's `tar`
+//!   reader or builder does the I/O).
 //! - [`instruction`]: the update instruction the running system writes.
 //! - [`result`]: the result of an update and the installed version.
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
@@ -30,6 +33,7 @@ pub mod bootflag;
 pub mod cfg;
 pub mod config;
 pub mod efivar;
+pub mod entry;
 pub mod entry_path;
 pub mod grubenv;
 pub mod image_info;

@@ -95,7 +95,7 @@ pub fn build(out: &Path, layout: &[PartitionSpec]) -> Result<Vec<Placed>, BuildE
     let gpt_err = |e: &dyn std::fmt::Display| BuildError::Io {
         path: out.to_path_buf(),
         what: "cannot write the partition table",
-        source: std::io::Error::other(e.to_string()),
+        err: std::io::Error::other(e.to_string()),
     };
     let mut dev = OpenOptions::new()
         .read(true)

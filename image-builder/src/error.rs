@@ -1,5 +1,6 @@
 //! What can go wrong while building, with the file it went wrong on.
 
+use formats::entry::EntryError;
 use formats::entry_path::PathError;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -7,14 +8,19 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum BuildError {
-    #[error("{path}: {what}: {source}")]
+    /// (`err` is part of the message and not a source, so that a printer
+    /// of the whole chain, as `{:#}` of anyhow, says it once.)
+    #[error("{path}: {what}: {err}")]
     Io {
         path: PathBuf,
         what: &'static str,
-        source: io::Error,
+        err: io::Error,
     },
     #[error("{path}: {reason}")]
     Unrepresentable { path: String, reason: String },
+    /// An entry the recovery would refuse: `input` is the tree or tar.
+    #[error("{}: {err}", input.display())]
+    Entry { input: PathBuf, err: EntryError },
     #[error("unsafe entry: {0} (pass --allow-unsafe-paths only to make test images for the recovery's defences)")]
     UnsafePath(PathError),
     #[error("key {path}: {reason}")]
@@ -30,10 +36,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, path: &Path, what: &'static str) -> Result<T, BuildError> {
-        self.map_err(|source| BuildError::Io {
+        self.map_err(|err| BuildError::Io {
             path: path.to_path_buf(),
             what,
-            source,
+            err,
         })
     }
 }

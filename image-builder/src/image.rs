@@ -10,12 +10,14 @@ use crate::tree::{self, Entry};
 use crate::{from_tar, keygen, rootfs};
 use formats::keyvalue::is_name;
 use formats::manifest::Manifest;
+use formats::store::write_atomic;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 pub enum Source {
     Rootfs(PathBuf),
+    /// A tar file, or standard input for `-` ([`from_tar::STDIN`]).
     Tar(PathBuf),
 }
 
@@ -27,6 +29,8 @@ pub struct ImageRequest {
     pub out_dir: PathBuf,
     pub compression: Compression,
     /// Seconds since the epoch: `SOURCE_DATE_EPOCH` in reproducible builds.
+    /// No entry's mtime is later: a later one is set to it (the clamp of
+    /// the reproducible-builds spec, as `tar --clamp-mtime`).
     pub created: u64,
     /// Lets paths that leave the target into the image: only for test
     /// images that prove the recovery refuses them.
@@ -55,13 +59,14 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
     let sk = keygen::load_secret_key(&req.key)?;
     let signing_key = SigningKey::from_minisign(&sk);
 
-    let (entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
+    let (mut entries, spool): (Vec<Entry>, Option<File>) = match &req.source {
         Source::Rootfs(dir) => (rootfs::read(dir, req.allow_unsafe_paths)?, None),
         Source::Tar(file) => {
             let (entries, spool) = from_tar::read(file, req.allow_unsafe_paths)?;
             (entries, Some(spool))
         }
     };
+    tree::clamp_mtimes(&mut entries, req.created);
     let unpacked_size = tree::unpacked_size(&entries);
 
     let stem = Manifest::file_stem(&req.product, &req.version);
@@ -69,17 +74,15 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
         .ctx(&req.out_dir, "cannot create the output directory")?;
     let payload_name = format!("{stem}.tar.zst");
     let payload_path = req.out_dir.join(&payload_name);
-    let partial = req.out_dir.join(format!("{payload_name}.partial"));
     let progress = Progress::new(unpacked_size, req.show_progress);
     let summary = payload::write(
         &entries,
         spool.as_ref(),
-        &partial,
+        &payload_path,
         &req.compression,
         &progress,
     )?;
     progress.finish();
-    std::fs::rename(&partial, &payload_path).ctx(&payload_path, "cannot rename into place")?;
 
     let manifest = Manifest {
         product: req.product.clone(),
@@ -100,8 +103,8 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
         &trusted,
         "signature from image-builder secret key",
     );
-    write_atomically(&manifest_path, text.as_bytes())?;
-    write_atomically(&signature_path, signature.as_bytes())?;
+    write_atomic(&manifest_path, text.as_bytes()).ctx(&manifest_path, "cannot write")?;
+    write_atomic(&signature_path, signature.as_bytes()).ctx(&signature_path, "cannot write")?;
     Ok(ImageSummary {
         manifest,
         manifest_path,
@@ -109,15 +112,4 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
         signature_path,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, data).ctx(&tmp, "cannot write")?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .ctx(&tmp, "cannot sync")?;
-    std::fs::rename(&tmp, path).ctx(path, "cannot rename into place")
 }

@@ -388,7 +388,7 @@ pub fn build(req: &InitramfsRequest) -> Result<InitramfsSummary, BuildError> {
     let io = |e| BuildError::Io {
         path: req.out.clone(),
         what: "cannot write the initramfs",
-        source: e,
+        err: e,
     };
     for dir in &dirs {
         cpio.dir(dir).map_err(io)?;

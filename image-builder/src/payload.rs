@@ -7,14 +7,15 @@
 //! several cores; each frame is compressed on one thread, so the output is
 //! the same whatever the number of threads.
 //!
-//! Headers are ustar with every field set from the entry and nothing from
-//! the build machine (no user or group names, no access times); long names
-//! and extended attributes go in PAX records (`path`, `linkpath`,
-//! `SCHILY.xattr.*`), which GNU tar reads too.
+//! Headers are those of the shared entry model ([`formats::entry::to_tar`]):
+//! ustar with every field set from the entry and nothing from the build
+//! machine; long names and extended attributes go in PAX records (`path`,
+//! `linkpath`, `SCHILY.xattr.*`), which GNU tar reads too.
 
 use crate::error::{BuildError, IoContext};
 use crate::progress::Progress;
-use crate::tree::{Data, Entry, EntryKind};
+use crate::tree::{Data, Entry};
+use formats::store::AtomicFile;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -22,7 +23,6 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::thread::{Scope, ScopedJoinHandle};
-use tar::{EntryType, Header};
 
 pub struct Compression {
     pub level: i32,
@@ -36,7 +36,8 @@ pub struct PayloadSummary {
     pub blake3: [u8; 32],
 }
 
-/// Writes the payload of `entries` to `out`.
+/// Writes the payload of `entries` to `out`, atomically: a build that
+/// fails leaves no payload behind, and one that succeeds a synced file.
 pub fn write(
     entries: &[Entry],
     spool: Option<&File>,
@@ -44,13 +45,13 @@ pub fn write(
     compression: &Compression,
     progress: &Progress,
 ) -> Result<PayloadSummary, BuildError> {
-    let file = File::create(out).ctx(out, "cannot create the payload")?;
+    let file = AtomicFile::create(out).ctx(out, "cannot create the payload")?;
     let hashed = HashWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
         hasher: blake3::Hasher::new(),
         count: 0,
     };
-    let mut hashed = std::thread::scope(|scope| -> Result<_, BuildError> {
+    let hashed = std::thread::scope(|scope| -> Result<_, BuildError> {
         let frames = FrameWriter::start(scope, hashed, compression);
         let mut tar = tar::Builder::new(frames);
         for entry in entries {
@@ -59,12 +60,12 @@ pub fn write(
         let frames = tar.into_inner().ctx(out, "cannot write the payload")?;
         frames.finish().ctx(out, "cannot write the payload")
     })?;
-    hashed.inner.flush().ctx(out, "cannot write the payload")?;
-    hashed
+    let file = hashed
         .inner
-        .get_ref()
-        .sync_all()
-        .ctx(out, "cannot sync the payload")?;
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .ctx(out, "cannot write the payload")?;
+    file.commit().ctx(out, "cannot sync the payload")?;
     Ok(PayloadSummary {
         size: hashed.count,
         blake3: *hashed.hasher.finalize().as_bytes(),
@@ -187,111 +188,37 @@ fn write_in_order<W: Write>(
     }
 }
 
-/// The name of an entry inside the tar: `./` for the root, directories with
-/// a trailing slash, everything else as it is.
-fn tar_name(entry: &Entry) -> Vec<u8> {
-    let mut name = entry.path.clone();
-    if matches!(entry.kind, EntryKind::Directory) {
-        if name.is_empty() {
-            name.push(b'.');
-        }
-        name.push(b'/');
-    }
-    name
-}
-
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     entry: &Entry,
     spool: Option<&File>,
     progress: &Progress,
 ) -> Result<(), BuildError> {
-    let name = tar_name(entry);
-    let shown = String::from_utf8_lossy(&name).into_owned();
     let write_err = |e| BuildError::Io {
-        path: shown.clone().into(),
+        path: String::from_utf8_lossy(&entry.meta.path)
+            .into_owned()
+            .into(),
         what: "cannot add to the payload",
-        source: e,
+        err: e,
     };
-    let mut header = Header::new_ustar();
-    header.set_mode(entry.mode);
-    header.set_uid(entry.uid);
-    header.set_gid(entry.gid);
-    header.set_mtime(entry.mtime);
-    header.set_size(0);
-    let mut link: &[u8] = &[];
-    let (ty, size) = match &entry.kind {
-        EntryKind::File { size, .. } => (EntryType::Regular, *size),
-        EntryKind::Directory => (EntryType::Directory, 0),
-        EntryKind::Symlink { target } => {
-            link = target;
-            (EntryType::Symlink, 0)
-        }
-        EntryKind::HardLink { target } => {
-            link = target;
-            (EntryType::Link, 0)
-        }
-        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
-            header.set_device_major(*major).map_err(write_err)?;
-            header.set_device_minor(*minor).map_err(write_err)?;
-            let ty = if matches!(entry.kind, EntryKind::CharDevice { .. }) {
-                EntryType::Char
-            } else {
-                EntryType::Block
-            };
-            (ty, 0)
-        }
-        EntryKind::Fifo => (EntryType::Fifo, 0),
+    let Some(data) = &entry.data else {
+        return formats::entry::append(tar, &entry.meta, io::empty()).map_err(write_err);
     };
-    header.set_entry_type(ty);
-    header.set_size(size);
-
-    let mut pax: Vec<(&str, &[u8])> = Vec::new();
-    let old = header.as_old_mut();
-    if name.len() <= old.name.len() {
-        old.name[..name.len()].copy_from_slice(&name);
-    } else {
-        old.name.copy_from_slice(&name[..100]);
-        pax.push(("path", &name));
-    }
-    if link.len() <= old.linkname.len() {
-        old.linkname[..link.len()].copy_from_slice(link);
-    } else {
-        old.linkname.copy_from_slice(&link[..100]);
-        pax.push(("linkpath", link));
-    }
-    let xattr_keys: Vec<String> = entry
-        .xattrs
-        .iter()
-        .map(|(k, _)| format!("SCHILY.xattr.{k}"))
-        .collect();
-    for (key, (_, value)) in xattr_keys.iter().zip(&entry.xattrs) {
-        pax.push((key, value));
-    }
-    tar.append_pax_extensions(pax).map_err(write_err)?;
-    header.set_cksum();
-
-    match &entry.kind {
-        EntryKind::File { size, data } => {
-            let reader: Box<dyn Read + '_> = match data {
-                Data::Path(path) => Box::new(File::open(path).ctx(path, "cannot read")?),
-                Data::Spool { offset } => {
-                    let mut spool = spool.expect("spooled entries come with their spool");
-                    spool
-                        .seek(SeekFrom::Start(*offset))
-                        .ctx(Path::new("spool"), "cannot seek")?;
-                    Box::new(spool)
-                }
-            };
-            let exact = Exact {
-                inner: reader,
-                remaining: *size,
-            };
-            tar.append(&header, progress.reader(exact))
-                .map_err(write_err)
+    let reader: Box<dyn Read + '_> = match data {
+        Data::Path(path) => Box::new(File::open(path).ctx(path, "cannot read")?),
+        Data::Spool { offset } => {
+            let mut spool = spool.expect("spooled entries come with their spool");
+            spool
+                .seek(SeekFrom::Start(*offset))
+                .ctx(Path::new("spool"), "cannot seek")?;
+            Box::new(spool)
         }
-        _ => tar.append(&header, io::empty()).map_err(write_err),
-    }
+    };
+    let exact = Exact {
+        inner: reader,
+        remaining: entry.meta.size,
+    };
+    formats::entry::append(tar, &entry.meta, progress.reader(exact)).map_err(write_err)
 }
 
 /// Yields exactly `remaining` bytes of `inner`, or fails: a file that shrank

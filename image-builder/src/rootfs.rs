@@ -3,7 +3,8 @@
 //! socket, an unreadable file) is an error, never a silent skip.
 
 use crate::error::{BuildError, IoContext};
-use crate::tree::{self, Data, Entry, EntryKind};
+use crate::tree::{self, Data, Entry};
+use formats::entry::{self as model, EntryError, Kind, Problem};
 use nix::sys::stat::{major, minor};
 use std::collections::HashMap;
 use std::fs;
@@ -18,7 +19,7 @@ pub fn read(root: &Path, allow_unsafe: bool) -> Result<Vec<Entry>, BuildError> {
         entries: Vec::new(),
     };
     walker.visit(root, Vec::new())?;
-    tree::finish(walker.entries, allow_unsafe)
+    tree::finish(walker.entries, root, allow_unsafe)
 }
 
 struct Walker {
@@ -33,57 +34,58 @@ impl Walker {
         let ft = meta.file_type();
         let shown = || path.display().to_string();
         let dev = meta.rdev();
+        // Device numbers beyond 32 bits are refused by the entry check.
+        let device = |n: u64| n.try_into().unwrap_or(u32::MAX);
+        let mut data = None;
         let kind = if ft.is_dir() {
-            EntryKind::Directory
+            Kind::Directory
         } else if let Some(first) = (meta.nlink() > 1)
             .then(|| self.links.get(&(meta.dev(), meta.ino())))
             .flatten()
         {
-            EntryKind::HardLink {
-                target: first.clone(),
-            }
+            Kind::HardLink(first.clone())
         } else if ft.is_file() {
             // Opened now so that an unreadable file is refused before any
             // output is written.
             fs::File::open(path).ctx(path, "cannot read")?;
-            EntryKind::File {
-                size: meta.len(),
-                data: Data::Path(path.to_path_buf()),
-            }
+            data = Some(Data::Path(path.to_path_buf()));
+            Kind::File
         } else if ft.is_symlink() {
             let target = fs::read_link(path).ctx(path, "cannot read the symlink")?;
-            EntryKind::Symlink {
-                target: target.as_os_str().as_bytes().to_vec(),
-            }
+            Kind::Symlink(target.as_os_str().as_bytes().to_vec())
         } else if ft.is_char_device() {
-            EntryKind::CharDevice {
-                major: major(dev) as u32,
-                minor: minor(dev) as u32,
+            Kind::CharDevice {
+                major: device(major(dev)),
+                minor: device(minor(dev)),
             }
         } else if ft.is_block_device() {
-            EntryKind::BlockDevice {
-                major: major(dev) as u32,
-                minor: minor(dev) as u32,
+            Kind::BlockDevice {
+                major: device(major(dev)),
+                minor: device(minor(dev)),
             }
         } else if ft.is_fifo() {
-            EntryKind::Fifo
+            Kind::Fifo
         } else {
             return Err(BuildError::Unrepresentable {
                 path: shown(),
                 reason: "is a socket, which an image cannot hold (remove it from the tree)".into(),
             });
         };
-        if meta.nlink() > 1 && !ft.is_dir() && !matches!(kind, EntryKind::HardLink { .. }) {
+        if meta.nlink() > 1 && !ft.is_dir() && !matches!(kind, Kind::HardLink(_)) {
             self.links.insert((meta.dev(), meta.ino()), rel.clone());
         }
         self.entries.push(Entry {
-            path: rel.clone(),
-            kind,
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid().into(),
-            gid: meta.gid().into(),
-            mtime: meta.mtime().max(0) as u64,
-            xattrs: read_xattrs(path)?,
+            meta: model::Entry {
+                path: rel.clone(),
+                size: if kind == Kind::File { meta.len() } else { 0 },
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: meta.mtime().max(0) as u64,
+                xattrs: read_xattrs(path, &rel)?,
+            },
+            data,
         });
         if ft.is_dir() {
             let mut names: Vec<_> = fs::read_dir(path)
@@ -105,7 +107,7 @@ impl Walker {
     }
 }
 
-fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
+fn read_xattrs(path: &Path, rel: &[u8]) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         // A file system without xattr support has none to keep.
@@ -117,12 +119,10 @@ fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
         let value = xattr::get(path, &name)
             .ctx(path, "cannot read an extended attribute")?
             .unwrap_or_default();
-        let name = name
-            .into_string()
-            .map_err(|n| BuildError::Unrepresentable {
-                path: path.display().to_string(),
-                reason: format!("extended attribute name {n:?} is not UTF-8"),
-            })?;
+        let name = name.into_string().map_err(|_| BuildError::Entry {
+            input: path.to_path_buf(),
+            err: EntryError::form(rel, Problem::XattrName),
+        })?;
         out.push((name, value));
     }
     out.sort();

@@ -13,7 +13,8 @@
 
 use crate::error::{Stage, UpdateError};
 use crate::progress::Progress;
-use crate::scan::{describe, Described, EntryKind};
+use crate::scan::{check, describe};
+use formats::entry::{Entry, Kind};
 use formats::entry_path::{display, normalize, split_parent, TreeCheck};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
@@ -99,7 +100,7 @@ struct Writer<'a> {
     /// The directory the last entry went into, kept open for the next.
     parent: Option<(Vec<u8>, OwnedFd)>,
     /// Directories whose metadata is applied at the end.
-    dirs: Vec<(Vec<u8>, Described)>,
+    dirs: Vec<(Vec<u8>, Entry)>,
     buf: Vec<u8>,
     payload: &'a str,
     bytes: u64,
@@ -138,10 +139,8 @@ impl Writer<'_> {
         Ok(&self.parent.as_ref().expect("just set").1)
     }
 
-    fn write<R: Read>(&mut self, d: &Described, data: &mut R) -> Result<(), UpdateError> {
-        let path = d
-            .check_path(&mut self.tree)
-            .map_err(|e| UpdateError::new(Stage::Contents, self.payload, e))?;
+    fn write<R: Read>(&mut self, d: &Entry, data: &mut R) -> Result<(), UpdateError> {
+        let path = check(d, &mut self.tree, self.payload)?;
         if path.is_empty() {
             self.dirs.push((path, d.clone()));
             return Ok(());
@@ -157,7 +156,7 @@ impl Writer<'_> {
             )
         };
         match &d.kind {
-            EntryKind::Directory => {
+            Kind::Directory => {
                 let dir = self.parent_fd(&parent)?;
                 match mkdirat(dir, name.as_slice(), Mode::from_bits_truncate(0o700)) {
                     Ok(()) => {}
@@ -172,7 +171,7 @@ impl Writer<'_> {
                 }
                 self.dirs.push((path.clone(), d.clone()));
             }
-            EntryKind::File => {
+            Kind::File => {
                 let created_mode = d.mode & 0o777;
                 let fd = {
                     let dir = self.parent_fd(&parent)?;
@@ -218,7 +217,7 @@ impl Writer<'_> {
                 };
                 apply_to_fd(&file, d, known).map_err(|(what, e)| fail(what, e))?;
             }
-            EntryKind::Symlink(target) => {
+            Kind::Symlink(target) => {
                 let dir = self.parent_fd(&parent)?;
                 replacing(dir, &name, |dir| {
                     symlinkat(target.as_slice(), dir, name.as_slice())
@@ -226,8 +225,8 @@ impl Writer<'_> {
                 .map_err(|e| fail("cannot create the symlink", e))?;
                 apply_to_name(dir, &name, d, false).map_err(|(what, e)| fail(what, e))?;
             }
-            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
-                let kind = if matches!(d.kind, EntryKind::CharDevice { .. }) {
+            Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                let kind = if matches!(d.kind, Kind::CharDevice { .. }) {
                     SFlag::S_IFCHR
                 } else {
                     SFlag::S_IFBLK
@@ -246,7 +245,7 @@ impl Writer<'_> {
                 .map_err(|e| fail("cannot create the device node", e))?;
                 apply_to_name(dir, &name, d, true).map_err(|(what, e)| fail(what, e))?;
             }
-            EntryKind::Fifo => {
+            Kind::Fifo => {
                 let dir = self.parent_fd(&parent)?;
                 replacing(dir, &name, |dir| {
                     mkfifoat(dir, name.as_slice(), Mode::from_bits_truncate(0o600))
@@ -254,7 +253,7 @@ impl Writer<'_> {
                 .map_err(|e| fail("cannot create the FIFO", e))?;
                 apply_to_name(dir, &name, d, true).map_err(|(what, e)| fail(what, e))?;
             }
-            EntryKind::HardLink(target) => {
+            Kind::HardLink(target) => {
                 let target =
                     normalize(target).map_err(|e| self.fail(&path, "bad link target", e))?;
                 let (tparent, tname) = split_parent(&target);
@@ -299,8 +298,8 @@ fn replacing<T>(
 
 type MetaError = (&'static str, Errno);
 
-fn times(d: &Described) -> TimeSpec {
-    TimeSpec::new(d.mtime, 0)
+fn times(d: &Entry) -> TimeSpec {
+    TimeSpec::new(d.mtime.min(i64::MAX as u64) as i64, 0)
 }
 
 /// What an inode is known to have already, so that the calls that would
@@ -335,7 +334,7 @@ impl Known {
 }
 
 /// Owner, mode, xattrs and times of an open file or directory.
-fn apply_to_fd(file: &File, d: &Described, known: Known) -> Result<(), MetaError> {
+fn apply_to_fd(file: &File, d: &Entry, known: Known) -> Result<(), MetaError> {
     let chown = known.owner != Some((d.uid, d.gid));
     if chown {
         fchown(file, Some(Uid::from_raw(d.uid)), Some(Gid::from_raw(d.gid)))
@@ -354,12 +353,7 @@ fn apply_to_fd(file: &File, d: &Described, known: Known) -> Result<(), MetaError
 
 /// Owner, mode (not for symlinks), xattrs and times of a node that cannot
 /// be opened safely (a symlink, a device, a FIFO).
-fn apply_to_name(
-    dir: &OwnedFd,
-    name: &[u8],
-    d: &Described,
-    set_mode: bool,
-) -> Result<(), MetaError> {
+fn apply_to_name(dir: &OwnedFd, name: &[u8], d: &Entry, set_mode: bool) -> Result<(), MetaError> {
     fchownat(
         dir,
         name,
