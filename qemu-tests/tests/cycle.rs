@@ -89,7 +89,9 @@ fn a_refused_image_brings_the_device_back_on_1_0_and_status_says_why() {
 
 /// The same cycle through systemd-boot: `request --bootloader
 /// systemd-boot` sets the `LoaderEntryOneShot` EFI variable, systemd-boot
-/// boots the recovery entry once, and the default entry afterwards.
+/// boots the recovery entry once, and the default entry afterwards. Before
+/// that, on the running 1.0: request, request again, cancel, all through
+/// efivarfs, which marks the variable immutable once written.
 #[test]
 fn the_device_updates_itself_through_systemd_boot() {
     use qemu_tests::cycle::Loader;
@@ -106,7 +108,46 @@ fn the_device_updates_itself_through_systemd_boot() {
         "{}",
         run.tail()
     );
-    assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
+    let steps: Vec<&str> = run
+        .console
+        .lines()
+        .filter_map(|l| l.find("system: ").map(|at| &l[at..]))
+        .filter(|l| l.contains("exit code") || l.contains("one-shot variable"))
+        .collect();
+    // efivarfs made the variable immutable each time (`lsattr`: `i`).
+    let attributes: Vec<&str> = run
+        .console
+        .lines()
+        .filter_map(|l| Some(l[l.find("system: one-shot attributes: ")? + 29..].trim()))
+        .collect();
+    assert_eq!(attributes.len(), 2, "{}", run.tail());
+    for a in attributes {
+        let flags = a.split_whitespace().next().unwrap_or("");
+        assert!(flags.contains('i'), "not immutable: {a}\n{}", run.tail());
+    }
+    assert_eq!(
+        steps,
+        [
+            "system: request exit code 0",
+            "system: request exit code 0",
+            "system: cancel exit code 0",
+            "system: the one-shot variable is gone",
+            "system: status exit code 0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("the pending update is cancelled"),
+        "{}",
+        run.tail()
+    );
+    assert_eq!(
+        run.console.matches("update to demo 2.0 requested").count(),
+        3,
+        "{}",
+        run.tail()
+    );
     assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
     assert!(
         run.says("recovery: bootflag: systemd-boot cleared"),
@@ -114,8 +155,15 @@ fn the_device_updates_itself_through_systemd_boot() {
         run.tail()
     );
     assert!(run.says("system: status exit code 0"), "{}", run.tail());
-    let system = cycle.inspect().partition("system");
+    let disk = cycle.inspect();
+    let system = disk.partition("system");
     assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    let cfg = disk.partition("cfg");
+    assert!(
+        cfg.exists("/update/instruction.cancelled"),
+        "no cancelled instruction on cfg"
+    );
+    assert!(!cfg.exists("/update/instruction"));
 }
 
 /// The running system verifies before it asks: an image signed by a key
