@@ -108,7 +108,12 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
       if [ $step = request ]; then
         /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader"
         code=$?
-        echo "system: one-shot attributes: $(/bin/busybox lsattr /sys/firmware/efi/efivars/LoaderEntryOneShot-* 2>&1)"
+        # The proof that efivarfs made it immutable: a plain rm fails.
+        if /bin/busybox rm -f /sys/firmware/efi/efivars/LoaderEntryOneShot-* 2>/dev/null; then
+          echo "system: the one-shot variable is removable"
+        else
+          echo "system: the one-shot variable is immutable"
+        fi
         (exit $code)
       else
         /usr/bin/bootloader-glue cancel --cfg /cfg --bootloader "$loader"

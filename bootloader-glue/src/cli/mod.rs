@@ -14,6 +14,7 @@ use crate::status;
 use args::{CancelArgs, Cli, Command, GrubConfigArgs, RequestArgs, StatusArgs, USAGE_EXIT};
 use clap::Parser;
 use formats::bootflag::BootFlag;
+use formats::cfg::{shown, INSTRUCTION_CANCELLED};
 use formats::config::Config;
 use formats::instruction::PartitionPath;
 use std::path::PathBuf;
@@ -74,14 +75,14 @@ fn run(command: Command) -> Result<i32, Failure> {
                 BootFlag::Grub | BootFlag::None => "",
                 _ => "; the boot loader's flag is cleared",
             };
-            println!(
-                "{}{cleared}",
-                if pending {
-                    "the pending update is cancelled (kept as cfg:update/instruction.cancelled)"
-                } else {
-                    "no update was pending"
-                }
-            );
+            if pending {
+                println!(
+                    "the pending update is cancelled (kept as {}){cleared}",
+                    shown(INSTRUCTION_CANCELLED)
+                );
+            } else {
+                println!("no update was pending{cleared}");
+            }
             Ok(0)
         }
         Command::Unlock(cfg) => {
