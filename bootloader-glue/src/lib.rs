@@ -9,7 +9,9 @@
 //! - [`backup`]: the copy of `cfg`'s configuration kept in `storage`.
 //! - [`grub`]: the `grub.cfg` fragment that boots the recovery.
 //! - [`mounts`]: where the running system mounted a partition.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line: its clap definitions in [`cli::args`]
+//!   (also read by `build.rs` for the man pages and shell completions),
+//!   and the exit codes.
 
 pub mod backup;
 pub mod cli;

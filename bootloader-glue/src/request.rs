@@ -17,26 +17,45 @@ use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// Each message names what failed; the cause (an OS error, the image's
+/// refusal) is its `source()`, printed once after it by the command line.
 #[derive(Debug, Error)]
 pub enum RequestError {
     #[error("{path}: the update lock is set after repeated failures; clear it (bootloader-glue unlock) before asking again")]
     Locked { path: PathBuf },
+    #[error("{path} does not exist: expected the cfg partition mounted there (or pass --cfg DIR)")]
+    Missing { path: PathBuf },
     #[error("{path} is not a mount point: mount the cfg partition there, or pass --cfg DIR")]
     NotMounted { path: PathBuf },
     #[error("{path}: the cfg partition is mounted read-only; remount it read-write")]
     ReadOnly { path: PathBuf },
     #[error("{path}: the cfg partition is full; nothing was written")]
     Full { path: PathBuf },
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write")]
     Write { path: PathBuf, source: io::Error },
-    #[error("the staged image: {0}")]
+    #[error("the staged image")]
     Image(#[from] UpdateError),
     #[error("{0}")]
     Partition(String),
-    #[error("backing up the cfg partition into {storage}: {source}")]
+    #[error("backing up the cfg partition into {storage}")]
     Backup { storage: PathBuf, source: io::Error },
-    #[error("arming the boot loader: {0}")]
-    Arm(io::Error),
+    #[error("arming the boot loader")]
+    Arm(#[source] io::Error),
+    #[error("clearing the boot loader's flag")]
+    Disarm(#[source] io::Error),
+}
+
+/// The cfg partition must be mounted at `cfg_root`: a missing or plain
+/// directory would take records that no boot loader or recovery sees.
+pub fn check_cfg(cfg_root: &Path) -> Result<(), RequestError> {
+    let path = cfg_root.to_path_buf();
+    if !cfg_root.is_dir() {
+        return Err(RequestError::Missing { path });
+    }
+    if !mounts::is_mount_point(cfg_root) {
+        return Err(RequestError::NotMounted { path });
+    }
+    Ok(())
 }
 
 fn write_error(path: PathBuf, source: io::Error) -> RequestError {
@@ -62,6 +81,7 @@ pub fn write_instruction(cfg_root: &Path, instruction: &Instruction) -> Result<(
 /// instruction gets its full number of attempts). Returns whether a lock
 /// was set.
 pub fn unlock(cfg_root: &Path) -> Result<bool, RequestError> {
+    check_cfg(cfg_root)?;
     let lock = cfg_root.join(LOCK);
     let was_set = lock.exists();
     for path in [lock, cfg_root.join(ATTEMPTS)] {
@@ -73,13 +93,18 @@ pub fn unlock(cfg_root: &Path) -> Result<bool, RequestError> {
 /// Disarms a pending instruction (kept as `update/instruction.cancelled`)
 /// and the boot loader's flag. Returns whether one was pending.
 pub fn cancel(cfg_root: &Path, flag: &BootFlag) -> Result<bool, RequestError> {
+    check_cfg(cfg_root)?;
+    disarm(cfg_root, flag)
+}
+
+fn disarm(cfg_root: &Path, flag: &BootFlag) -> Result<bool, RequestError> {
     let path = cfg_root.join(INSTRUCTION);
     let pending = path.exists();
     if pending {
         let aside = cfg_root.join(INSTRUCTION_CANCELLED);
         formats::store::rename_durably(&path, &aside).map_err(|e| write_error(path, e))?;
     }
-    flag.disarm().map_err(RequestError::Arm)?;
+    flag.disarm().map_err(RequestError::Disarm)?;
     Ok(pending)
 }
 
@@ -125,11 +150,7 @@ pub struct Requested {
 }
 
 pub fn request(r: &Request) -> Result<Requested, RequestError> {
-    if !mounts::is_mount_point(&r.cfg) {
-        return Err(RequestError::NotMounted {
-            path: r.cfg.clone(),
-        });
-    }
+    check_cfg(&r.cfg)?;
     let lock = r.cfg.join(LOCK);
     if lock.exists() {
         return Err(RequestError::Locked { path: lock });
@@ -151,7 +172,7 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
     if let Err(e) = r.flag.arm() {
         // Not armed: the instruction must not wait for a boot that may
         // never come to it.
-        let _ = cancel(&r.cfg, &BootFlag::None);
+        let _ = disarm(&r.cfg, &BootFlag::None);
         return Err(RequestError::Arm(e));
     }
     Ok(Requested {
@@ -183,12 +204,50 @@ mod tests {
             write_instruction(dir, &ins),
             Err(RequestError::Locked { .. })
         ));
-        assert!(unlock(dir).unwrap());
-        assert!(!unlock(dir).unwrap());
-        assert!(cancel(dir, &BootFlag::None).unwrap());
+        std::fs::remove_file(dir.join(LOCK)).unwrap();
+        assert!(disarm(dir, &BootFlag::None).unwrap());
         assert!(!dir.join(INSTRUCTION).exists());
         assert!(dir.join(INSTRUCTION_CANCELLED).exists());
-        assert!(!cancel(dir, &BootFlag::None).unwrap());
+        assert!(!disarm(dir, &BootFlag::None).unwrap());
+    }
+
+    #[test]
+    fn unlock_and_cancel_refuse_a_cfg_that_is_missing_or_not_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("cfg");
+        for err in [
+            unlock(&missing).unwrap_err(),
+            cancel(&missing, &BootFlag::None).unwrap_err(),
+        ] {
+            assert!(matches!(err, RequestError::Missing { .. }), "{err}");
+            assert!(err
+                .to_string()
+                .starts_with(&format!("{} does not exist", missing.display())));
+        }
+        for err in [
+            unlock(dir.path()).unwrap_err(),
+            cancel(dir.path(), &BootFlag::None).unwrap_err(),
+        ] {
+            assert!(matches!(err, RequestError::NotMounted { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let os = io::Error::from_raw_os_error(nix::libc::EIO);
+        let err = write_error(PathBuf::from("/cfg/update/instruction"), os);
+        let text = crate::cli::message(err);
+        assert_eq!(
+            text,
+            "/cfg/update/instruction: cannot write: Input/output error (os error 5)"
+        );
+        let err = RequestError::Disarm(io::Error::from_raw_os_error(nix::libc::EPERM));
+        let text = crate::cli::message(err);
+        assert_eq!(text.matches("Operation not permitted").count(), 1, "{text}");
+        assert!(
+            text.starts_with("clearing the boot loader's flag: "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::cfg::{INSTALLED, INSTRUCTION, LOCK, RESULT};
+use formats::cfg::{shown, INSTALLED, INSTRUCTION, LOCK, RESULT};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use std::path::Path;
@@ -37,76 +37,124 @@ pub struct Status {
 }
 
 impl Status {
-    /// `CODE: message`, the plugin's one line.
+    /// `CODE: message`, the plugin's one line, with the last result's
+    /// performance data after `|` (Nagios plugin guidelines:
+    /// `label=value[UOM]`): `attempt=1 duration=1.500s bytes=10B entries=3`.
     pub fn line(&self) -> String {
-        format!("{}: {}", self.code.name(), self.message)
+        let mut line = format!("{}: {}", self.code.name(), self.message);
+        if let Some(r) = &self.result {
+            line += &format!(
+                " | attempt={} duration={}.{:03}s bytes={}B entries={}",
+                r.attempt,
+                r.duration_ms / 1000,
+                r.duration_ms % 1000,
+                r.bytes,
+                r.entries
+            );
+        }
+        line
     }
 
     pub fn json(&self) -> String {
-        let s = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
-        let opt = |v: Option<String>| v.map_or("null".to_string(), |v| s(&v));
         let r = self.result.as_ref();
-        format!(
-            "{{\"code\":{},\"status\":{},\"message\":{},\"locked\":{},\"pending\":{},\"installed\":{},\
-             \"outcome\":{},\"version\":{},\"stage\":{},\"reason\":{},\"attempt\":{}}}",
-            self.code as u8,
-            s(self.code.name()),
-            s(&self.message),
-            self.locked,
-            opt(self.pending.as_ref().map(|p| p.manifest.to_string())),
-            opt(self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version))),
-            opt(r.map(|r| r.outcome.name().to_string())),
-            opt(r.map(|r| r.version.clone())),
-            opt(r.map(|r| r.stage.clone())),
-            opt(r.map(|r| r.reason.clone())),
-            r.map_or("null".to_string(), |r| r.attempt.to_string())
-        )
+        serde_json::json!({
+            "code": self.code as u8,
+            "status": self.code.name(),
+            "message": self.message,
+            "locked": self.locked,
+            "pending": self.pending.as_ref().map(|p| p.manifest.to_string()),
+            "installed": self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version)),
+            "outcome": r.map(|r| r.outcome.name()),
+            "version": r.map(|r| &r.version),
+            "stage": r.map(|r| &r.stage),
+            "reason": r.map(|r| &r.reason),
+            "attempt": r.map(|r| r.attempt),
+            "duration_ms": r.map(|r| r.duration_ms),
+            "bytes": r.map(|r| r.bytes),
+            "entries": r.map(|r| r.entries),
+        })
+        .to_string()
+    }
+
+    fn unknown(message: String) -> Status {
+        Status {
+            code: Code::Unknown,
+            message,
+            result: None,
+            installed: None,
+            pending: None,
+            locked: false,
+        }
     }
 }
 
-/// Reads the records on `cfg` (mounted at `cfg`).
+/// The state of updates on the cfg partition mounted at `cfg`: UNKNOWN
+/// when nothing is mounted there (a missing, plain or empty directory
+/// would only say what is not known).
 pub fn status(cfg: &Path) -> Status {
-    let unknown = |message: String| Status {
-        code: Code::Unknown,
-        message,
-        result: None,
-        installed: None,
-        pending: None,
-        locked: false,
-    };
-    if !cfg.join("update").is_dir() && !cfg.is_dir() {
-        return unknown(format!(
-            "{}: cannot read the cfg partition there",
+    let expected = "expected the cfg partition mounted there (pass --cfg DIR)";
+    if !cfg.is_dir() {
+        return Status::unknown(format!("{} does not exist: {expected}", cfg.display()));
+    }
+    if !crate::mounts::is_mount_point(cfg) {
+        return Status::unknown(format!(
+            "{} is not a mount point: {expected}",
             cfg.display()
         ));
     }
+    let empty = std::fs::read_dir(cfg)
+        .map(|mut d| d.all(|e| e.is_ok_and(|e| e.file_name() == "lost+found")));
+    match empty {
+        Ok(true) => Status::unknown(format!("{} is empty: {expected}", cfg.display())),
+        Ok(false) => records(cfg),
+        Err(e) => Status::unknown(format!("{}: {e}", cfg.display())),
+    }
+}
+
+/// Reads the records in the directory `cfg`.
+pub fn records(cfg: &Path) -> Status {
     let read = |rel: &str| match std::fs::read(cfg.join(rel)) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cfg:{rel}: {e}")),
+        Err(e) => Err(format!("{}: {e}", shown(rel))),
     };
     let result = match read(RESULT) {
         Ok(Some(bytes)) => match UpdateResult::parse(&bytes) {
             Ok(r) => Some(r),
-            Err(e) => return unknown(format!("cfg:{RESULT}: {e}")),
+            Err(e) => return Status::unknown(format!("{}: {e}", shown(RESULT))),
         },
         Ok(None) => None,
-        Err(e) => return unknown(e),
+        Err(e) => return Status::unknown(e),
     };
     let installed = read(INSTALLED)
         .ok()
         .flatten()
         .and_then(|b| Installed::parse(&b).ok());
-    let pending = read(INSTRUCTION)
-        .ok()
-        .flatten()
-        .and_then(|b| Instruction::parse(&b).ok());
+    // An instruction that is there but cannot be read (torn, mangled):
+    // the boot loader boots the recovery on it all the same.
+    let (pending, torn) = match read(INSTRUCTION) {
+        Ok(Some(bytes)) => match Instruction::parse(&bytes) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        Ok(None) => (None, None),
+        Err(e) => return Status::unknown(e),
+    };
     let locked = cfg.join(LOCK).exists();
     let (code, message) = if locked {
         let why = result.as_ref().map_or(String::new(), |r| {
             format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
         });
         (Code::Critical, format!("the update lock is set after repeated failures{why}; fix it, then bootloader-glue unlock"))
+    } else if let Some(e) = torn {
+        (
+            Code::Critical,
+            format!(
+                "{} is there but unreadable ({e}): the next boot runs the recovery on it; \
+                 request the update again or cancel it",
+                shown(INSTRUCTION)
+            ),
+        )
     } else if let Some(p) = &pending {
         (
             Code::Warning,
@@ -192,12 +240,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cfg = d.path();
         std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let status = records;
         assert_eq!(status(cfg).code, Code::Ok);
         std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
         let s = status(cfg);
         assert_eq!(
             (s.code, s.line().as_str()),
-            (Code::Ok, "OK: 2.0 installed (attempt 1, 1.5 s, 3 entries)")
+            (
+                Code::Ok,
+                "OK: 2.0 installed (attempt 1, 1.5 s, 3 entries) \
+                 | attempt=1 duration=1.500s bytes=10B entries=3"
+            )
         );
         std::fs::write(cfg.join(RESULT), result(Outcome::Refused).render()).unwrap();
         let s = status(cfg);
@@ -214,5 +267,46 @@ mod tests {
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
+    }
+
+    #[test]
+    fn a_torn_instruction_is_critical() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let good = Instruction {
+            manifest: formats::instruction::PartitionPath::parse("storage:u/p-2.manifest").unwrap(),
+            target: "system".into(),
+            allow_downgrade: false,
+            requested: 1,
+        }
+        .render();
+        std::fs::write(cfg.join(INSTRUCTION), &good).unwrap();
+        assert_eq!(records(cfg).code, Code::Warning);
+        // Cut short, as by a power cut on a file system without the rename.
+        std::fs::write(cfg.join(INSTRUCTION), &good[..good.len() / 2]).unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Critical, "{}", s.line());
+        assert!(
+            s.message
+                .starts_with("cfg:update/instruction is there but unreadable"),
+            "{}",
+            s.message
+        );
+    }
+
+    #[test]
+    fn json_escapes_what_the_records_hold() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        let mut r = result(Outcome::Refused);
+        r.reason = "a\ttab, a \"quote\", a \\ and \u{1}".into();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::write(cfg.join(RESULT), r.render()).unwrap();
+        let json = records(cfg).json();
+        assert!(
+            json.contains(r#""reason":"a\ttab, a \"quote\", a \\ and \u0001""#),
+            "{json}"
+        );
     }
 }

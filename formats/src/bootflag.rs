@@ -5,14 +5,23 @@
 //!
 //! - `grub`: the instruction file itself is the flag (GRUB's config tests
 //!   for it); nothing more to set.
-//! - `grubenv:FILE`: `reimage_update=1` in a GRUB environment block.
+//! - `grubenv:FILE`: `reimage_update=1` in a GRUB environment block. The
+//!   file's directory must exist: a missing one means the partition that
+//!   holds it (ESP, `/boot`) is not mounted, and nothing is created.
 //! - `uboot:FW_ENV_CONFIG`: `reimage_update=1` in U-Boot's environment
-//!   (single or redundant), located by a libubootenv `fw_env.config`.
+//!   (single or redundant), located by a libubootenv `fw_env.config`. An
+//!   area without a valid copy (blank, bad CRC) is never written over, as
+//!   `fw_setenv` refuses it: U-Boot runs on its built-in defaults there,
+//!   and an environment holding only our flag would drop them (no
+//!   `bootcmd`). A file of defaults (`name=value` lines, as `fw_printenv`
+//!   prints them) may be given to start from instead, like `fw_setenv -f`.
 //! - `systemd-boot:EFIVARS_DIR[:ENTRY]`: `LoaderEntryOneShot` = ENTRY
-//!   (default `recovery.conf`) in efivarfs.
+//!   (default `recovery.conf`) in efivarfs, whose immutable flag is
+//!   cleared first, as systemd's tools do.
 //! - `none`: no flag.
 
 use crate::efivar;
+use crate::fsflags;
 use crate::grubenv::GrubEnv;
 use crate::ubootenv::{self, UbootEnv};
 use std::fs::{self, OpenOptions};
@@ -25,9 +34,19 @@ pub const FLAG: &str = "reimage_update";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootFlag {
     Grub,
-    GrubEnv { file: PathBuf },
-    Uboot { config: PathBuf },
-    SystemdBoot { efivars: PathBuf, entry: String },
+    GrubEnv {
+        file: PathBuf,
+    },
+    Uboot {
+        config: PathBuf,
+        /// U-Boot's default environment, to start from where the area
+        /// holds no valid copy (`fw_setenv -f`).
+        defaults: Option<PathBuf>,
+    },
+    SystemdBoot {
+        efivars: PathBuf,
+        entry: String,
+    },
     None,
 }
 
@@ -47,6 +66,7 @@ impl BootFlag {
                     config
                 }
                 .into(),
+                defaults: None,
             },
             ("systemd-boot", rest) => {
                 let (dir, entry) = rest.split_once(':').unwrap_or((rest, ""));
@@ -79,17 +99,28 @@ impl BootFlag {
         match self {
             BootFlag::Grub | BootFlag::None => Ok(()),
             BootFlag::GrubEnv { file } => edit_grubenv(file, |env| env.set(FLAG, "1").map(|_| ())),
-            BootFlag::Uboot { config } => edit_uboot(config, |env| env.set(FLAG, "1")),
+            BootFlag::Uboot { config, defaults } => {
+                let area = read_uboot(config)?;
+                let mut env = match (area.env.clone(), defaults) {
+                    (Some(env), _) => env,
+                    (None, Some(file)) => read_uboot_defaults(file)?,
+                    (None, None) => return Err(uboot_defaults_only(config, &area)),
+                };
+                env.set(FLAG, "1");
+                write_uboot(&area, &env)
+            }
             BootFlag::SystemdBoot { efivars, entry } => {
                 let path = efivars.join(efivar::LOADER_ENTRY_ONE_SHOT);
-                // efivarfs marks variables immutable; a new one is written whole.
-                let _ = fs::remove_file(&path);
+                // efivarfs marks the variable immutable; a new one is
+                // written whole, in one write.
+                remove_efivar(&path)?;
                 fs::write(path, efivar::render_string(entry))
             }
         }
     }
 
-    /// Clears the flag (nothing to do if it is not set).
+    /// Clears the flag (nothing to do, and nothing written, if it is not
+    /// set; a U-Boot area without a valid copy cannot hold it).
     pub fn disarm(&self) -> io::Result<()> {
         match self {
             BootFlag::Grub | BootFlag::None => Ok(()),
@@ -97,14 +128,20 @@ impl BootFlag {
                 env.unset(FLAG);
                 Ok(())
             }),
-            BootFlag::Uboot { config } => edit_uboot(config, |env| {
-                env.unset(FLAG);
-            }),
-            BootFlag::SystemdBoot { efivars, .. } => {
-                match fs::remove_file(efivars.join(efivar::LOADER_ENTRY_ONE_SHOT)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
+            BootFlag::Uboot { config, .. } => {
+                let area = read_uboot(config)?;
+                match area.env.clone() {
+                    Some(mut env) => {
+                        if env.unset(FLAG) {
+                            write_uboot(&area, &env)?;
+                        }
+                        Ok(())
+                    }
+                    None => Ok(()),
                 }
+            }
+            BootFlag::SystemdBoot { efivars, .. } => {
+                remove_efivar(&efivars.join(efivar::LOADER_ENTRY_ONE_SHOT))
             }
         }
     }
@@ -114,7 +151,9 @@ impl BootFlag {
         Ok(match self {
             BootFlag::Grub | BootFlag::None => false,
             BootFlag::GrubEnv { file } => read_grubenv(file)?.get(FLAG) == Some("1"),
-            BootFlag::Uboot { config } => read_uboot(config)?.0.get(FLAG) == Some("1"),
+            BootFlag::Uboot { config, .. } => read_uboot(config)?
+                .env
+                .is_some_and(|env| env.get(FLAG) == Some("1")),
             BootFlag::SystemdBoot { efivars, .. } => {
                 efivars.join(efivar::LOADER_ENTRY_ONE_SHOT).exists()
             }
@@ -126,9 +165,37 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// Deletes an EFI variable, clearing efivarfs' immutable flag first.
+fn remove_efivar(path: &Path) -> io::Result<()> {
+    fsflags::clear_immutable(path)?;
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The environment block's directory must exist: it is on a partition
+/// (the ESP, `/boot`) that is not mounted otherwise.
 fn read_grubenv(file: &Path) -> io::Result<GrubEnv> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{}: the directory of the GRUB environment block {} does not exist \
+                 (is the partition that holds it mounted?); nothing was written",
+                dir.display(),
+                file.display()
+            ),
+        ));
+    }
     match fs::read(file) {
-        Ok(bytes) => GrubEnv::parse(&bytes).map_err(invalid),
+        Ok(bytes) => {
+            GrubEnv::parse(&bytes).map_err(|e| invalid(format!("{}: {e}", file.display())))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(GrubEnv::default()),
         Err(e) => Err(e),
     }
@@ -143,16 +210,29 @@ fn edit_grubenv(
     crate::store::write_atomic(file, &env.render().map_err(invalid)?)
 }
 
-/// The current environment, and where to write the next one (with its
-/// flags byte for a redundant environment).
-fn read_uboot(config: &Path) -> io::Result<(UbootEnv, ubootenv::Location, Option<u8>)> {
-    let text = fs::read_to_string(config)?;
-    let locations = ubootenv::parse_fw_env_config(&text).map_err(invalid)?;
+/// U-Boot's environment area as found: the current environment (None when
+/// no copy is valid: U-Boot runs on its defaults), where to write the next
+/// one and, for a redundant environment, its flags byte.
+struct UbootArea {
+    env: Option<UbootEnv>,
+    next: ubootenv::Location,
+    flags: Option<u8>,
+    /// Why each copy is invalid, for the refusal.
+    problems: Vec<String>,
+}
+
+fn read_uboot(config: &Path) -> io::Result<UbootArea> {
+    let text = fs::read_to_string(config)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", config.display())))?;
+    let locations = ubootenv::parse_fw_env_config(&text)
+        .map_err(|e| invalid(format!("{}: {e}", config.display())))?;
     let read = |l: &ubootenv::Location| -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(&l.device)?;
+        let mut f = fs::File::open(&l.device)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
         f.seek(SeekFrom::Start(l.offset))?;
         let mut buf = vec![0; l.size];
-        f.read_exact(&mut buf)?;
+        f.read_exact(&mut buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
         Ok(buf)
     };
     let redundant = locations.len() == 2;
@@ -160,30 +240,73 @@ fn read_uboot(config: &Path) -> io::Result<(UbootEnv, ubootenv::Location, Option
         .iter()
         .map(|l| read(l).map(|b| UbootEnv::parse_copy(&b, redundant)))
         .collect::<io::Result<_>>()?;
-    if !redundant {
-        // A copy that does not check out is an empty environment, as for
-        // fw_printenv without a default.
-        let env = copies[0].clone().map(|c| c.env).unwrap_or_default();
-        return Ok((env, locations[0].clone(), None));
-    }
-    match ubootenv::current(&copies[0], &copies[1]) {
+    let problems = locations
+        .iter()
+        .zip(&copies)
+        .filter_map(|(l, c)| {
+            c.as_ref()
+                .err()
+                .map(|e| format!("{} at {:#x}: {e}", l.device, l.offset))
+        })
+        .collect();
+    let current = if redundant {
+        ubootenv::current(&copies[0], &copies[1])
+    } else {
+        copies[0].is_ok().then_some(0)
+    };
+    Ok(match current {
         Some(i) => {
             let copy = copies[i].clone().expect("current is valid");
-            let next = locations[1 - i].clone();
-            Ok((
-                copy.env,
-                next,
-                Some(copy.flags.unwrap_or(0).wrapping_add(1)),
-            ))
+            UbootArea {
+                env: Some(copy.env),
+                next: locations[if redundant { 1 - i } else { 0 }].clone(),
+                flags: copy.flags.map(|f| f.wrapping_add(1)),
+                problems,
+            }
         }
-        None => Ok((UbootEnv::default(), locations[0].clone(), Some(1))),
-    }
+        None => UbootArea {
+            env: None,
+            next: locations[0].clone(),
+            flags: redundant.then_some(1),
+            problems,
+        },
+    })
 }
 
-fn edit_uboot(config: &Path, edit: impl FnOnce(&mut UbootEnv)) -> io::Result<()> {
-    let (mut env, location, flags) = read_uboot(config)?;
-    edit(&mut env);
-    let bytes = env.render_copy(location.size, flags).map_err(invalid)?;
+fn read_uboot_defaults(file: &Path) -> io::Result<UbootEnv> {
+    let text = fs::read_to_string(file)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    UbootEnv::parse_defaults(&text).map_err(|e| {
+        invalid(format!(
+            "{}: U-Boot's default environment: {e}",
+            file.display()
+        ))
+    })
+}
+
+/// The refusal to write over an environment that holds only U-Boot's
+/// built-in defaults, saying what to do.
+fn uboot_defaults_only(config: &Path, area: &UbootArea) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "U-Boot's environment ({}) holds no valid copy ({}): U-Boot runs on its built-in \
+             defaults, and an environment written now would replace them and leave no \
+             bootcmd. Nothing was written. Save the defaults once (`saveenv` at the U-Boot \
+             prompt, or `fw_setenv -c {} -f DEFAULTS`), or pass --uboot-defaults FILE \
+             (name=value lines, as fw_printenv prints them) to start from",
+            config.display(),
+            area.problems.join("; "),
+            config.display()
+        ),
+    )
+}
+
+fn write_uboot(area: &UbootArea, env: &UbootEnv) -> io::Result<()> {
+    let location = &area.next;
+    let bytes = env
+        .render_copy(location.size, area.flags)
+        .map_err(invalid)?;
     let mut f = OpenOptions::new().write(true).open(&location.device)?;
     f.seek(SeekFrom::Start(location.offset))?;
     f.write_all(&bytes)?;
@@ -206,7 +329,8 @@ mod tests {
         assert_eq!(
             BootFlag::parse("uboot"),
             Ok(BootFlag::Uboot {
-                config: "/etc/fw_env.config".into()
+                config: "/etc/fw_env.config".into(),
+                defaults: None,
             })
         );
         assert!(matches!(
@@ -217,12 +341,17 @@ mod tests {
         assert!(BootFlag::parse("grubenv:").is_err());
     }
 
-    #[test]
-    fn arms_and_disarms_each_kind() {
-        let dir = std::env::temp_dir().join(format!("bootflag-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+    /// A redundant U-Boot environment in `dir`, its first copy saved with
+    /// `bootcmd` (as after a `saveenv`), or blank.
+    fn uboot(dir: &Path, saved: bool) -> BootFlag {
         let env_file = dir.join("uboot.env");
-        fs::write(&env_file, vec![0u8; 8192]).unwrap();
+        let mut area = vec![0u8; 8192];
+        if saved {
+            let mut env = UbootEnv::default();
+            env.set("bootcmd", "run distro_bootcmd");
+            area[..4096].copy_from_slice(&env.render_copy(4096, Some(1)).unwrap());
+        }
+        fs::write(&env_file, area).unwrap();
         fs::write(
             dir.join("fw_env.config"),
             format!(
@@ -232,15 +361,23 @@ mod tests {
             ),
         )
         .unwrap();
+        BootFlag::Uboot {
+            config: dir.join("fw_env.config"),
+            defaults: None,
+        }
+    }
+
+    #[test]
+    fn arms_and_disarms_each_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let flags = [
             BootFlag::GrubEnv {
                 file: dir.join("grubenv"),
             },
-            BootFlag::Uboot {
-                config: dir.join("fw_env.config"),
-            },
+            uboot(dir, true),
             BootFlag::SystemdBoot {
-                efivars: dir.clone(),
+                efivars: dir.to_path_buf(),
                 entry: "recovery.conf".into(),
             },
         ];
@@ -252,6 +389,89 @@ mod tests {
             assert!(!flag.is_armed().unwrap(), "{flag:?}");
             flag.disarm().unwrap();
         }
-        fs::remove_dir_all(&dir).unwrap();
+        let BootFlag::Uboot { config, .. } = uboot(dir, true) else {
+            unreachable!()
+        };
+        let area = read_uboot(&config).unwrap();
+        assert_eq!(
+            area.env.unwrap().get("bootcmd"),
+            Some("run distro_bootcmd"),
+            "a variable we did not set was dropped"
+        );
+    }
+
+    #[test]
+    fn a_u_boot_area_on_its_defaults_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = uboot(dir.path(), false);
+        let before = fs::read(dir.path().join("uboot.env")).unwrap();
+        let err = flag.arm().expect_err("armed a blank environment");
+        let text = err.to_string();
+        for what in ["no valid copy", "fw_setenv", "--uboot-defaults", "bootcmd"] {
+            assert!(text.contains(what), "{what} not in: {text}");
+        }
+        // Clearing has nothing to clear: the defaults hold no flag.
+        flag.disarm().unwrap();
+        assert!(!flag.is_armed().unwrap());
+        assert_eq!(fs::read(dir.path().join("uboot.env")).unwrap(), before);
+        // Given the defaults, it starts from them.
+        let defaults = dir.path().join("defaults");
+        fs::write(&defaults, "bootcmd=run distro_bootcmd\nbootdelay=2\n").unwrap();
+        let BootFlag::Uboot { config, .. } = flag else {
+            unreachable!()
+        };
+        let flag = BootFlag::Uboot {
+            config,
+            defaults: Some(defaults),
+        };
+        flag.arm().unwrap();
+        assert!(flag.is_armed().unwrap());
+        let BootFlag::Uboot { config, .. } = &flag else {
+            unreachable!()
+        };
+        let env = read_uboot(config).unwrap().env.unwrap();
+        assert_eq!(env.get("bootcmd"), Some("run distro_bootcmd"));
+        assert_eq!(env.get("bootdelay"), Some("2"));
+    }
+
+    #[test]
+    fn a_grubenv_whose_directory_is_missing_is_refused_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("boot/grub");
+        let flag = BootFlag::GrubEnv {
+            file: missing.join("grubenv"),
+        };
+        let err = flag.arm().expect_err("armed into a missing directory");
+        assert!(
+            err.to_string()
+                .contains(&format!("{}: the directory", missing.display())),
+            "{err}"
+        );
+        assert!(!missing.exists(), "the directory was created");
+    }
+
+    #[test]
+    fn an_immutable_one_shot_variable_is_replaced_and_deleted() {
+        // efivarfs marks a variable immutable as soon as it is written.
+        let dir = tempfile::tempdir().unwrap();
+        let flag = BootFlag::SystemdBoot {
+            efivars: dir.path().to_path_buf(),
+            entry: "recovery.conf".into(),
+        };
+        let var = dir.path().join(efivar::LOADER_ENTRY_ONE_SHOT);
+        let chattr = || {
+            let status = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(&var)
+                .status()
+                .expect("chattr is missing: apt-get install e2fsprogs");
+            assert!(status.success(), "chattr +i (needs root)");
+        };
+        flag.arm().unwrap();
+        chattr();
+        flag.arm().expect("a second request");
+        chattr();
+        flag.disarm().expect("a cancel");
+        assert!(!var.exists());
     }
 }

@@ -27,7 +27,9 @@
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
 //!   flags, in the formats their own tools read.
 //! - [`store`]: atomic, durable writes of the records on `cfg` (with
-//!   [`bootflag`], the modules that do I/O).
+//!   [`bootflag`] and [`fsflags`], the modules that do I/O).
+//! - [`fsflags`]: clearing `chattr +i` (efivarfs marks variables
+//!   immutable): the crate's one syscall module.
 
 pub mod bootflag;
 pub mod cfg;
@@ -35,6 +37,7 @@ pub mod config;
 pub mod efivar;
 pub mod entry;
 pub mod entry_path;
+pub mod fsflags;
 pub mod grubenv;
 pub mod image_info;
 pub mod instruction;

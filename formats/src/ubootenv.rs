@@ -3,6 +3,10 @@
 //! endian) of the data, for redundant environments a flags byte, then
 //! `name=value\0` strings ending with an empty one. With two copies the one
 //! with the newer flags counter is current, and a write goes to the other.
+//!
+//! No valid copy (a blank area, a bad CRC) means that U-Boot runs on the
+//! default environment built into it, which no file here holds: see
+//! [`UbootEnv::parse_defaults`] for the text that stands in for it.
 
 use thiserror::Error;
 
@@ -21,6 +25,8 @@ pub enum UbootEnvError {
     BadVariable,
     #[error("the variables need {needed} bytes, the environment holds {size}")]
     TooLarge { needed: usize, size: usize },
+    #[error("line {line}: expected name=value, as fw_printenv prints it")]
+    BadDefaultsLine { line: usize },
 }
 
 /// One copy of the environment as stored.
@@ -58,6 +64,23 @@ impl UbootEnv {
         let before = self.vars.len();
         self.vars.retain(|(n, _)| n != name);
         before != self.vars.len()
+    }
+
+    /// Reads a default environment as `fw_printenv` prints one (and as
+    /// `fw_setenv -f` takes it): `name=value` lines; blank lines and lines
+    /// starting with `#` are skipped.
+    pub fn parse_defaults(text: &str) -> Result<UbootEnv, UbootEnvError> {
+        let mut env = UbootEnv::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((name, value)) if !name.is_empty() => env.set(name, value),
+                _ => return Err(UbootEnvError::BadDefaultsLine { line: i + 1 }),
+            }
+        }
+        Ok(env)
     }
 
     /// Reads one copy of `bytes.len()` bytes.
@@ -154,14 +177,21 @@ pub fn parse_fw_env_config(text: &str) -> Result<Vec<Location>, String> {
     }
 }
 
-/// Which of two redundant copies is current (0 or 1), as libubootenv
-/// decides: a valid copy beats an invalid one; of two valid ones, the one
-/// whose flags counter is one ahead (modulo 256) of the other's.
+/// Which of two redundant copies is current (0 or 1), as U-Boot
+/// (`env_import_redund`) and libubootenv decide: a valid copy beats an
+/// invalid one; of two valid ones the higher flags counter wins, except
+/// that 0 follows 255 (the counter wrapped); equal counters: the first.
+/// None when neither is valid: U-Boot then runs on its built-in defaults.
 pub fn current(a: &Result<Copy, UbootEnvError>, b: &Result<Copy, UbootEnvError>) -> Option<usize> {
     match (a, b) {
         (Ok(a), Ok(b)) => {
             let (fa, fb) = (a.flags.unwrap_or(0), b.flags.unwrap_or(0));
-            Some(if fb == fa.wrapping_add(1) { 1 } else { 0 })
+            Some(match (fa, fb) {
+                (255, 0) => 1,
+                (0, 255) => 0,
+                _ if fb > fa => 1,
+                _ => 0,
+            })
         }
         (Ok(_), Err(_)) => Some(0),
         (Err(_), Ok(_)) => Some(1),
@@ -208,6 +238,30 @@ mod tests {
         assert_eq!(current(&copy(1), &copy(2)), Some(1));
         assert_eq!(current(&copy(2), &copy(1)), Some(0));
         assert_eq!(current(&copy(255), &copy(0)), Some(1));
+        assert_eq!(current(&copy(0), &copy(255)), Some(0));
+        // Not only one ahead: the higher counter wins, as in U-Boot.
+        assert_eq!(current(&copy(1), &copy(5)), Some(1));
+        assert_eq!(current(&copy(9), &copy(3)), Some(0));
+        assert_eq!(current(&copy(4), &copy(4)), Some(0));
         assert_eq!(current(&Err(UbootEnvError::BadVariable), &copy(7)), Some(1));
+        assert_eq!(current(&copy(7), &Err(UbootEnvError::BadVariable)), Some(0));
+        let bad = || Err(UbootEnvError::TooSmall { len: 0 });
+        assert_eq!(current(&bad(), &bad()), None);
+    }
+
+    #[test]
+    fn defaults_read_as_fw_printenv_prints_them() {
+        let env = UbootEnv::parse_defaults(
+            "bootcmd=run distro_bootcmd; echo a=b\n\n# comment\nbootdelay=2\nempty=\n",
+        )
+        .unwrap();
+        assert_eq!(env.get("bootcmd"), Some("run distro_bootcmd; echo a=b"));
+        assert_eq!(env.get("bootdelay"), Some("2"));
+        assert_eq!(env.get("empty"), Some(""));
+        assert_eq!(
+            UbootEnv::parse_defaults("bootdelay=2\nno equals sign\n"),
+            Err(UbootEnvError::BadDefaultsLine { line: 2 })
+        );
+        assert!(UbootEnv::parse_defaults("=x\n").is_err());
     }
 }

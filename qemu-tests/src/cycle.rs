@@ -5,7 +5,9 @@
 //! `recovery.conf` entry).
 //!
 //! boot 1: the boot loader boots system 1.0, whose init runs
-//! `bootloader-glue request --reboot` for the staged 2.0; boot 2: the boot
+//! `bootloader-glue request --reboot` for the staged 2.0 (under
+//! systemd-boot first `request`, `request`, `cancel`: efivarfs makes the
+//! one-shot variable immutable, and each must get past that); boot 2: the boot
 //! loader, seeing the instruction on cfg (GRUB) or the one-shot variable
 //! (systemd-boot), boots the recovery, which installs 2.0 and reboots;
 //! boot 3: the boot loader boots 2.0, whose init runs `bootloader-glue
@@ -99,6 +101,31 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
     sync
     reboot -f
   fi
+  if [ -f /etc/request-cancel-first ]; then
+    # What an operator may do on real firmware, where efivarfs marks the
+    # one-shot variable immutable: ask twice, cancel, ask again.
+    for step in request request cancel; do
+      if [ $step = request ]; then
+        /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader"
+        code=$?
+        # The proof that efivarfs made it immutable: a plain rm fails.
+        if /bin/busybox rm -f /sys/firmware/efi/efivars/LoaderEntryOneShot-* 2>/dev/null; then
+          echo "system: the one-shot variable is removable"
+        else
+          echo "system: the one-shot variable is immutable"
+        fi
+        (exit $code)
+      else
+        /usr/bin/bootloader-glue cancel --cfg /cfg --bootloader "$loader"
+      fi
+      echo "system: $step exit code $?"
+    done
+    if ls /sys/firmware/efi/efivars/LoaderEntryOneShot-* >/dev/null 2>&1; then
+      echo "system: the one-shot variable is still set"
+    else
+      echo "system: the one-shot variable is gone"
+    fi
+  fi
   /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
 /usr/bin/bootloader-glue status --cfg /cfg
@@ -135,6 +162,9 @@ impl Cycle {
             fs::write(root.join("etc/bootloader"), loader.glue_name()).unwrap();
             if request {
                 fs::write(root.join("etc/request-update"), "").unwrap();
+                if loader == Loader::SystemdBoot {
+                    fs::write(root.join("etc/request-cancel-first"), "").unwrap();
+                }
                 if variant == Variant::BadSignatureAfterRequest {
                     fs::write(root.join("etc/damage-after-request"), "").unwrap();
                 }

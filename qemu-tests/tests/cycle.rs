@@ -89,7 +89,9 @@ fn a_refused_image_brings_the_device_back_on_1_0_and_status_says_why() {
 
 /// The same cycle through systemd-boot: `request --bootloader
 /// systemd-boot` sets the `LoaderEntryOneShot` EFI variable, systemd-boot
-/// boots the recovery entry once, and the default entry afterwards.
+/// boots the recovery entry once, and the default entry afterwards. Before
+/// that, on the running 1.0: request, request again, cancel, all through
+/// efivarfs, which marks the variable immutable once written.
 #[test]
 fn the_device_updates_itself_through_systemd_boot() {
     use qemu_tests::cycle::Loader;
@@ -106,7 +108,39 @@ fn the_device_updates_itself_through_systemd_boot() {
         "{}",
         run.tail()
     );
-    assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
+    let steps: Vec<&str> = run
+        .console
+        .lines()
+        .filter_map(|l| l.find("system: ").map(|at| &l[at..]))
+        .filter(|l| l.contains("exit code") || l.contains("one-shot variable"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            // efivarfs makes the variable immutable (a plain rm fails):
+            // the second request and the cancel get past that.
+            "system: the one-shot variable is immutable",
+            "system: request exit code 0",
+            "system: the one-shot variable is immutable",
+            "system: request exit code 0",
+            "system: cancel exit code 0",
+            "system: the one-shot variable is gone",
+            "system: status exit code 0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("the pending update is cancelled"),
+        "{}",
+        run.tail()
+    );
+    assert_eq!(
+        run.console.matches("update to demo 2.0 requested").count(),
+        3,
+        "{}",
+        run.tail()
+    );
     assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
     assert!(
         run.says("recovery: bootflag: systemd-boot cleared"),
@@ -114,8 +148,15 @@ fn the_device_updates_itself_through_systemd_boot() {
         run.tail()
     );
     assert!(run.says("system: status exit code 0"), "{}", run.tail());
-    let system = cycle.inspect().partition("system");
+    let disk = cycle.inspect();
+    let system = disk.partition("system");
     assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    let cfg = disk.partition("cfg");
+    assert!(
+        cfg.exists("/update/instruction.cancelled"),
+        "no cancelled instruction on cfg"
+    );
+    assert!(!cfg.exists("/update/instruction"));
 }
 
 /// The running system verifies before it asks: an image signed by a key

@@ -172,8 +172,11 @@ fn the_recovery_clears_the_boot_loader_flags() {
             // The environment is a file on cfg here (on a device, a raw
             // area of the flash): the guest's fw_env.config names it as the
             // recovery sees it, the host arms it through a config of its own.
+            // A saved environment: one on U-Boot's defaults is never armed.
             let env = device.dir.path().join("uboot.env");
-            std::fs::write(&env, vec![0u8; 0x4000]).unwrap();
+            let mut saved = formats::ubootenv::UbootEnv::default();
+            saved.set("bootcmd", "run distro_bootcmd");
+            std::fs::write(&env, saved.render_copy(0x4000, None).unwrap()).unwrap();
             std::fs::write(
                 device.dir.path().join("fw_env.host"),
                 format!("{} 0x0 0x4000\n", env.display()),
@@ -186,6 +189,7 @@ fn the_recovery_clears_the_boot_loader_flags() {
             .unwrap();
             BootFlag::Uboot {
                 config: device.dir.path().join("fw_env.host"),
+                defaults: None,
             }
         };
         host_flag.arm().unwrap();

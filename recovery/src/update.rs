@@ -540,8 +540,9 @@ fn clear_boot_flag(config: &Config) {
         Ok(BootFlag::GrubEnv { file }) => BootFlag::GrubEnv {
             file: locate(&file),
         },
-        Ok(BootFlag::Uboot { config }) => BootFlag::Uboot {
+        Ok(BootFlag::Uboot { config, defaults }) => BootFlag::Uboot {
             config: locate(&config),
+            defaults,
         },
         Ok(BootFlag::SystemdBoot { efivars, entry }) => {
             _efivarfs = Mount::new("efivarfs", &efivars, "efivarfs", MsFlags::empty()).ok();
