@@ -5,6 +5,7 @@
 use formats::cfg::{shown, INSTALLED, INSTRUCTION, LOCK, RESULT};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
+use recovery::policy::InstalledVersion;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,10 +127,7 @@ pub fn records(cfg: &Path) -> Status {
         Ok(None) => None,
         Err(e) => return Status::unknown(e),
     };
-    let installed = read(INSTALLED)
-        .ok()
-        .flatten()
-        .and_then(|b| Installed::parse(&b).ok());
+    let installed = InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
     // An instruction that is there but cannot be read (torn, mangled):
     // the boot loader boots the recovery on it all the same.
     let (pending, torn) = match read(INSTRUCTION) {
@@ -168,8 +166,10 @@ pub fn records(cfg: &Path) -> Status {
             None => (
                 Code::Ok,
                 match &installed {
-                    Some(i) => format!("{} {} installed; no update recorded", i.product, i.version),
-                    None => "no update recorded".to_string(),
+                    InstalledVersion::Known(i) => {
+                        format!("{} {} installed; no update recorded", i.product, i.version)
+                    }
+                    _ => "no update recorded".to_string(),
                 },
             ),
             Some(r) => match r.outcome {
@@ -195,6 +195,20 @@ pub fn records(cfg: &Path) -> Status {
                 ),
             },
         }
+    };
+    // The next update's version check needs the installed version.
+    let (code, message) = match installed.warning() {
+        Some(warning) if code == Code::Ok => (
+            Code::Warning,
+            format!(
+                "{message}; {warning}: the next update is refused unless downgrades are allowed"
+            ),
+        ),
+        _ => (code, message),
+    };
+    let installed = match installed {
+        InstalledVersion::Known(i) => Some(i),
+        _ => None,
     };
     Status {
         code,
@@ -267,6 +281,23 @@ mod tests {
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
+    }
+
+    #[test]
+    fn an_unreadable_installed_version_is_a_warning_not_ok() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
+        std::fs::write(cfg.join(INSTALLED), "product=p\nver").unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Warning, "{}", s.message);
+        assert!(
+            s.message.contains("cfg:update/installed: ")
+                && s.message.contains("the installed version is unknown"),
+            "{}",
+            s.message
+        );
     }
 
     #[test]

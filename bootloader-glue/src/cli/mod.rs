@@ -17,7 +17,7 @@ use formats::bootflag::BootFlag;
 use formats::cfg::{shown, INSTRUCTION_CANCELLED};
 use formats::config::Config;
 use formats::instruction::PartitionPath;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -126,15 +126,8 @@ fn grub_config(a: GrubConfigArgs) -> Result<GrubConfig, Failure> {
 }
 
 fn default_keys() -> Vec<PathBuf> {
-    let mut keys: Vec<PathBuf> = std::fs::read_dir("/etc/reimage/keys")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "pub"))
-                .collect()
-        })
-        .unwrap_or_default();
-    keys.sort();
-    keys
+    // No directory: no keys, and request says that no key is trusted.
+    recovery::keys::files_in(Path::new("/etc/reimage/keys")).unwrap_or_default()
 }
 
 fn request_command(a: RequestArgs) -> Result<i32, Failure> {
