@@ -11,6 +11,7 @@ use crate::extract::{self, Extracted};
 use crate::fault::{self, Point};
 use crate::pipeline;
 use crate::progress::{human, Progress};
+use crate::supervisor;
 use crate::verify::VerifiedImage;
 use crate::writeback;
 use formats::manifest::hex;
@@ -27,6 +28,7 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
     let progress = Progress::new("extract", image.manifest.payload_size);
     let pass = writeback::while_running(&root, || {
         pipeline::pass(file, &progress, |tar| {
+            fault::hit(Point::HangInExtract);
             extract::extract(tar, dir, &shown, &progress)
         })
     })
@@ -47,6 +49,7 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
     let written = pass.tar?;
     log::info!("{}", progress.line());
     fault::hit(Point::BeforeSync);
+    supervisor::enter(Stage::Sync);
     nix::unistd::syncfs(&root)
         .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
     fault::hit(Point::AfterSync);

@@ -23,6 +23,8 @@
 //! - [`pipeline`]: the one reader stack over a payload, for both.
 //! - [`readers`], [`decode`] and [`progress`]: the layers of the data path.
 //! - [`writeback`]: flushes the target while extraction goes on.
+//! - [`supervisor`]: stage deadlines and the hardware watchdog: PID 1
+//!   cannot hang.
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
 //! - [`logger`]: log lines to the console, the kernel log and `cfg`.
 
@@ -42,6 +44,7 @@ pub mod policy;
 pub mod progress;
 pub mod readers;
 pub mod scan;
+pub mod supervisor;
 pub mod update;
 pub mod verify;
 pub mod writeback;

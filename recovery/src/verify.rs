@@ -30,6 +30,7 @@ pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage
     let (manifest, signed_by) = check_signature(manifest_path, keys)?;
     log::info!("signature: good, by trusted key {signed_by}");
     let manifest = check_manifest(manifest_path, &manifest)?;
+    crate::supervisor::image_size(manifest.unpacked_size);
     log::info!(
         "manifest: {} {}, payload {} ({} bytes, {} entries, {} bytes unpacked)",
         manifest.product,
