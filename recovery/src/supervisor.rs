@@ -281,7 +281,11 @@ pub fn enter(stage: Stage) {
             w.since = Instant::now();
         }
         if let Some(deadline) = deadline_of(&s.config, stage) {
-            log::info!("deadline: {stage} has {deadline} s (per 100 MiB of the image)");
+            log::info!(
+                "deadline: {stage}: {} s + {} s per 100 MiB of the image",
+                deadline.fixed,
+                deadline.per_100mib
+            );
         }
     }
 }
