@@ -106,3 +106,47 @@ fn a_hung_recovery_is_reset_and_counted_as_an_attempt() {
         Some("2.0\n")
     );
 }
+
+/// Staying on the console under the update lock is a deliberate wait: the
+/// watchdog is stopped (magic close) first, so it does not reset the
+/// machine out of it. (Without that it would: after an update the
+/// watchdog is kept alive only for `failure-delay` + 30 s, here 30 s.)
+#[test]
+fn staying_under_the_lock_stops_the_watchdog() {
+    let device = Device::new("1.0");
+    let v2 = sample_rootfs(device.dir.path(), "2.0");
+    device.stage(PRODUCT, "2.0", &v2);
+    device.instruct("storage:updates/demo-2.0.manifest", "system");
+    let lock = formats::cfg::Lock { attempts: 3 };
+    std::fs::write(device.cfg.join(formats::cfg::LOCK), lock.render()).unwrap();
+    device.build_disk();
+    // 40 s on the console, then the power is cut by the harness; a reset
+    // before that ends QEMU by itself.
+    let run = device.boot_as("recovery.watchdog=3 recovery.failure_delay=0", |b| {
+        b.timeout = TIMEOUT;
+        b.cut = Some((
+            "halted: the update lock is set".into(),
+            Duration::from_secs(40),
+        ));
+    });
+    assert!(
+        run.stopped && !run.ended,
+        "the guest did not stay on the console:\n{}",
+        run.tail()
+    );
+    assert!(
+        run.says("watchdog: /dev/watchdog armed, timeout 3 s"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("watchdog: stopped (magic close)"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        !run.says("softdog: Initiating system reboot"),
+        "{}",
+        run.tail()
+    );
+}

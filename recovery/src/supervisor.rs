@@ -57,12 +57,21 @@ pub enum Verdict {
         stage: Stage,
         quiet: Duration,
     },
+    /// The update ended this long ago and PID 1 has neither rebooted nor
+    /// stopped the watchdog: it is no longer kept alive (nothing is
+    /// recorded: the outcome already was).
+    Overdue {
+        waited: Duration,
+    },
 }
 
 /// The deadline of each supervised stage; `None` for the short ones.
-/// Verification is supervised as [`Stage::Payload`].
+/// Verification is supervised as [`Stage::Payload`]; everything before it
+/// (waiting for the disks, mounting, reading the instruction) as
+/// [`Stage::Disks`], with `disk-wait` and two minutes.
 pub fn deadline_of(config: &Config, stage: Stage) -> Option<Deadline> {
     match stage {
+        Stage::Disks => Some(Deadline::new(config.disk_wait.saturating_add(120), 0)),
         Stage::Payload | Stage::Contents => Some(config.deadline_verify),
         Stage::Erase => Some(config.deadline_erase),
         Stage::Extract => Some(config.deadline_extract),
@@ -78,20 +87,39 @@ fn reports_progress(stage: Stage) -> bool {
     matches!(stage, Stage::Payload | Stage::Contents | Stage::Extract)
 }
 
-/// The decision: `stage` has run for `running`, the image is `unpacked`
-/// bytes (0 until known), the last progress was `quiet` ago, and `stall`
-/// is the watchdog's stall limit (None without a watchdog).
-pub fn verdict(
-    config: &Config,
-    stage: Option<Stage>,
-    running: Duration,
-    unpacked: u64,
-    quiet: Duration,
-    stall: Option<Duration>,
-) -> Verdict {
-    let Some(stage) = stage else {
-        return Verdict::Fine;
+/// How long the steps after the update (the result, the failure message's
+/// `failure-delay`, the reboot) may take before the watchdog is no longer
+/// kept alive.
+pub fn ending_limit(config: &Config) -> Duration {
+    Duration::from_secs(config.failure_delay.saturating_add(30))
+}
+
+/// What the supervisor sees at one look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look {
+    /// The stage that runs, if any.
+    pub stage: Option<Stage>,
+    /// How long it has run.
+    pub running: Duration,
+    /// The image's unpacked size, 0 until known.
+    pub unpacked: u64,
+    /// How long ago the last progress was (or the stage started).
+    pub quiet: Duration,
+    /// The watchdog's stall limit; None without a watchdog.
+    pub stall: Option<Duration>,
+    /// How long ago the update ended, once it has.
+    pub ended: Option<Duration>,
+}
+
+/// The decision, from what the supervisor sees.
+pub fn verdict(config: &Config, look: &Look) -> Verdict {
+    let Some(stage) = look.stage else {
+        return match look.ended {
+            Some(waited) if waited > ending_limit(config) => Verdict::Overdue { waited },
+            _ => Verdict::Fine,
+        };
     };
+    let (running, unpacked, quiet, stall) = (look.running, look.unpacked, look.quiet, look.stall);
     if let Some(deadline) = deadline_of(config, stage) {
         let limit = deadline.limit(unpacked);
         if running > limit {
@@ -113,7 +141,7 @@ pub fn verdict(
 /// The message for a hang, as the handler records it.
 pub fn describe(verdict: &Verdict) -> Option<(UpdateError, Hang)> {
     match *verdict {
-        Verdict::Fine => None,
+        Verdict::Fine | Verdict::Overdue { .. } => None,
         Verdict::Overran { stage, limit, by } => Some((
             UpdateError::new(
                 stage,
@@ -146,6 +174,7 @@ struct Watch {
     stage: Option<Stage>,
     since: Instant,
     unpacked: u64,
+    ended: Option<Instant>,
 }
 
 struct Supervisor {
@@ -181,6 +210,7 @@ pub fn start(config: &Config, on_hang: fn(UpdateError, Hang) -> !) {
             stage: None,
             since: base,
             unpacked: 0,
+            ended: None,
         }),
         dog: Mutex::new(dog),
         stall,
@@ -234,6 +264,7 @@ fn watch(on_hang: fn(UpdateError, Hang) -> !) {
     let Some(s) = SUPERVISOR.get() else {
         return;
     };
+    let mut told = false;
     loop {
         let verdict = {
             let Ok(w) = s.watch.lock() else {
@@ -241,23 +272,33 @@ fn watch(on_hang: fn(UpdateError, Hang) -> !) {
             };
             let now = s.base.elapsed();
             let beat = Duration::from_millis(s.beat_ms.load(Relaxed));
-            let quiet = now.saturating_sub(beat.max(w.since.saturating_duration_since(s.base)));
-            verdict(
-                &s.config,
-                w.stage,
-                w.since.elapsed(),
-                w.unpacked,
-                quiet,
-                s.stall,
-            )
+            let started = w.since.saturating_duration_since(s.base);
+            let look = Look {
+                stage: w.stage,
+                running: w.since.elapsed(),
+                unpacked: w.unpacked,
+                quiet: now.saturating_sub(beat.max(started)),
+                stall: s.stall,
+                ended: w.ended.map(|e| e.elapsed()),
+            };
+            verdict(&s.config, &look)
         };
-        match describe(&verdict) {
-            None => pet(),
-            Some((error, hang)) => {
-                // From here the watchdog is no longer kept alive: if the
-                // handler cannot finish either, the hardware resets.
-                on_hang(error, hang)
+        match (&verdict, describe(&verdict)) {
+            (Verdict::Fine, _) => pet(),
+            (Verdict::Overdue { waited }, _) => {
+                if !told {
+                    log::error!(
+                        "watchdog: the update ended {} s ago and the recovery has not \
+                         rebooted: no longer kept alive",
+                        waited.as_secs()
+                    );
+                    told = true;
+                }
             }
+            // From here the watchdog is no longer kept alive: if the
+            // handler cannot finish either, the hardware resets.
+            (_, Some((error, hang))) => on_hang(error, hang),
+            (_, None) => {}
         }
         std::thread::sleep(TICK);
     }
@@ -279,6 +320,7 @@ pub fn enter(stage: Stage) {
         if let Ok(mut w) = s.watch.lock() {
             w.stage = Some(stage);
             w.since = Instant::now();
+            w.ended = None;
         }
         if let Some(deadline) = deadline_of(&s.config, stage) {
             log::info!(
@@ -308,12 +350,13 @@ pub fn beat() {
     }
 }
 
-/// No stage runs any more (the update is over): no deadline, and the
-/// watchdog is kept alive until the reboot.
+/// The update is over: no deadline, and the watchdog is kept alive for
+/// [`ending_limit`], long enough to record the outcome and reboot.
 pub fn leave() {
     if let Some(s) = SUPERVISOR.get() {
         if let Ok(mut w) = s.watch.lock() {
             w.stage = None;
+            w.ended = Some(Instant::now());
         }
     }
 }
@@ -362,7 +405,15 @@ mod tests {
     fn a_stage_past_its_deadline_scaled_by_the_image_overran() {
         let c = config();
         let mib = |n: u64| n << 20;
-        let v = |stage, running, unpacked| verdict(&c, Some(stage), running, unpacked, S(0), None);
+        let v = |stage, running, unpacked| {
+            let look = Look {
+                stage: Some(stage),
+                running,
+                unpacked,
+                ..Look::default()
+            };
+            verdict(&c, &look)
+        };
         assert_eq!(v(Stage::Payload, S(100), 0), Verdict::Fine);
         assert_eq!(
             v(Stage::Payload, S(101), 0),
@@ -384,16 +435,34 @@ mod tests {
         );
         assert_eq!(v(Stage::Erase, S(51), mib(1000)), v(Stage::Erase, S(51), 0));
         assert_eq!(v(Stage::Finish, S(10_000), 0), Verdict::Fine);
-        assert_eq!(
-            verdict(&c, None, S(10_000), 0, S(10_000), Some(S(1))),
-            Verdict::Fine
-        );
+        let idle = Look {
+            running: S(10_000),
+            quiet: S(10_000),
+            stall: Some(S(1)),
+            ..Look::default()
+        };
+        assert_eq!(verdict(&c, &idle), Verdict::Fine);
+        // Before verification: disk-wait and two minutes.
+        assert_eq!(v(Stage::Disks, S(130), 0), Verdict::Fine);
+        assert!(matches!(
+            v(Stage::Disks, S(131), 0),
+            Verdict::Overran { .. }
+        ));
     }
 
     #[test]
     fn no_progress_is_a_stall_only_with_a_watchdog_and_only_where_data_flows() {
         let c = config();
-        let v = |stage, quiet, stall| verdict(&c, Some(stage), S(10), 0, quiet, stall);
+        let v = |stage, quiet, stall| {
+            let look = Look {
+                stage: Some(stage),
+                running: S(10),
+                quiet,
+                stall,
+                ..Look::default()
+            };
+            verdict(&c, &look)
+        };
         assert_eq!(v(Stage::Extract, S(30), Some(S(30))), Verdict::Fine);
         assert_eq!(
             v(Stage::Extract, S(31), Some(S(30))),
@@ -409,6 +478,22 @@ mod tests {
         assert_eq!(v(Stage::Extract, S(31), None), Verdict::Fine, "no watchdog");
         assert_eq!(v(Stage::Erase, S(31), Some(S(30))), Verdict::Fine, "mkfs");
         assert_eq!(v(Stage::Sync, S(31), Some(S(30))), Verdict::Fine, "syncfs");
+    }
+
+    #[test]
+    fn after_the_update_the_watchdog_is_kept_alive_only_so_long() {
+        let c = config();
+        let ended = |waited| Look {
+            ended: Some(waited),
+            ..Look::default()
+        };
+        assert_eq!(ending_limit(&c), S(35));
+        assert_eq!(verdict(&c, &ended(S(35))), Verdict::Fine);
+        assert_eq!(
+            verdict(&c, &ended(S(36))),
+            Verdict::Overdue { waited: S(36) }
+        );
+        assert_eq!(describe(&Verdict::Overdue { waited: S(66) }), None);
     }
 
     #[test]

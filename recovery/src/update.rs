@@ -177,7 +177,15 @@ pub fn run() -> ! {
         pseudo: Vec::new(),
     };
     log::info!("recovery {} starting", env!("CARGO_PKG_VERSION"));
-    let after = match update(&mut session) {
+    let updated = update(&mut session);
+    // The update is over, one way or the other: no deadline any more (the
+    // supervisor must not record a second outcome), and the snapshot's
+    // share of the cfg mount is let go.
+    supervisor::leave();
+    if let Ok(mut snapshot) = SNAPSHOT.lock() {
+        *snapshot = None;
+    }
+    let after = match updated {
         Ok(Done::NothingToDo) => After::Reboot(Duration::ZERO),
         Ok(Done::Installed) => {
             log::info!(
@@ -190,10 +198,6 @@ pub fn run() -> ! {
         }
         Err(e) => fail(&mut session, &e),
     };
-    supervisor::leave();
-    if let Ok(mut snapshot) = SNAPSHOT.lock() {
-        *snapshot = None;
-    }
     logger::detach_file();
     session.cfg = None;
     match after {
@@ -211,6 +215,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let config = read_config()?;
     s.config = Some(config.clone());
     supervisor::start(&config, on_hang);
+    supervisor::enter(Stage::Disks);
     let disks = find_partitions(&config)?;
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
