@@ -489,6 +489,46 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_ends_every_thread_on_an_error_or_an_early_stop() {
+        // One large frame without a size: decoded as a stream.
+        let input = data(12_000_000);
+        let mut enc = zstd::Encoder::new(Vec::new(), 1).unwrap();
+        enc.include_checksum(true).unwrap();
+        std::io::Write::write_all(&mut enc, &input).unwrap();
+        let compressed = enc.finish().unwrap();
+        let mut flipped = compressed.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x01;
+        let err = decoded_promptly(flipped, 2).unwrap_err().to_string();
+        assert!(err.contains("zstd frame 0 (at byte 0"), "{err}");
+        assert!(err.contains("decoded as a stream"), "{err}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = decode(&compressed[..], 2, |d| {
+                let mut first = [0u8; 10];
+                d.read_exact(&mut first).map(|_| first)
+            });
+            let _ = tx.send(first);
+        });
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the stream decoder hung after its reader stopped");
+        assert_eq!(first.unwrap()[..], data(10)[..]);
+    }
+
+    #[test]
+    fn an_error_is_given_again_to_a_later_read() {
+        let mut flipped = framed(&data(1_000_000), 100_000);
+        flipped[300] ^= 0x01;
+        decode(&flipped[..], 2, |d| {
+            let mut out = Vec::new();
+            let first = d.read_to_end(&mut out).unwrap_err().to_string();
+            let again = d.read(&mut [0u8; 10]).unwrap_err().to_string();
+            assert_eq!(first, again, "a later read must not look like the end");
+        });
+    }
+
+    #[test]
     fn corruption_and_truncation_are_errors() {
         let input = data(2_000_000);
         let mut compressed = Vec::new();
