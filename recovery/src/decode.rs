@@ -453,20 +453,24 @@ mod tests {
     fn a_consumer_that_stops_early_ends_every_thread() {
         let compressed = framed(&data(8_000_000), 100_000);
         for workers in [1, 2, 4] {
-            let compressed = compressed.clone();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let first = decode(&compressed[..], workers, |d| {
-                    let mut first = [0u8; 10];
-                    d.read_exact(&mut first).map(|_| first)
-                });
-                let _ = tx.send(first);
-            });
-            let first = rx
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .expect("the decoder hung after its reader stopped");
-            assert_eq!(first.unwrap()[..], data(10)[..]);
+            assert_eq!(first_ten_promptly(compressed.clone(), workers), data(10));
         }
+    }
+
+    /// Reads only the first 10 decoded bytes, then stops; fails unless
+    /// every thread has returned within 10 s.
+    fn first_ten_promptly(compressed: Vec<u8>, workers: usize) -> Vec<u8> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = decode(&compressed[..], workers, |d| {
+                let mut first = vec![0u8; 10];
+                d.read_exact(&mut first).map(|_| first)
+            });
+            let _ = tx.send(first);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the decoder hung after its reader stopped")
+            .unwrap()
     }
 
     #[test]
@@ -502,18 +506,7 @@ mod tests {
         let err = decoded_promptly(flipped, 2).unwrap_err().to_string();
         assert!(err.contains("zstd frame 0 (at byte 0"), "{err}");
         assert!(err.contains("decoded as a stream"), "{err}");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let first = decode(&compressed[..], 2, |d| {
-                let mut first = [0u8; 10];
-                d.read_exact(&mut first).map(|_| first)
-            });
-            let _ = tx.send(first);
-        });
-        let first = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the stream decoder hung after its reader stopped");
-        assert_eq!(first.unwrap()[..], data(10)[..]);
+        assert_eq!(first_ten_promptly(compressed, 2), data(10));
     }
 
     #[test]
