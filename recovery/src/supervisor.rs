@@ -322,12 +322,17 @@ pub fn enter(stage: Stage) {
             w.since = Instant::now();
             w.ended = None;
         }
-        if let Some(deadline) = deadline_of(&s.config, stage) {
-            log::info!(
+        match deadline_of(&s.config, stage) {
+            Some(Deadline {
+                fixed,
+                per_100mib: 0,
+            }) => log::info!("deadline: {stage}: {fixed} s"),
+            Some(d) => log::info!(
                 "deadline: {stage}: {} s + {} s per 100 MiB of the image",
-                deadline.fixed,
-                deadline.per_100mib
-            );
+                d.fixed,
+                d.per_100mib
+            ),
+            None => {}
         }
     }
 }
