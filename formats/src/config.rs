@@ -18,7 +18,63 @@ const KEYS: &[&str] = &[
     "disk-wait",
     "failure-delay",
     "bootflag",
+    "deadline-verify",
+    "deadline-erase",
+    "deadline-extract",
+    "deadline-sync",
+    "watchdog",
+    "watchdog-stall",
 ];
+
+/// How long a stage of the recovery may take: a fixed part plus a part
+/// for every 100 MiB of the image (its unpacked size), written
+/// `SECONDS+SECONDS` (`300+120`: 300 s, and 120 s more per 100 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub fixed: u64,
+    pub per_100mib: u64,
+}
+
+impl Deadline {
+    pub const fn new(fixed: u64, per_100mib: u64) -> Deadline {
+        Deadline { fixed, per_100mib }
+    }
+
+    /// The limit for an image of `unpacked` bytes, whole 100 MiB rounded
+    /// up; saturates rather than overflows.
+    pub fn limit(self, unpacked: u64) -> std::time::Duration {
+        let hundreds = unpacked.div_ceil(100 << 20);
+        let secs = self
+            .fixed
+            .saturating_add(self.per_100mib.saturating_mul(hundreds));
+        std::time::Duration::from_secs(secs)
+    }
+
+    fn parse(pair: &Pair<'_>) -> Result<Deadline, KeyValueError> {
+        let expected = "expected SECONDS+SECONDS (fixed, and per 100 MiB of the image)";
+        let (fixed, per) = pair
+            .value
+            .split_once('+')
+            .ok_or_else(|| pair.bad(expected))?;
+        let number = |v: &str| {
+            let canonical = !v.is_empty()
+                && v.len() <= 9
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && (v == "0" || !v.starts_with('0'));
+            canonical.then(|| v.parse().ok()).flatten()
+        };
+        match (number(fixed), number(per)) {
+            (Some(fixed), Some(per_100mib)) if fixed > 0 => Ok(Deadline { fixed, per_100mib }),
+            _ => Err(pair.bad(expected)),
+        }
+    }
+}
+
+impl std::fmt::Display for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{}", self.fixed, self.per_100mib)
+    }
+}
 
 /// Whether an image older than the installed system may be installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +107,20 @@ pub struct Config {
     /// `systemd-boot[:EFIVARS_DIR[:ENTRY]]`, where a FILE of the form
     /// `PARTITION:PATH` is on that partition (by GPT name, e.g. `cfg`).
     pub bootflag: String,
+    /// Deadlines of the long stages: verification (the payload read,
+    /// hashed, decoded and scanned), the erase (mkfs), the extraction, the
+    /// final sync. A stage past its deadline is recorded as its failure
+    /// (refused before the erase) and the recovery reboots.
+    pub deadline_verify: Deadline,
+    pub deadline_erase: Deadline,
+    pub deadline_extract: Deadline,
+    pub deadline_sync: Deadline,
+    /// Seconds of the hardware watchdog's timeout, when `/dev/watchdog`
+    /// exists; 0: the recovery leaves it alone.
+    pub watchdog: u64,
+    /// Seconds without progress (bytes or entries) in a stage that reads
+    /// the payload before the recovery stops keeping the watchdog alive.
+    pub watchdog_stall: u64,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -74,6 +144,12 @@ impl Config {
             disk_wait: 10,
             failure_delay: 5,
             bootflag: "grub".into(),
+            deadline_verify: Deadline::new(300, 120),
+            deadline_erase: Deadline::new(300, 60),
+            deadline_extract: Deadline::new(600, 300),
+            deadline_sync: Deadline::new(300, 120),
+            watchdog: 60,
+            watchdog_stall: 120,
         }
     }
 
@@ -123,6 +199,18 @@ impl Config {
                 crate::bootflag::BootFlag::parse(pair.value).map_err(|e| pair.bad(&e))?;
                 self.bootflag = pair.value.to_string();
             }
+            "deadline-verify" => self.deadline_verify = Deadline::parse(pair)?,
+            "deadline-erase" => self.deadline_erase = Deadline::parse(pair)?,
+            "deadline-extract" => self.deadline_extract = Deadline::parse(pair)?,
+            "deadline-sync" => self.deadline_sync = Deadline::parse(pair)?,
+            "watchdog" => self.watchdog = pair.as_u64()?,
+            "watchdog-stall" => {
+                let n = pair.as_u64()?;
+                if n == 0 {
+                    return Err(pair.bad("expected at least 1"));
+                }
+                self.watchdog_stall = n;
+            }
             "disk-wait" => self.disk_wait = pair.as_u64()?,
             "failure-delay" => self.failure_delay = pair.as_u64()?,
             _ => unreachable!("keyvalue::parse admits only KEYS"),
@@ -158,7 +246,9 @@ impl Config {
 
     pub fn render(&self) -> String {
         format!(
-            "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\nbootflag={}\n",
+            "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\nbootflag={}\n\
+             deadline-verify={}\ndeadline-erase={}\ndeadline-extract={}\ndeadline-sync={}\n\
+             watchdog={}\nwatchdog-stall={}\n",
             self.product,
             self.targets.join(","),
             self.max_attempts,
@@ -170,7 +260,13 @@ impl Config {
             },
             self.disk_wait,
             self.failure_delay,
-            self.bootflag
+            self.bootflag,
+            self.deadline_verify,
+            self.deadline_erase,
+            self.deadline_extract,
+            self.deadline_sync,
+            self.watchdog,
+            self.watchdog_stall,
         )
     }
 
@@ -209,6 +305,46 @@ mod tests {
         assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("recovery.colour=red"), "{warnings:?}");
         assert_eq!(c.max_attempts, 5, "a bad value is ignored");
+    }
+
+    #[test]
+    fn deadlines_scale_with_the_image() {
+        use std::time::Duration;
+        let d = Deadline::new(300, 120);
+        assert_eq!(d.limit(0), Duration::from_secs(300));
+        assert_eq!(d.limit(1), Duration::from_secs(420), "a part counts whole");
+        assert_eq!(d.limit(100 << 20), Duration::from_secs(420));
+        assert_eq!(d.limit((100 << 20) + 1), Duration::from_secs(540));
+        assert_eq!(d.limit(2 << 30), Duration::from_secs(300 + 21 * 120));
+        assert_eq!(
+            Deadline::new(u64::MAX, u64::MAX).limit(u64::MAX),
+            Duration::from_secs(u64::MAX)
+        );
+        let c = Config::parse("product=a\ndeadline-extract=60+0\nwatchdog=0\n").unwrap();
+        assert_eq!(c.deadline_extract, Deadline::new(60, 0));
+        assert_eq!(c.watchdog, 0);
+        assert_eq!(Config::parse(&c.render()), Ok(c));
+        for bad in [
+            "60",
+            "+5",
+            "0+5",
+            "5+",
+            "05+1",
+            "1+x",
+            "1+2+3",
+            "9999999999+1",
+        ] {
+            let text = format!("product=a\ndeadline-sync={bad}\n");
+            assert!(Config::parse(&text).is_err(), "{bad} was accepted");
+        }
+        let mut c = Config::for_product("a");
+        let warnings =
+            c.apply_command_line("recovery.deadline_extract=5+0 recovery.watchdog_stall=4");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            (c.deadline_extract, c.watchdog_stall),
+            (Deadline::new(5, 0), 4)
+        );
     }
 
     #[test]

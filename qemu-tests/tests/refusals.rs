@@ -116,6 +116,45 @@ fn a_flipped_payload_byte() {
     assert_refused(&device, "payload", "BLAKE3: the manifest says");
 }
 
+/// The report of issue 8: one byte flipped in the first of many zstd
+/// frames hung the recovery for ever (its decoding threads waited on each
+/// other). Now it is refused at once, naming the frame.
+#[test]
+fn a_flipped_byte_in_a_multi_frame_payload() {
+    let device = Device::new("1.0");
+    let v2 = sample_rootfs(device.dir.path(), "2.0");
+    // 40 MB in files of pseudo-random letters from a 4-letter alphabet:
+    // five 8 MiB frames, about 10 MB compressed.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..5 {
+        let data: Vec<u8> = (0..8_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b'a' + (state & 3) as u8
+            })
+            .collect();
+        fs::write(v2.join(format!("data{i}")), data).unwrap();
+    }
+    device.stage(PRODUCT, "2.0", &v2);
+    device.instruct(MANIFEST, "system");
+    let payload = staged(&device, "demo-2.0.tar.zst");
+    let mut bytes = fs::read(&payload).unwrap();
+    bytes[100] ^= 0x20;
+    fs::write(&payload, bytes).unwrap();
+    assert_refused(&device, "payload", "decoding stopped with");
+    let result = device
+        .inspect()
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(
+        result.contains("zstd frame 0 (at byte 0 of the compressed payload)"),
+        "{result}"
+    );
+}
+
 #[test]
 fn a_missing_payload() {
     let device = device();

@@ -7,6 +7,11 @@
 //!
 //! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
 //! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`.
+//!
+//! One point hangs instead of stopping: `hang-in-extract` blocks the main
+//! flow for ever as the extraction starts, as a hung disk or a deadlock
+//! would, for the tests of the deadlines and the watchdog
+//! ([`crate::supervisor`]).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
@@ -26,6 +31,8 @@ pub enum Point {
     AfterSync,
     /// The instruction is removed; the reboot has not happened.
     AfterRemoval,
+    /// The extraction starts, and hangs for ever.
+    HangInExtract,
 }
 
 impl Point {
@@ -38,6 +45,7 @@ impl Point {
             "before-sync" => Point::BeforeSync,
             "after-sync" => Point::AfterSync,
             "after-removal" => Point::AfterRemoval,
+            "hang-in-extract" => Point::HangInExtract,
             other => Point::AfterEntries(other.strip_prefix("after-entries:")?.parse().ok()?),
         })
     }
@@ -97,10 +105,21 @@ pub fn is_armed(point: Point) -> bool {
     armed::armed() == Some(point)
 }
 
-/// Stops dead at `point` if it is the armed one.
+/// Stops dead at `point` if it is the armed one (hangs, at a hang point).
 pub fn hit(point: Point) {
     if is_armed(point) {
+        if point == Point::HangInExtract {
+            hang(point);
+        }
         stop_dead(point);
+    }
+}
+
+/// Blocks this thread for ever.
+fn hang(point: Point) -> ! {
+    eprintln!("recovery: fault point {point:?}: hanging");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 
@@ -125,6 +144,7 @@ mod tests {
             Some(Point::AfterEntries(17))
         );
         assert_eq!(Point::parse("after-entries:x"), None);
+        assert_eq!(Point::parse("hang-in-extract"), Some(Point::HangInExtract));
         assert_eq!(Point::parse("later"), None);
     }
 }

@@ -1,18 +1,17 @@
-//! Writing a verified image into a directory. The data path, top to
-//! bottom: file → [`HashReader`] → [`ProgressReader`] → [`decode`] (zstd,
-//! frames on every core) → tar → [`extract`], a write-back thread beside
-//! it, and one final `syncfs`.
+//! Writing a verified image into a directory: one pass over the payload
+//! ([`pipeline`]) with [`extract`] reading the tar stream, a write-back
+//! thread beside it, and one final `syncfs`.
 //!
 //! The payload is hashed again as it is read: the bytes written must be
 //! the bytes that were verified, even on storage that returns different
 //! data on a second read.
 
-use crate::decode;
 use crate::error::{Stage, UpdateError};
 use crate::extract::{self, Extracted};
 use crate::fault::{self, Point};
+use crate::pipeline;
 use crate::progress::{human, Progress};
-use crate::readers::{HashReader, ProgressReader};
+use crate::supervisor;
 use crate::verify::VerifiedImage;
 use crate::writeback;
 use formats::manifest::hex;
@@ -27,31 +26,30 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
         UpdateError::new(Stage::Extract, dir.display(), format!("cannot open: {e}"))
     })?;
     let progress = Progress::new("extract", image.manifest.payload_size);
-    let mut hashed = HashReader::new(file);
-    let written = writeback::while_running(&root, || {
-        let counted = ProgressReader::new(&mut hashed, &progress);
-        decode::decode(counted, decode::workers(), |tar| {
+    let pass = writeback::while_running(&root, || {
+        pipeline::pass(file, &progress, |tar| {
+            fault::hit(Point::HangInExtract);
             extract::extract(tar, dir, &shown, &progress)
         })
-    });
-    let (hash, _) = hashed
-        .finish()
-        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot read: {e}")))?;
-    if hash != image.manifest.payload_blake3 {
+    })
+    .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot read: {e}")))?;
+    if pass.blake3 != image.manifest.payload_blake3 {
         return Err(UpdateError::new(
             Stage::Extract,
             &shown,
             format!(
                 "the payload read while extracting hashes to {}, not the verified {}: \
-                 the storage returned different data (the target must be written again)",
-                hex(&hash),
-                hex(&image.manifest.payload_blake3)
+                 the storage returned different data (the target must be written again){}",
+                hex(&pass.blake3),
+                hex(&image.manifest.payload_blake3),
+                pass.stopped()
             ),
         ));
     }
-    let written = written?;
+    let written = pass.tar?;
     log::info!("{}", progress.line());
     fault::hit(Point::BeforeSync);
+    supervisor::enter(Stage::Sync);
     nix::unistd::syncfs(&root)
         .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
     fault::hit(Point::AfterSync);

@@ -2,10 +2,10 @@
 //! As PID 1 of the recovery initramfs it runs one update ([`update`]); run
 //! from a shell, its host modes check and apply images ([`cli`]).
 //!
-//! The data path, top to bottom, as a stack of readers:
-//! file → [`readers::HashReader`] (BLAKE3) → [`readers::ProgressReader`] →
-//! [`decode`] (zstd, frames on several threads) → tar → [`scan`]
-//! (verification, writes nothing) or [`extract`].
+//! The data path, top to bottom, as a stack of readers built in one place
+//! ([`pipeline`]): file → [`readers::HashReader`] (BLAKE3) →
+//! [`readers::ProgressReader`] → [`decode`] (zstd, frames on several
+//! threads) → tar → [`scan`] (verification, writes nothing) or [`extract`].
 //!
 //! - [`update`]: the recovery OS, step by step, as PID 1.
 //! - [`error`]: the stage, file and reason of every refusal.
@@ -22,8 +22,11 @@
 //! - [`scan`]: the entry checks that need the decoded payload.
 //! - [`install`]: the extraction's data path, hashed again, and the sync.
 //! - [`extract`]: writes the entries below a directory, never outside it.
+//! - [`pipeline`]: the one reader stack over a payload, for both.
 //! - [`readers`], [`decode`] and [`progress`]: the layers of the data path.
 //! - [`writeback`]: flushes the target while extraction goes on.
+//! - [`supervisor`]: stage deadlines and the hardware watchdog: PID 1
+//!   cannot hang.
 //! - [`info`]: what `verify --json` (and `image-builder info`) says of an image.
 //! - [`cli`]: the host modes `recovery verify` and `recovery apply`.
 //! - [`logger`]: log lines to the console, the kernel log and `cfg`.
@@ -41,10 +44,12 @@ pub mod keys;
 pub mod logger;
 pub mod mounts;
 pub mod partitions;
+pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod readers;
 pub mod scan;
+pub mod supervisor;
 pub mod update;
 pub mod verify;
 pub mod writeback;

@@ -42,6 +42,7 @@ impl Progress {
     }
 
     fn tick(&self) {
+        crate::supervisor::beat();
         let now = self.start.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Relaxed);
         if now >= last + EVERY.as_millis() as u64

@@ -35,6 +35,7 @@ use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
 use crate::progress::human;
+use crate::supervisor::{self, Hang};
 use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
 use formats::cfg::{
@@ -48,6 +49,7 @@ use formats::store;
 use nix::mount::MsFlags;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 const CFG_MOUNT: &str = "/run/cfg";
@@ -68,8 +70,76 @@ struct Session {
     written: Option<Extracted>,
     /// The update lock was already set when this boot started.
     lock_found: bool,
-    cfg: Option<Mount>,
+    /// Shared with the [`Snapshot`] the supervisor records a hang from.
+    cfg: Option<Arc<Mount>>,
     pseudo: Vec<Mount>,
+}
+
+/// What the supervisor's thread needs to record a hang of the main flow
+/// with [`fail`], refreshed as each supervised stage starts ([`supervise`]).
+struct Snapshot {
+    started: SystemTime,
+    clock: Instant,
+    config: Option<Config>,
+    version: String,
+    attempt: u64,
+    erased: bool,
+    cfg: Option<Arc<Mount>>,
+}
+
+static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
+
+/// Starts the supervised `stage` (its deadline, its progress) with what
+/// the session knows now.
+fn supervise(s: &Session, stage: Stage) {
+    if let Ok(mut snapshot) = SNAPSHOT.lock() {
+        *snapshot = Some(Snapshot {
+            started: s.started,
+            clock: s.clock,
+            config: s.config.clone(),
+            version: s.version.clone(),
+            attempt: s.attempt,
+            erased: s.erased,
+            cfg: s.cfg.clone(),
+        });
+    }
+    supervisor::enter(stage);
+}
+
+/// The supervisor's handler of a hung main flow (runs on its thread): the
+/// failure is recorded as [`fail`] records any other, then the machine
+/// reboots, or, after a stall, waits for the watchdog's reset.
+fn on_hang(e: UpdateError, hang: Hang) -> ! {
+    let snapshot = SNAPSHOT.lock().ok().and_then(|mut s| s.take());
+    match snapshot {
+        Some(snap) => {
+            let mut s = Session {
+                started: snap.started,
+                clock: snap.clock,
+                config: snap.config,
+                instruction: None,
+                version: snap.version,
+                attempt: snap.attempt,
+                erased: snap.erased,
+                written: None,
+                lock_found: false,
+                cfg: snap.cfg,
+                pseudo: Vec::new(),
+            };
+            fail(&mut s, &e);
+            nix::unistd::sync();
+        }
+        None => log::error!("{e}"),
+    }
+    match hang {
+        Hang::Deadline => reboot(Duration::ZERO),
+        Hang::Stalled => {
+            log::error!("waiting for the hardware watchdog to reset the machine");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
 }
 
 /// What PID 1 does once the update is over.
@@ -108,7 +178,15 @@ pub fn run() -> ! {
         pseudo: Vec::new(),
     };
     log::info!("recovery {} starting", env!("CARGO_PKG_VERSION"));
-    let after = match update(&mut session) {
+    let updated = update(&mut session);
+    // The update is over, one way or the other: no deadline any more (the
+    // supervisor must not record a second outcome), and the snapshot's
+    // share of the cfg mount is let go.
+    supervisor::leave();
+    if let Ok(mut snapshot) = SNAPSHOT.lock() {
+        *snapshot = None;
+    }
+    let after = match updated {
         Ok(Done::NothingToDo) => After::Reboot(Duration::ZERO),
         Ok(Done::Installed) => {
             log::info!(
@@ -137,6 +215,8 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     load_modules();
     let config = read_config()?;
     s.config = Some(config.clone());
+    supervisor::start(&config, on_hang);
+    supervisor::enter(Stage::Disks);
     let disks = find_partitions(&config)?;
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
@@ -159,13 +239,17 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     fault::hit(Point::AfterInstruction);
     let target = check_target(&config, &instruction, &disks)?;
     let image_mount = mount_image_partition(&instruction, &disks)?;
+    supervise(s, Stage::Payload);
     let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
     s.version = image.manifest.version.clone();
     fault::hit(Point::AfterVerify);
     s.erased = true;
+    supervise(s, Stage::Erase);
     erase_target(&config, target)?;
     fault::hit(Point::AfterErase);
+    supervise(s, Stage::Extract);
     let written = extract_image(&image, target)?;
+    supervisor::leave();
     s.written = Some(written);
     finish(s, &cfg, &image)?;
     Ok(Done::Installed)
@@ -210,10 +294,34 @@ fn load_modules() {
         .filter(|p| p.extension().is_some_and(|x| x == "ko"))
         .collect();
     modules.sort();
-    for module in modules {
-        let loaded = File::open(&module)
+    let load = |module: &Path| {
+        File::open(module)
             .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-            .and_then(|f| nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()));
+            .and_then(|f| nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()))
+    };
+    // A module that needs another (softdog needs watchdog) fails with
+    // ENOENT until that one is loaded: try again while a pass loads some.
+    let mut done = Vec::new();
+    loop {
+        let before = modules.len();
+        let mut waiting = Vec::new();
+        for module in modules {
+            match load(&module) {
+                Err(nix::errno::Errno::ENOENT) => waiting.push(module),
+                loaded => done.push((module, loaded)),
+            }
+        }
+        modules = waiting;
+        if modules.is_empty() || modules.len() == before {
+            break;
+        }
+    }
+    done.extend(
+        modules
+            .into_iter()
+            .map(|m| (m, Err(nix::errno::Errno::ENOENT))),
+    );
+    for (module, loaded) in done {
         match loaded {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {
                 log::info!("setup: module {} loaded", module.display())
@@ -295,7 +403,7 @@ fn mount_ext4(partition: &Partition, at: &str, flags: MsFlags) -> Result<Mount, 
 
 fn mount_cfg(s: &mut Session, disks: &Disks) -> Result<(), UpdateError> {
     let cfg = disks.find(policy::CFG).expect("waited for it");
-    s.cfg = Some(mount_ext4(cfg, CFG_MOUNT, MsFlags::empty())?);
+    s.cfg = Some(Arc::new(mount_ext4(cfg, CFG_MOUNT, MsFlags::empty())?));
     let log_path = Path::new(CFG_MOUNT).join(LOG);
     let _ = std::fs::create_dir_all(log_path.parent().expect("has a parent"));
     if let Err(e) = logger::attach_file(&log_path) {
@@ -630,6 +738,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
 /// Stays on the console: an emergency shell if the initramfs has one,
 /// else the machine waits with the message on screen.
 fn stay() -> ! {
+    supervisor::disarm();
     nix::unistd::sync();
     if Path::new("/bin/sh").exists() {
         log::error!("starting an emergency shell");

@@ -4,10 +4,9 @@
 //! it (on threads of their own) and checks every entry ([`crate::scan`])
 //! without writing.
 
-use crate::decode;
 use crate::error::{Stage, UpdateError};
+use crate::pipeline;
 use crate::progress::Progress;
-use crate::readers::{HashReader, ProgressReader};
 use crate::scan;
 use formats::manifest::{hex, Manifest, MAX_SIZE};
 use formats::signature::{self, TrustedKey};
@@ -31,6 +30,7 @@ pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage
     let (manifest, signed_by) = check_signature(manifest_path, keys)?;
     log::info!("signature: good, by trusted key {signed_by}");
     let manifest = check_manifest(manifest_path, &manifest)?;
+    crate::supervisor::image_size(manifest.unpacked_size);
     log::info!(
         "manifest: {} {}, payload {} ({} bytes, {} entries, {} bytes unpacked)",
         manifest.product,
@@ -93,7 +93,7 @@ fn check_manifest(manifest_path: &Path, bytes: &[u8]) -> Result<Manifest, Update
         .map_err(|e| UpdateError::new(Stage::Manifest, manifest_path.display(), e))
 }
 
-/// Size first (cheap), then one pass: file → hash → progress → zstd → scan.
+/// Size first (cheap), then one pass ([`pipeline`]) with the scan.
 fn check_payload(path: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
     let shown = path.display().to_string();
     let fail = |reason: String| UpdateError::new(Stage::Payload, &shown, reason);
@@ -109,32 +109,23 @@ fn check_payload(path: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
         )));
     }
     let progress = Progress::new("verify", size);
-    // file → hash → progress, split into frames on one thread; the frames
-    // decoded on others; tar → scan on this one.
-    let mut hashed = HashReader::new(file);
-    let counted = ProgressReader::new(&mut hashed, &progress);
-    let scanned = decode::decode(counted, decode::workers(), |tar| {
-        scan::scan(tar, &shown, &progress)
-    });
-    // Whatever the scan found, the hash is finished first: a corrupt payload
-    // is reported as a hash mismatch, not as whatever it decoded into.
-    let (hash, read) = hashed
-        .finish()
+    let pass = pipeline::pass(file, &progress, |tar| scan::scan(tar, &shown, &progress))
         .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if read != manifest.payload_size {
+    if pass.size != manifest.payload_size {
         return Err(fail(format!(
-            "size: the manifest says {} bytes, {read} could be read",
-            manifest.payload_size
+            "size: the manifest says {} bytes, {} could be read",
+            manifest.payload_size, pass.size
         )));
     }
-    if hash != manifest.payload_blake3 {
+    if pass.blake3 != manifest.payload_blake3 {
         return Err(fail(format!(
-            "BLAKE3: the manifest says {}, the file hashes to {} (corrupt or replaced)",
+            "BLAKE3: the manifest says {}, the file hashes to {} (corrupt or replaced){}",
             hex(&manifest.payload_blake3),
-            hex(&hash)
+            hex(&pass.blake3),
+            pass.stopped()
         )));
     }
-    let totals = scanned?;
+    let totals = pass.tar?;
     let mismatch = |what: &str, said: u64, found: u64| {
         UpdateError::new(
             Stage::Contents,
