@@ -200,9 +200,7 @@ pub fn records(cfg: &Path) -> Status {
     let (code, message) = match installed.warning() {
         Some(warning) if code == Code::Ok => (
             Code::Warning,
-            format!(
-                "{message}; {warning}: the next update is refused unless downgrades are allowed"
-            ),
+            format!("{message}; {warning}: the next update accepts any version"),
         ),
         _ => (code, message),
     };

@@ -192,17 +192,6 @@ fn a_downgrade() {
 /// refused): the version cannot be checked, so the image is refused with
 /// the file named, as `request` refuses it (docs/update-records.md).
 #[test]
-fn an_unreadable_installed_version() {
-    let device = device();
-    fs::write(device.cfg.join(formats::cfg::INSTALLED), "garbage\n").unwrap();
-    assert_refused(
-        &device,
-        "policy",
-        "the installed version is unknown, and downgrades are not allowed here",
-    );
-}
-
-#[test]
 fn an_image_larger_than_the_partition() {
     let device = Device::new("1.0");
     let big = sample_rootfs(device.dir.path(), "2.0");

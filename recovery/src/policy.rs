@@ -163,18 +163,10 @@ pub fn check_image(
                 )));
             }
         }
-        InstalledVersion::Unreadable { reason } if !allowed => {
-            return Err(UpdateError::new(
-                Stage::Policy,
-                shown(INSTALLED),
-                format!(
-                    "{reason}: the installed version is unknown, and downgrades are not allowed \
-                     here, so {} cannot be checked; rewrite or remove the file (removed: any \
-                     version of {} is accepted)",
-                    manifest.version, config.product
-                ),
-            ));
-        }
+        // Unreadable counts as missing (the warning is logged by the
+        // caller): refusing would gain nothing, since removing the file
+        // admits any version too, and it would stop every remote update of
+        // a device whose cfg took a bad sector.
         InstalledVersion::Unreadable { .. } | InstalledVersion::Missing => {}
     }
     let (needed, usable) = (needed_bytes(manifest), usable_bytes(target));
@@ -320,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_installed_version_is_refused_only_where_the_policy_needs_it() {
+    fn an_unreadable_installed_version_counts_as_missing_with_a_warning() {
         let d = disks();
         let target = d.find("system").unwrap();
         let garbage = InstalledVersion::from_read(Ok(b"garbage".to_vec()));
@@ -330,22 +322,11 @@ mod tests {
             warning.starts_with("cfg:update/installed: ") && warning.ends_with("is unknown"),
             "{warning}"
         );
-        let m = manifest("p", "2.1", 1000);
-        let mut config = Config::for_product("p");
-        let err = check_image(&config, &instruction("system"), &m, &garbage, target).unwrap_err();
-        assert_eq!(err.stage, Stage::Policy);
-        assert_eq!(err.file, "cfg:update/installed");
-        assert!(
-            err.reason.contains("the installed version is unknown"),
-            "{err}"
-        );
-        config.downgrade = Downgrade::Instruction;
-        let mut asks = instruction("system");
-        assert!(check_image(&config, &asks, &m, &garbage, target).is_err());
-        asks.allow_downgrade = true;
-        assert!(check_image(&config, &asks, &m, &garbage, target).is_ok());
-        config.downgrade = Downgrade::Allow;
-        assert!(check_image(&config, &instruction("system"), &m, &garbage, target).is_ok());
+        let config = Config::for_product("p");
+        for version in ["0.1", "2.1"] {
+            let m = manifest("p", version, 1000);
+            assert!(check_image(&config, &instruction("system"), &m, &garbage, target).is_ok());
+        }
         let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
         assert_eq!(
             InstalledVersion::from_read(Err(missing)),
