@@ -15,8 +15,9 @@ pub fn save(cfg: &Path, storage: &Path, now: u64) -> io::Result<PathBuf> {
     let dir = storage.join("backups");
     fs::create_dir_all(&dir)?;
     let path = dir.join(format!("cfg-{now}.tar.zst"));
-    let partial = dir.join(format!("cfg-{now}.tar.zst.partial"));
-    let file = fs::File::create(&partial)?;
+    // Temp file, fsync, rename, fsync of the directory: a power cut leaves
+    // the backup whole or absent.
+    let file = formats::store::AtomicFile::create(&path)?;
     let mut tar = tar::Builder::new(zstd::Encoder::new(file, 9)?);
     tar.follow_symlinks(false);
     let mut names: Vec<_> = fs::read_dir(cfg)?
@@ -32,9 +33,7 @@ pub fn save(cfg: &Path, storage: &Path, now: u64) -> io::Result<PathBuf> {
             tar.append_path_with_name(&path, &name)?;
         }
     }
-    let file = tar.into_inner()?.finish()?;
-    file.sync_all()?;
-    fs::rename(&partial, &path)?;
+    tar.into_inner()?.finish()?.commit()?;
     prune(&dir)?;
     Ok(path)
 }

@@ -42,7 +42,18 @@ impl Status {
     /// performance data after `|` (Nagios plugin guidelines:
     /// `label=value[UOM]`): `attempt=1 duration=1.500s bytes=10B entries=3`.
     pub fn line(&self) -> String {
-        let mut line = format!("{}: {}", self.code.name(), self.message);
+        // One line, and no `|` before the performance data: a reason that
+        // names a file with a `|` or a newline must not cut the output.
+        let message: String = self
+            .message
+            .chars()
+            .map(|c| match c {
+                '|' => '/',
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .collect();
+        let mut line = format!("{}: {message}", self.code.name());
         if let Some(r) = &self.result {
             line += &format!(
                 " | attempt={} duration={}.{:03}s bytes={}B entries={}",
@@ -279,6 +290,25 @@ mod tests {
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
+    }
+
+    #[test]
+    fn the_line_has_one_pipe_and_no_newline_whatever_the_reason() {
+        let mut r = result(Outcome::Refused);
+        r.reason = "a|b\tc".into();
+        let s = Status {
+            code: Code::Critical,
+            message: format!("the update failed: {}\nnext", r.reason),
+            result: Some(r),
+            ..Status::unknown("x".into())
+        };
+        let line = s.line();
+        assert_eq!(line.matches('|').count(), 1, "{line}");
+        assert!(!line.contains('\n') && !line.contains('\t'), "{line}");
+        assert!(
+            line.starts_with("CRITICAL: the update failed: a/b c next |"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -265,31 +265,16 @@ fn man_pages_and_completions_cover_every_subcommand() {
     }
 }
 
+include!("../../build-support/doc_reference.rs");
+include!("../../build-support/clap_options.rs");
+
 /// The table of flags in docs/operations.md is the command line's: each
-/// subcommand's row names every flag it takes.
+/// subcommand's row names exactly the flags it takes.
 #[test]
 fn the_operations_guide_lists_every_flag() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/operations.md"
-    ))
-    .expect("docs/operations.md");
-    let cli = Cli::command();
-    for sub in cli.get_subcommands() {
-        let row = doc
-            .lines()
-            .find(|l| l.starts_with(&format!("| `{}` |", sub.get_name())))
-            .unwrap_or_else(|| panic!("docs/operations.md: no row for {}", sub.get_name()));
-        for arg in sub.get_arguments() {
-            let Some(long) = arg.get_long() else { continue };
-            if ["help", "version"].contains(&long) {
-                continue;
-            }
-            assert!(
-                row.contains(&format!("`--{long}")),
-                "docs/operations.md: the row of {} does not name --{long}",
-                sub.get_name()
-            );
-        }
+    let doc = operations_doc();
+    for sub in Cli::command().get_subcommands() {
+        let options = clap_options(sub);
+        assert_documented(&doc, sub.get_name(), &options);
     }
 }

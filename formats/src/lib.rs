@@ -22,14 +22,14 @@
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
-//! - [`units`]: sizes as people read them.
+//! - [`units`]: sizes and UTC times as people read them.
 //! - [`mountinfo`]: the kernel's table of mounts, escapes decoded.
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
 //!   flags, in the formats their own tools read.
 //! - [`store`]: atomic, durable writes of the records on `cfg` (with
 //!   [`bootflag`] and [`fsflags`], the modules that do I/O).
 //! - [`fsflags`]: clearing `chattr +i` (efivarfs marks variables
-//!   immutable): the crate's one syscall module.
+//!   immutable), through an ioctl.
 
 pub mod bootflag;
 pub mod cfg;

@@ -11,6 +11,7 @@
 //! - [`elf`]: class, loader and libraries of an ELF file (with `object`).
 //! - [`disk`]: GPT disk images for tests and demos.
 //! - [`progress`]: the progress bar on a terminal.
+//! - [`error`]: what failed, with the file and the entry named.
 //! - [`cli`]: the command line (clap; `build.rs` makes man pages and completions).
 
 pub mod cli;

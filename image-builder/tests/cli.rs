@@ -159,27 +159,25 @@ fn an_existing_version_is_not_overwritten_without_force() {
     );
 }
 
+include!("../../build-support/doc_reference.rs");
+include!("../../build-support/clap_options.rs");
+
 #[test]
 fn the_reference_in_operations_md_lists_every_option() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/operations.md"
-    ))
-    .unwrap();
+    let doc = operations_doc();
     for sub in Cli::command().get_subcommands() {
         let name = sub.get_name();
-        let row = doc
-            .lines()
-            .find(|l| l.starts_with(&format!("| `{name}` |")))
-            .unwrap_or_else(|| panic!("docs/operations.md has no row for {name}"));
-        for arg in sub.get_arguments() {
-            let shown = match (arg.get_long(), arg.get_value_names()) {
-                (Some("help"), _) => continue,
-                (Some(long), _) => format!("`--{long}"),
-                (None, Some(names)) => format!("`{}`", names[0]),
-                (None, None) => continue,
-            };
-            assert!(row.contains(&shown), "the {name} row lacks {shown}: {row}");
+        let options = clap_options(sub);
+        assert_documented(&doc, name, &options);
+        // Positional arguments are named in the row as they are in --help.
+        for arg in sub.get_arguments().filter(|a| a.get_long().is_none()) {
+            if let Some(names) = arg.get_value_names() {
+                let shown = format!("`{}`", names[0]);
+                assert!(
+                    doc.contains(&format!("| `{name}` | {shown}")),
+                    "the {name} row lacks {shown}"
+                );
+            }
         }
     }
 }

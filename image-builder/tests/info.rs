@@ -60,7 +60,7 @@ fn python_field(json: &[u8], expr: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 is not installed: apt-get install python3-minimal");
+        .expect("python3 is not installed: apt-get install python3");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), json).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(

@@ -38,10 +38,11 @@ manifest's signature by one of the trusted keys, the manifest, the
 payload's size and BLAKE3, and every entry of the payload. Writes nothing.
   --manifest M         the image's manifest (the payload and M.minisig beside it)
   --trusted-key K.pub  a minisign public key to trust; repeat for several
-  --json               one JSON object on standard output: product, version,
-                       payload, payload_size, payload_blake3, unpacked_size,
-                       entries, created, key_id, verified, signed_by, and on
-                       failure error: {stage, file, reason}
+  --json               one JSON object on standard output: manifest, product,
+                       version, payload, payload_size, payload_blake3,
+                       unpacked_size, entries, created, key_id,
+                       payload_present, verified, signed_by, and on failure
+                       error: {stage, file, reason}
   --quiet              only warnings and errors on standard error
 ";
 

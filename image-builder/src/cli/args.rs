@@ -46,7 +46,7 @@ pub struct ImageArgs {
     /// The root file system, as a directory.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
-    /// The root file system, as a plain, gzip or zstd tar; `-` reads standard input.
+    /// The root file system, as a plain, gzip, xz, bzip2 or zstd tar; `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub from_tar: Option<PathBuf>,
     /// The product name the recovery checks against its own.
