@@ -251,6 +251,39 @@ fn a_record_of_another_download_is_not_resumed() {
 }
 
 #[test]
+fn redirects_are_followed_with_the_range_and_bounded() {
+    let file = content(LEN);
+    let plan = Plan::first(vec![Fault::DropAfter(300_000), Fault::Redirect]);
+    let server = Server::start(file.clone(), plan);
+    let dir = tempfile::tempdir().unwrap();
+    let done = retried(&client(), &request(&server, dir.path(), &file)).unwrap();
+    assert_eq!((done.attempts, done.resumed_from), (2, 300_000));
+    assert_eq!(server.requests(), vec![None, Some(300_000), Some(300_000)]);
+    assert_eq!(server.served(), LEN as u64);
+
+    let server = Server::start(file.clone(), Plan::always(Fault::Redirect));
+    let dir = tempfile::tempdir().unwrap();
+    let err = retried(&client(), &request(&server, dir.path(), &file)).unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert!(err.to_string().contains("more than 5 redirects"), "{err}");
+    assert_eq!(server.requests().len(), 6);
+}
+
+#[test]
+fn a_huge_header_is_refused() {
+    let file = content(1000);
+    let server = Server::start(file.clone(), Plan::always(Fault::HugeHeader));
+    let dir = tempfile::tempdir().unwrap();
+    let err = download::download(&client(), &request(&server, dir.path(), &file), &mut |_| {})
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("headers are larger than 16384 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_slow_link_is_fine_a_dead_one_times_out() {
     let file = content(64 * 1024);
     let slow = Fault::Slow {

@@ -33,6 +33,10 @@ pub enum Fault {
     NewEtag,
     /// Send no Content-Length: the end of the body is the end of the connection.
     NoLength,
+    /// Answer 302 Found, pointing at another path of the same file.
+    Redirect,
+    /// Send a 20 KiB header line.
+    HugeHeader,
 }
 
 /// The faults of the first requests, in order; `then` for all later ones.
@@ -224,6 +228,13 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
         )?;
         return Ok(true);
     }
+    if fault == Fault::Redirect {
+        write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: /moved/{index}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return Ok(true);
+    }
     let len = s.file.len() as u64;
     let start = match range {
         Some(start) if fault != Fault::IgnoreRange => start,
@@ -251,6 +262,9 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
     };
     if fault != Fault::NoLength {
         head += &format!("Content-Length: {}\r\n", len - start);
+    }
+    if fault == Fault::HugeHeader {
+        head += &format!("X-Filler: {}\r\n", "x".repeat(20 * 1024));
     }
     head += &format!(
         "ETag: {etag}\r\nLast-Modified: Tue, 24 Nov 2026 01:00:00 GMT\r\nConnection: close\r\n\r\n"
