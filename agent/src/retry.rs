@@ -18,7 +18,7 @@ pub struct Policy {
 
 impl Default for Policy {
     /// 10 attempts (the appliance vendors' number), waits of 5 s doubling
-    /// up to 5 min: about 22 minutes from the first to the last attempt.
+    /// up to 5 min: about 20 minutes from the first to the last attempt.
     fn default() -> Policy {
         Policy {
             attempts: 10,
