@@ -101,6 +101,33 @@ fn a_dropped_connection_resumes_with_only_the_missing_bytes() {
 }
 
 #[test]
+fn after_a_power_cut_unsynced_bytes_are_cut_off_and_a_torn_record_starts_over() {
+    let file = content(LEN);
+    let plan = Plan::first(vec![Fault::DropAfter(300_000), Fault::DropAfter(100_000)]);
+    let server = Server::start(file.clone(), plan);
+    let dir = tempfile::tempdir().unwrap();
+    let req = request(&server, dir.path(), &file);
+    download::download(&client(), &req, &mut |_| {}).unwrap_err();
+    // Bytes written after the last sync: garbage that the record does not count.
+    let part = dir.path().join("acme-2.0.tar.zst.part");
+    let mut f = fs::OpenOptions::new().append(true).open(&part).unwrap();
+    std::io::Write::write_all(&mut f, &[0xee; 5000]).unwrap();
+    drop(f);
+    download::download(&client(), &req, &mut |_| {}).unwrap_err();
+    assert_eq!(server.requests(), vec![None, Some(300_000)]);
+    assert_eq!(fs::read(&part).unwrap(), file[..400_000]);
+
+    // A torn record is not trusted: the download starts from zero.
+    let state = dir.path().join("acme-2.0.tar.zst.part.state");
+    let text = fs::read(&state).unwrap();
+    fs::write(&state, &text[..text.len() - 4]).unwrap();
+    let done = download::download(&client(), &req, &mut |_| {}).unwrap();
+    assert_eq!(done.resumed_from, 0);
+    assert_eq!(server.requests(), vec![None, Some(300_000), None]);
+    assert_eq!(fs::read(&done.path).unwrap(), file);
+}
+
+#[test]
 fn retries_resume_until_the_file_is_complete() {
     let file = content(LEN);
     let plan = Plan::first(vec![Fault::DropAfter(200_000), Fault::DropAfter(300_000)]);
