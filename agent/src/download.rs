@@ -325,6 +325,27 @@ enum Use {
     AskAgain(String),
 }
 
+/// Why an answer cannot be used at all.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A status other than 200, 206 or (to a Range request) 416.
+    Status,
+    /// Headers that contradict the request or the manifest.
+    Headers(String),
+}
+
+impl From<&str> for Refusal {
+    fn from(what: &str) -> Refusal {
+        Refusal::Headers(what.to_string())
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(what: String) -> Refusal {
+        Refusal::Headers(what)
+    }
+}
+
 /// Judges an answer's status and headers against the request and the
 /// record (a pure function: the rules of resuming, in one place).
 fn judge(
@@ -335,7 +356,7 @@ fn judge(
     content_range: Option<&str>,
     etag: Option<&str>,
     last_modified: Option<&str>,
-) -> Result<Use, String> {
+) -> Result<Use, Refusal> {
     let from = record.bytes;
     let limit = request.size.unwrap_or(request.max_size);
     let whole_length = |len: Option<u64>| -> Result<(), String> {
@@ -371,25 +392,28 @@ fn judge(
                 if total != size {
                     return Err(format!(
                         "Content-Range {range:?}: the file is {size} bytes (from the manifest)"
-                    ));
+                    )
+                    .into());
                 }
             }
             if start != from {
-                return Err(format!(
-                    "Content-Range {range:?}: asked for bytes from {from} on"
-                ));
+                return Err(
+                    format!("Content-Range {range:?}: asked for bytes from {from} on").into(),
+                );
             }
             if end >= limit || request.size.is_some_and(|size| end + 1 != size) {
                 return Err(format!(
                     "Content-Range {range:?}: does not end at byte {}",
                     limit - 1
-                ));
+                )
+                .into());
             }
             if content_length.is_some_and(|len| len != end + 1 - start) {
                 return Err(format!(
                     "Content-Length {} does not match Content-Range {range:?}",
                     content_length.unwrap_or(0)
-                ));
+                )
+                .into());
             }
             let changed = match (&record.etag, &record.last_modified) {
                 (Some(old), _) if etag != Some(old.as_str()) => {
@@ -410,7 +434,7 @@ fn judge(
         416 if from > 0 => Ok(Use::AskAgain(
             "the server refused the range (416): the file may have changed".into(),
         )),
-        _ => Err(String::new()),
+        _ => Err(Refusal::Status),
     }
 }
 
@@ -470,14 +494,14 @@ impl Transfer<'_> {
                 response.last_modified.as_deref(),
             );
             match judged {
-                Err(what) if what.is_empty() => {
+                Err(Refusal::Status) => {
                     return Err(DownloadError::Status {
                         url: url.clone(),
                         status: response.status,
                         reason: reason_phrase(response.status).into(),
                     })
                 }
-                Err(what) => return Err(protocol(what)),
+                Err(Refusal::Headers(what)) => return Err(protocol(what)),
                 Ok(Use::Continue) => {}
                 Ok(Use::FromZero(why)) => self.start_over(&why)?,
                 Ok(Use::AskAgain(why)) => {
@@ -758,7 +782,7 @@ mod tests {
     fn the_manifest_size_wins_over_the_server() {
         let r = request(Some(100));
         let wrong = judge(&r, &record(0, None), 200, Some(101), None, None, None);
-        assert!(wrong.unwrap_err().contains("from the manifest"));
+        assert!(matches!(wrong, Err(Refusal::Headers(ref w)) if w.contains("from the manifest")));
         let unknown = request(None);
         assert!(judge(
             &unknown,
@@ -776,7 +800,7 @@ mod tests {
         );
         assert_eq!(
             judge(&r, &record(0, None), 500, None, None, None, None),
-            Err(String::new())
+            Err(Refusal::Status)
         );
     }
 
