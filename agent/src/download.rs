@@ -212,7 +212,7 @@ pub fn download(
         record: &mut record,
         fetched: 0,
         restarts: 0,
-        synced: 0,
+        synced: resumed_from,
         progress,
     };
     transfer.fetch()?;
@@ -266,8 +266,11 @@ fn already_there(request: &Request, files: &Files) -> Result<Option<Downloaded>,
 /// says were synced, if the record is intact and describes this download;
 /// otherwise empty, with a fresh record.
 fn resume_point(files: &Files, wanted: Partial) -> Result<(File, Partial), DownloadError> {
-    let previous = match fs::read(&files.state) {
-        Ok(bytes) => match Partial::parse(&bytes) {
+    let mut bytes = Vec::new();
+    let read = File::open(&files.state)
+        .and_then(|f| f.take(partial::MAX_SIZE as u64 + 1).read_to_end(&mut bytes));
+    let previous = match read {
+        Ok(_) => match Partial::parse(&bytes) {
             Ok(p) => Some(p),
             Err(e) => {
                 log::warn!("{}: {e}; starting over", files.state.display());
