@@ -78,3 +78,42 @@ fn download_by_hand_resumes_and_verifies() {
         "{stderr}"
     );
 }
+
+#[test]
+fn https_trusts_what_ca_names() {
+    let pki = server::TestPki::new("reimage test CA");
+    let file = b"payload over TLS".to_vec();
+    let server = Server::start_tls(file.clone(), Plan::good(), &pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("vendor-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let url = server.url("f.bin");
+
+    let out = agent()
+        .args(["download", &url, "--into"])
+        .arg(dir.path())
+        .arg("--ca")
+        .arg(&ca)
+        .arg("--ca-only")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.path().join("f.bin")).unwrap(), file);
+
+    let out = agent()
+        .args(["download", &url, "--name", "g.bin", "--into"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&server.addr().to_string()) && stderr.contains("not trusted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gave up after 1 attempt(s)"), "{stderr}");
+}
