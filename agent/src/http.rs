@@ -1,0 +1,321 @@
+//! A small blocking HTTP/1.1 client over rustls (ureq with the `ring`
+//! provider): timeouts, a user agent, bounded redirects and headers, and
+//! which certificate authorities to trust (Mozilla's roots, an extra CA
+//! file of the vendor's, or only that file).
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+/// How the agent talks HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Time to set up the TCP connection (and per address tried).
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for an answer or for the next bytes of
+    /// a body. A slow link is fine; a dead one ends the attempt.
+    pub read_timeout: Duration,
+    pub user_agent: String,
+    /// PEM files of certificate authorities to trust.
+    pub ca_files: Vec<PathBuf>,
+    /// Whether Mozilla's roots (the `webpki-root-certs` crate) are trusted
+    /// too. With no CA file they always are.
+    pub webpki_roots: bool,
+    /// Redirects followed before giving up.
+    pub max_redirects: u32,
+}
+
+/// The longest status line plus headers accepted.
+pub const MAX_HEADER_SIZE: usize = 16 * 1024;
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            user_agent: format!("reimage-agent/{}", env!("CARGO_PKG_VERSION")),
+            ca_files: Vec::new(),
+            webpki_roots: true,
+            max_redirects: 5,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum HttpError {
+    #[error("trusted CA file {path}: {source}")]
+    CaFile { path: PathBuf, source: io::Error },
+    #[error("trusted CA file {path}: {reason}")]
+    CaPem { path: PathBuf, reason: String },
+    #[error("{url}: not an http:// or https:// URL with a host")]
+    BadUrl { url: String },
+    #[error("{host}: TLS: the server's certificate is not trusted: {cause}")]
+    Untrusted { host: String, cause: String },
+    #[error("{host}: TLS: {cause}")]
+    Tls { host: String, cause: String },
+    #[error("{url}: {what} timed out")]
+    Timeout { url: String, what: String },
+    #[error("{url}: more than {max} redirects")]
+    TooManyRedirects { url: String, max: u32 },
+    #[error("{url}: the answer's headers are larger than {MAX_HEADER_SIZE} bytes")]
+    HeaderTooLarge { url: String },
+    #[error("{url}: {cause}")]
+    Transport { url: String, cause: String },
+}
+
+impl HttpError {
+    /// Whether trying again later can help (a broken setup or a refused
+    /// certificate will not mend itself within a round of attempts).
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            HttpError::CaFile { .. }
+                | HttpError::CaPem { .. }
+                | HttpError::BadUrl { .. }
+                | HttpError::Untrusted { .. }
+                | HttpError::TooManyRedirects { .. }
+        )
+    }
+}
+
+/// An HTTP client; cheap to share, keeps no connection between requests
+/// that a download would depend on.
+pub struct Client {
+    agent: ureq::Agent,
+    max_redirects: u32,
+}
+
+/// The parts of an answer a download looks at, and its body.
+pub struct Response {
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub content_range: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    body: ureq::BodyReader<'static>,
+}
+
+impl Read for Response {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.body.read(buf)
+    }
+}
+
+impl Client {
+    pub fn new(config: &HttpConfig) -> Result<Client, HttpError> {
+        let mut roots: Vec<Certificate<'static>> = Vec::new();
+        for path in &config.ca_files {
+            roots.extend(read_ca_file(path)?);
+        }
+        if config.webpki_roots || config.ca_files.is_empty() {
+            roots.extend(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .map(|der| Certificate::from_der(der.as_ref()).to_owned()),
+            );
+        }
+        // ureq takes the process's provider; ring is the only one built in.
+        // An error only says that one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .user_agent(config.user_agent.as_str())
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_recv_response(Some(config.read_timeout))
+            .timeout_per_read(Some(config.read_timeout))
+            .max_redirects(config.max_redirects)
+            .max_response_header_size(MAX_HEADER_SIZE)
+            // Statuses are the caller's to judge (206, 200, 416, 5xx).
+            .http_status_as_error(false)
+            // No proxy from the environment: the device's config decides.
+            .proxy(None)
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            max_redirects: config.max_redirects,
+        })
+    }
+
+    /// `GET url`, from byte `from` on (a `Range` request) when it is not 0.
+    pub fn get(&self, url: &str, from: u64) -> Result<Response, HttpError> {
+        let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
+            url: url.to_string(),
+        })?;
+        let mut request = self.agent.get(url);
+        if from > 0 {
+            request = request.header("Range", format!("bytes={from}-"));
+        }
+        let response = request
+            .call()
+            .map_err(|e| classify(e, url, host, self.max_redirects))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_length = match header("content-length") {
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| HttpError::Transport {
+                url: url.to_string(),
+                cause: format!("Content-Length {v:?} is not a number"),
+            })?),
+            None => None,
+        };
+        Ok(Response {
+            status: response.status().as_u16(),
+            content_length,
+            content_range: header("content-range"),
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+            body: response.into_body().into_reader(),
+        })
+    }
+}
+
+/// The host of an `http://` or `https://` URL, for messages.
+pub fn host_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
+fn read_ca_file(path: &PathBuf) -> Result<Vec<Certificate<'static>>, HttpError> {
+    let pem = fs::read(path).map_err(|source| HttpError::CaFile {
+        path: path.clone(),
+        source,
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(HttpError::CaPem {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(HttpError::CaPem {
+            path: path.clone(),
+            reason: "no CERTIFICATE block in it (expected PEM)".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Names what went wrong, with the host for TLS errors.
+fn classify(e: ureq::Error, url: &str, host: &str, max_redirects: u32) -> HttpError {
+    let url_s = url.to_string();
+    match e {
+        ureq::Error::BadUri(_) => HttpError::BadUrl { url: url_s },
+        ureq::Error::Timeout(t) => HttpError::Timeout {
+            url: url_s,
+            what: t.to_string(),
+        },
+        ureq::Error::TooManyRedirects => HttpError::TooManyRedirects {
+            url: url_s,
+            max: max_redirects,
+        },
+        ureq::Error::LargeResponseHeader(..) => HttpError::HeaderTooLarge { url: url_s },
+        ureq::Error::Rustls(e) => tls_error(host, &e),
+        ureq::Error::Io(io) => match io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(e) => tls_error(host, e),
+            None => HttpError::Transport {
+                url: url_s,
+                cause: io.to_string(),
+            },
+        },
+        other => HttpError::Transport {
+            url: url_s,
+            cause: other.to_string(),
+        },
+    }
+}
+
+fn tls_error(host: &str, e: &rustls::Error) -> HttpError {
+    match e {
+        rustls::Error::InvalidCertificate(cause) => HttpError::Untrusted {
+            host: host.to_string(),
+            cause: explain(cause),
+        },
+        other => HttpError::Tls {
+            host: host.to_string(),
+            cause: other.to_string(),
+        },
+    }
+}
+
+/// The certificate error's name, and what it means for an operator.
+fn explain(cause: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let meaning = match cause {
+        E::UnknownIssuer => "not signed by a trusted CA (give the vendor's CA with --ca)",
+        E::Expired | E::ExpiredContext { .. } => "expired (or the device's clock is wrong)",
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "not valid yet (or the device's clock is wrong)"
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => "issued for another host name",
+        E::Revoked => "revoked",
+        E::BadSignature => "its signature does not verify",
+        _ => "refused",
+    };
+    let name = format!("{cause:?}");
+    let name = name.split([' ', '{', '(']).next().unwrap_or("");
+    format!("{name}: {meaning}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_named_for_messages() {
+        assert_eq!(
+            host_of("https://u.example:8443/a/b?c"),
+            Some("u.example:8443")
+        );
+        assert_eq!(host_of("http://user@127.0.0.1/x"), Some("127.0.0.1"));
+        assert_eq!(host_of("ftp://x/y"), None);
+        assert_eq!(host_of("https:///y"), None);
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        let config = HttpConfig {
+            ca_files: vec![missing.clone()],
+            ..HttpConfig::default()
+        };
+        let err = Client::new(&config).err().unwrap().to_string();
+        assert!(err.contains("ca.pem"), "{err}");
+        fs::write(&missing, "not pem\n").unwrap();
+        let err = Client::new(&config).err().unwrap().to_string();
+        assert!(err.contains("no CERTIFICATE"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_before_any_connection() {
+        let client = Client::new(&HttpConfig::default()).unwrap();
+        let err = client.get("ftp://x/y", 0).err().unwrap();
+        assert!(matches!(err, HttpError::BadUrl { .. }), "{err}");
+        assert!(!err.retryable());
+    }
+}

@@ -1,0 +1,16 @@
+//! The update agent of the running system: gets images onto the device.
+//! This first slice downloads one file, resumably and verified.
+//!
+//! - [`http`]: a small blocking HTTP client over rustls: timeouts, user
+//!   agent, bounded redirects and headers, which CAs to trust.
+//! - [`download`]: one file into a directory on `storage`, resumed by
+//!   `Range` after a drop or a reboot, checked by size and BLAKE3.
+//! - [`partial`]: the record kept beside a partial download.
+//! - [`retry`]: attempts with capped exponential backoff.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod download;
+pub mod http;
+pub mod partial;
+pub mod retry;
