@@ -361,7 +361,7 @@ fn corrupt_cfg_records_do_not_stop_the_recovery() {
         run.tail()
     );
     assert!(
-        run.says("treated as no installed version"),
+        run.says("the installed version is unknown"),
         "{}",
         run.tail()
     );
