@@ -4,7 +4,8 @@
 //! boot counts as an attempt; the next boot without the fault completes.
 //! Storage that stops answering in the final sync (`hang-in-sync`: `cfg`
 //! frozen, so recording the hang blocks in the kernel too) still ends in a
-//! reboot by the deadline, without a watchdog.
+//! reboot by the deadline, without a watchdog; so does storage that stops
+//! answering as the outcome is recorded (`hang-in-finish`).
 
 use qemu_tests::inspect::Disk;
 use qemu_tests::scenario::{sample_rootfs, Device, PRODUCT};
@@ -121,9 +122,12 @@ fn a_hung_recovery_is_reset_and_counted_as_an_attempt() {
 /// the result (the fault point freezes `cfg`). Without a watchdog the sync
 /// deadline (5 s) still reboots the guest: the handler waits 30 s for the
 /// recording, then reboots without syncing. The attempt was counted before
-/// the hang, so the next boot is attempt 2 (and completes).
+/// the hang, so the next boot is attempt 2. There, `cfg` stops answering
+/// just as the success is to be recorded, after the update's end: the
+/// supervisor reboots `failure-delay` + 30 s later, without a watchdog.
+/// Attempt 3 completes.
 #[test]
-fn a_hang_in_the_sync_reboots_by_the_deadline_even_if_recording_hangs() {
+fn a_hang_in_the_sync_or_the_finish_reboots_even_if_recording_hangs() {
     let device = instructed();
     device.build_disk();
 
@@ -147,14 +151,30 @@ fn a_hang_in_the_sync_reboots_by_the_deadline_even_if_recording_hangs() {
     assert!(disk.partition("cfg").exists("/update/instruction"));
     assert_eq!(result(&disk), "", "the result was written on a frozen cfg");
 
+    let run = device.boot(
+        "recovery.fault=hang-in-finish recovery.watchdog=0 recovery.failure_delay=0",
+        TIMEOUT,
+    );
+    assert!(run.ended, "the guest did not reboot:\n{}", run.tail());
+    for says in [
+        "attempt 2 of at most 3",
+        "fault point: /run/cfg frozen",
+        "recovery has not rebooted (the storage does not answer?): rebooting without sync",
+        "reboot: Restarting system",
+    ] {
+        assert!(run.says(says), "no {says:?}:\n{}", run.tail());
+    }
+    let disk = device.inspect();
+    assert!(disk.partition("cfg").exists("/update/instruction"));
+    assert_eq!(result(&disk), "", "the result was written on a frozen cfg");
+
     let run = device.boot("", TIMEOUT);
     assert!(run.ended, "{}", run.tail());
-    assert!(run.says("attempt 2 of at most 3"), "{}", run.tail());
-    let disk = device.inspect();
-    let second = result(&disk);
+    assert!(run.says("attempt 3 of at most 3"), "{}", run.tail());
+    let third = result(&device.inspect());
     assert!(
-        second.contains("outcome=success\n") && second.contains("attempt=2\n"),
-        "{second}\n{}",
+        third.contains("outcome=success\n") && third.contains("attempt=3\n"),
+        "{third}\n{}",
         run.tail()
     );
 }

@@ -14,7 +14,9 @@
 //! `hang-in-sync`, as the final sync starts, makes the storage stop
 //! answering: it freezes the `cfg` file system (`FIFREEZE`, as `fsfreeze`
 //! does), so that writing the result blocks in the kernel as on a dead
-//! disk, and blocks the main flow for ever.
+//! disk, and blocks the main flow for ever; `hang-in-finish` freezes `cfg`
+//! as the success is about to be recorded, and lets the main flow go on
+//! into the write that blocks.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
@@ -39,6 +41,9 @@ pub enum Point {
     /// The final sync starts; `cfg` stops taking writes and the main flow
     /// hangs for ever.
     HangInSync,
+    /// Everything is written and synced; `cfg` stops taking writes just
+    /// before the result is written.
+    HangInFinish,
 }
 
 impl Point {
@@ -53,6 +58,7 @@ impl Point {
             "after-removal" => Point::AfterRemoval,
             "hang-in-extract" => Point::HangInExtract,
             "hang-in-sync" => Point::HangInSync,
+            "hang-in-finish" => Point::HangInFinish,
             other => Point::AfterEntries(other.strip_prefix("after-entries:")?.parse().ok()?),
         })
     }
@@ -147,6 +153,7 @@ pub fn hit(point: Point) {
                 armed::freeze(std::path::Path::new(crate::update::CFG_MOUNT));
                 hang(point)
             }
+            Point::HangInFinish => armed::freeze(std::path::Path::new(crate::update::CFG_MOUNT)),
             _ => stop_dead(point),
         }
     }
@@ -183,6 +190,7 @@ mod tests {
         assert_eq!(Point::parse("after-entries:x"), None);
         assert_eq!(Point::parse("hang-in-extract"), Some(Point::HangInExtract));
         assert_eq!(Point::parse("hang-in-sync"), Some(Point::HangInSync));
+        assert_eq!(Point::parse("hang-in-finish"), Some(Point::HangInFinish));
         assert_eq!(Point::parse("later"), None);
     }
 }

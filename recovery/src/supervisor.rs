@@ -16,6 +16,10 @@
 //!   hardware resets the machine even if nothing else in PID 1 can run.
 //!   Before a deliberate long wait (the console under the update lock)
 //!   [`disarm`] stops it with the magic close.
+//! - **The end**: once the update is over ([`leave`]), recording the
+//!   outcome and rebooting get [`ending_limit`]; past it the supervisor
+//!   reboots without sync ([`reboot_now`]), unless PID 1 stays on purpose
+//!   ([`disarm`]).
 //!
 //! The outcome of the update is recorded once: by the main flow or by the
 //! hang handler, whichever claims the end first ([`End::claim`]). A
@@ -32,7 +36,7 @@ use formats::config::{Config, Deadline};
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{
-    AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+    AtomicBool, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
 };
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -66,8 +70,10 @@ pub enum Verdict {
         quiet: Duration,
     },
     /// The update ended this long ago and PID 1 has neither rebooted nor
-    /// stopped the watchdog: it is no longer kept alive (nothing is
-    /// recorded: the outcome already was).
+    /// stopped the watchdog (recording the outcome or the sync before the
+    /// reboot hangs on the storage): the supervisor reboots without
+    /// syncing, and the watchdog is no longer kept alive (nothing more is
+    /// recorded).
     Overdue {
         waited: Duration,
     },
@@ -96,8 +102,8 @@ fn reports_progress(stage: Stage) -> bool {
 }
 
 /// How long the steps after the update (the result, the failure message's
-/// `failure-delay`, the reboot) may take before the watchdog is no longer
-/// kept alive.
+/// `failure-delay`, the reboot) may take before the supervisor reboots
+/// without sync and the watchdog is no longer kept alive.
 pub fn ending_limit(config: &Config) -> Duration {
     Duration::from_secs(config.failure_delay.saturating_add(30))
 }
@@ -215,6 +221,16 @@ impl Default for End {
 /// The end of this boot's update.
 pub static END: End = End::new();
 
+/// Reboots now, without syncing (`reboot(2)` does not sync): the way out
+/// that depends on no storage.
+pub fn reboot_now() -> ! {
+    loop {
+        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        eprintln!("recovery: reboot failed: {err:?}; retrying in 5 s");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 /// Runs `job` on a thread of its own and waits for it at most `limit`:
 /// whether it finished. A job stuck in the kernel (a write or a sync on
 /// storage that no longer answers) is left behind.
@@ -244,6 +260,8 @@ struct Supervisor {
     watch: Mutex<Watch>,
     dog: Mutex<Option<File>>,
     stall: Option<Duration>,
+    /// PID 1 stays on the console on purpose ([`disarm`]): no reboot.
+    staying: AtomicBool,
 }
 
 static SUPERVISOR: OnceLock<Supervisor> = OnceLock::new();
@@ -274,6 +292,7 @@ pub fn start(config: &Config, on_hang: fn(UpdateError, Hang)) {
         }),
         dog: Mutex::new(dog),
         stall,
+        staying: AtomicBool::new(false),
     };
     if SUPERVISOR.set(supervisor).is_err() {
         return;
@@ -324,7 +343,6 @@ fn watch(on_hang: fn(UpdateError, Hang)) {
     let Some(s) = SUPERVISOR.get() else {
         return;
     };
-    let mut told = false;
     loop {
         let verdict = {
             let Ok(w) = s.watch.lock() else {
@@ -346,13 +364,15 @@ fn watch(on_hang: fn(UpdateError, Hang)) {
         match (&verdict, describe(&verdict)) {
             (Verdict::Fine, _) => pet(),
             (Verdict::Overdue { waited }, _) => {
-                if !told {
-                    log::error!(
-                        "watchdog: the update ended {} s ago and the recovery has not \
-                         rebooted: no longer kept alive",
+                if !s.staying.load(Relaxed) {
+                    // Not through the log: its file may be on the storage
+                    // that hangs.
+                    eprintln!(
+                        "recovery: error: the update ended {} s ago and the recovery has not \
+                         rebooted (the storage does not answer?): rebooting without sync",
                         waited.as_secs()
                     );
-                    told = true;
+                    reboot_now();
                 }
             }
             // From here the watchdog is no longer kept alive: if the
@@ -427,9 +447,11 @@ pub fn leave() {
 }
 
 /// Stops the watchdog with the magic close ('V', then close), before a
-/// deliberate wait that must not end in a reset.
+/// deliberate wait that must end neither in a reset nor in the reboot of
+/// an overdue end.
 pub fn disarm() {
     if let Some(s) = SUPERVISOR.get() {
+        s.staying.store(true, Relaxed);
         if let Ok(mut dog) = s.dog.lock() {
             if let Some(mut file) = dog.take() {
                 match file.write_all(b"V") {

@@ -137,7 +137,7 @@ fn on_hang(e: UpdateError, hang: Hang) {
                     RECORD_WAIT.as_secs()
                 );
             }
-            reboot_now()
+            supervisor::reboot_now()
         }
         Hang::Stalled => {
             // Through the log: the console has it before the log file is
@@ -633,6 +633,7 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 /// Records success and the installed version, then removes the
 /// instruction: only now, with the new system on disk and synced.
 fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
+    fault::hit(Point::HangInFinish);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -795,14 +796,5 @@ fn stay() -> ! {
 fn reboot(delay: Duration) -> ! {
     std::thread::sleep(delay);
     nix::unistd::sync();
-    reboot_now()
-}
-
-/// Reboots without syncing (`reboot(2)` does not sync).
-fn reboot_now() -> ! {
-    loop {
-        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-        eprintln!("recovery: reboot failed: {err:?}; retrying in 5 s");
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    supervisor::reboot_now()
 }
