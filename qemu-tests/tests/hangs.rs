@@ -9,6 +9,7 @@
 
 use qemu_tests::inspect::Disk;
 use qemu_tests::scenario::{sample_rootfs, Device, PRODUCT};
+use qemu_tests::vm::Finished;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -17,6 +18,14 @@ fn result(disk: &Disk) -> String {
     disk.partition("cfg")
         .read_string("/update/result")
         .unwrap_or_default()
+}
+
+/// The guest rebooted by itself, and its console says each of `lines`.
+fn rebooted_saying(run: &Finished, lines: &[&str]) {
+    assert!(run.ended, "the guest did not reboot:\n{}", run.tail());
+    for says in lines {
+        assert!(run.says(says), "no {says:?}:\n{}", run.tail());
+    }
 }
 
 /// A device on 1.0 with 2.0 staged and instructed (the disk not built).
@@ -135,17 +144,17 @@ fn a_hang_in_the_sync_or_the_finish_reboots_even_if_recording_hangs() {
         "recovery.fault=hang-in-sync recovery.watchdog=0 recovery.deadline_sync=5+0",
         TIMEOUT,
     );
-    assert!(run.ended, "the guest did not reboot:\n{}", run.tail());
-    for says in [
-        "attempt 1 of at most 3",
-        "fault point: /run/cfg frozen",
-        "fault point HangInSync: hanging",
-        "sync: deadline: the stage overran its deadline of 5 s by",
-        "recording the hang did not finish in 30 s",
-        "reboot: Restarting system",
-    ] {
-        assert!(run.says(says), "no {says:?}:\n{}", run.tail());
-    }
+    rebooted_saying(
+        &run,
+        &[
+            "attempt 1 of at most 3",
+            "fault point: /run/cfg frozen",
+            "fault point HangInSync: hanging",
+            "sync: deadline: the stage overran its deadline of 5 s by",
+            "recording the hang did not finish in 30 s",
+            "reboot: Restarting system",
+        ],
+    );
     assert!(!run.says("watchdog: /dev/watchdog armed"), "{}", run.tail());
     let disk = device.inspect();
     assert!(disk.partition("cfg").exists("/update/instruction"));
@@ -155,15 +164,15 @@ fn a_hang_in_the_sync_or_the_finish_reboots_even_if_recording_hangs() {
         "recovery.fault=hang-in-finish recovery.watchdog=0 recovery.failure_delay=0",
         TIMEOUT,
     );
-    assert!(run.ended, "the guest did not reboot:\n{}", run.tail());
-    for says in [
-        "attempt 2 of at most 3",
-        "fault point: /run/cfg frozen",
-        "recovery has not rebooted (the storage does not answer?): rebooting without sync",
-        "reboot: Restarting system",
-    ] {
-        assert!(run.says(says), "no {says:?}:\n{}", run.tail());
-    }
+    rebooted_saying(
+        &run,
+        &[
+            "attempt 2 of at most 3",
+            "fault point: /run/cfg frozen",
+            "recovery has not rebooted (the storage does not answer?): rebooting without sync",
+            "reboot: Restarting system",
+        ],
+    );
     let disk = device.inspect();
     assert!(disk.partition("cfg").exists("/update/instruction"));
     assert_eq!(result(&disk), "", "the result was written on a frozen cfg");
