@@ -8,10 +8,15 @@
 //! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
 //! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`.
 //!
-//! One point hangs instead of stopping: `hang-in-extract` blocks the main
-//! flow for ever as the extraction starts, as a hung disk or a deadlock
-//! would, for the tests of the deadlines and the watchdog
-//! ([`crate::supervisor`]).
+//! Two points hang instead of stopping, for the tests of the deadlines and
+//! the watchdog ([`crate::supervisor`]): `hang-in-extract` blocks the main
+//! flow for ever as the extraction starts, as a deadlock would;
+//! `hang-in-sync`, as the final sync starts, makes the storage stop
+//! answering: it freezes the `cfg` file system (`FIFREEZE`, as `fsfreeze`
+//! does), so that writing the result blocks in the kernel as on a dead
+//! disk, and blocks the main flow for ever; `hang-in-finish` freezes `cfg`
+//! as the success is about to be recorded, and lets the main flow go on
+//! into the write that blocks.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
@@ -33,6 +38,12 @@ pub enum Point {
     AfterRemoval,
     /// The extraction starts, and hangs for ever.
     HangInExtract,
+    /// The final sync starts; `cfg` stops taking writes and the main flow
+    /// hangs for ever.
+    HangInSync,
+    /// Everything is written and synced; `cfg` stops taking writes just
+    /// before the result is written.
+    HangInFinish,
 }
 
 impl Point {
@@ -46,6 +57,8 @@ impl Point {
             "after-sync" => Point::AfterSync,
             "after-removal" => Point::AfterRemoval,
             "hang-in-extract" => Point::HangInExtract,
+            "hang-in-sync" => Point::HangInSync,
+            "hang-in-finish" => Point::HangInFinish,
             other => Point::AfterEntries(other.strip_prefix("after-entries:")?.parse().ok()?),
         })
     }
@@ -78,6 +91,30 @@ mod armed {
     pub fn armed() -> Option<Point> {
         ARMED.get().copied().flatten()
     }
+
+    nix::ioctl_readwrite!(fifreeze, b'X', 119, nix::libc::c_int);
+
+    /// Freezes the file system mounted at `dir`: until it is thawed (never,
+    /// here), every write to it blocks in the kernel.
+    #[allow(unsafe_code)]
+    pub fn freeze(dir: &std::path::Path) {
+        use std::os::fd::AsRawFd;
+        let frozen = std::fs::File::open(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                let mut unused: nix::libc::c_int = 0;
+                // SAFETY: the fd is open while `f` lives; FIFREEZE ignores its
+                // argument, which points at a c_int as the ioctl is declared.
+                unsafe { fifreeze(f.as_raw_fd(), &mut unused) }.map_err(|e| e.to_string())
+            });
+        match frozen {
+            Ok(_) => eprintln!("recovery: fault point: {} frozen", dir.display()),
+            Err(e) => eprintln!(
+                "recovery: fault point: cannot freeze {}: {e}",
+                dir.display()
+            ),
+        }
+    }
 }
 
 #[cfg(not(feature = "faults"))]
@@ -93,6 +130,8 @@ mod armed {
     pub fn armed() -> Option<Point> {
         None
     }
+
+    pub fn freeze(_dir: &std::path::Path) {}
 }
 
 /// Reads `recovery.fault=` from the kernel command line.
@@ -108,10 +147,15 @@ pub fn is_armed(point: Point) -> bool {
 /// Stops dead at `point` if it is the armed one (hangs, at a hang point).
 pub fn hit(point: Point) {
     if is_armed(point) {
-        if point == Point::HangInExtract {
-            hang(point);
+        match point {
+            Point::HangInExtract => hang(point),
+            Point::HangInSync => {
+                armed::freeze(std::path::Path::new(crate::update::CFG_MOUNT));
+                hang(point)
+            }
+            Point::HangInFinish => armed::freeze(std::path::Path::new(crate::update::CFG_MOUNT)),
+            _ => stop_dead(point),
         }
-        stop_dead(point);
     }
 }
 
@@ -145,6 +189,8 @@ mod tests {
         );
         assert_eq!(Point::parse("after-entries:x"), None);
         assert_eq!(Point::parse("hang-in-extract"), Some(Point::HangInExtract));
+        assert_eq!(Point::parse("hang-in-sync"), Some(Point::HangInSync));
+        assert_eq!(Point::parse("hang-in-finish"), Some(Point::HangInFinish));
         assert_eq!(Point::parse("later"), None);
     }
 }

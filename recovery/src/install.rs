@@ -50,6 +50,7 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
     log::info!("{}", progress.line());
     fault::hit(Point::BeforeSync);
     supervisor::enter(Stage::Sync);
+    fault::hit(Point::HangInSync);
     nix::unistd::syncfs(&root)
         .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
     fault::hit(Point::AfterSync);

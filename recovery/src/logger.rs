@@ -61,9 +61,9 @@ impl Log for Logger {
             let _ = kmsg.write_all(format!("<7>{line}").as_bytes());
         }
         if let Some(file) = &mut sinks.file {
-            let _ = file.write_all(format!("{} {line}", stamp()).as_bytes());
+            let _ = file.write_all(stamped(&stamp(), &line).as_bytes());
         } else if let Some(pending) = &mut sinks.pending {
-            pending.push(format!("{} {line}", stamp()));
+            pending.push(stamped(&stamp(), &line));
         }
     }
 
@@ -74,6 +74,12 @@ impl Log for Logger {
             }
         }
     }
+}
+
+/// `text` (whole lines) with `stamp` at the start of every line, so that
+/// the lines of a multi-line message are dated like any other.
+fn stamped(stamp: &str, text: &str) -> String {
+    text.lines().map(|l| format!("{stamp} {l}\n")).collect()
 }
 
 /// When a line was logged: `2026-11-24T01:26:26Z [    3.456]`.
@@ -163,13 +169,17 @@ mod tests {
         let path = dir.path().join("recovery.log");
         attach_file(&path).unwrap();
         log::warn!("in the file");
+        log::error!("a message\nof three\nlines");
         detach_file();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         for (line, says) in lines.iter().zip([
             "recovery: before the file",
             "recovery: warning: in the file",
+            "recovery: error: a message",
+            "of three",
+            "lines",
         ]) {
             let (time, rest) = line.split_once(' ').unwrap();
             assert_eq!(time.len(), 20, "{line}");

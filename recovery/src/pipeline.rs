@@ -45,6 +45,6 @@ pub fn pass<T>(
     let mut hashed = HashReader::new(file);
     let counted = ProgressReader::new(&mut hashed, progress);
     let tar = decode::decode(counted, decode::workers(), read_tar);
-    let (blake3, size) = hashed.finish()?;
+    let (blake3, size) = hashed.finish(progress)?;
     Ok(Pass { tar, blake3, size })
 }

@@ -21,8 +21,14 @@ impl<R: Read> HashReader<R> {
     }
 
     /// Reads what is left, then returns the hash and size of everything.
-    pub fn finish(mut self) -> io::Result<([u8; 32], u64)> {
-        io::copy(&mut self, &mut io::sink())?;
+    /// What it reads counts into `progress` as it goes, which is also the
+    /// supervisor's sign of life: after an early decode error, reading a
+    /// multi-GB rest on slow storage is not a stall.
+    pub fn finish(mut self, progress: &Progress) -> io::Result<([u8; 32], u64)> {
+        io::copy(
+            &mut ProgressReader::new(&mut self, progress),
+            &mut io::sink(),
+        )?;
         Ok((*self.hasher.finalize().as_bytes(), self.count))
     }
 }
@@ -66,9 +72,12 @@ mod tests {
         let mut r = HashReader::new(&data[..]);
         let mut first = [0u8; 10];
         r.read_exact(&mut first).unwrap();
-        let (hash, count) = r.finish().unwrap();
+        let progress = Progress::new("test", 0);
+        let (hash, count) = r.finish(&progress).unwrap();
         assert_eq!(count, 100_000);
         assert_eq!(hash, *blake3::hash(&data).as_bytes());
+        // The rest is read as progress (each block a beat).
+        assert_eq!(progress.bytes(), 100_000 - 10);
     }
 
     #[test]

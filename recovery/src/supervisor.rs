@@ -16,6 +16,16 @@
 //!   hardware resets the machine even if nothing else in PID 1 can run.
 //!   Before a deliberate long wait (the console under the update lock)
 //!   [`disarm`] stops it with the magic close.
+//! - **The end**: once the update is over ([`leave`]), recording the
+//!   outcome and rebooting get [`ending_limit`]; past it the supervisor
+//!   reboots without sync ([`reboot_now`]), unless PID 1 stays on purpose
+//!   ([`disarm`]).
+//!
+//! The outcome of the update is recorded once: by the main flow or by the
+//! hang handler, whichever claims the end first ([`End::claim`]). A
+//! handler that records on storage that hangs would hang with it: it
+//! records on a thread of its own and waits for it only so long
+//! ([`within`]), then reboots without syncing.
 //!
 //! The decision, which stage overran or stalled by how much, is the pure
 //! function [`verdict`]. Outside PID 1 (the host commands, the tests)
@@ -25,7 +35,9 @@ use crate::error::{Stage, UpdateError};
 use formats::config::{Config, Deadline};
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -58,8 +70,10 @@ pub enum Verdict {
         quiet: Duration,
     },
     /// The update ended this long ago and PID 1 has neither rebooted nor
-    /// stopped the watchdog: it is no longer kept alive (nothing is
-    /// recorded: the outcome already was).
+    /// stopped the watchdog (recording the outcome or the sync before the
+    /// reboot hangs on the storage): the supervisor reboots without
+    /// syncing, and the watchdog is no longer kept alive (nothing more is
+    /// recorded).
     Overdue {
         waited: Duration,
     },
@@ -88,8 +102,8 @@ fn reports_progress(stage: Stage) -> bool {
 }
 
 /// How long the steps after the update (the result, the failure message's
-/// `failure-delay`, the reboot) may take before the watchdog is no longer
-/// kept alive.
+/// `failure-delay`, the reboot) may take before the supervisor reboots
+/// without sync and the watchdog is no longer kept alive.
 pub fn ending_limit(config: &Config) -> Duration {
     Duration::from_secs(config.failure_delay.saturating_add(30))
 }
@@ -170,6 +184,67 @@ pub fn describe(verdict: &Verdict) -> Option<(UpdateError, Hang)> {
     }
 }
 
+/// Who records the update's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ender {
+    /// PID 1's main flow (success, or the failure it returned).
+    Main = 1,
+    /// The supervisor's handler of a hang.
+    Hang = 2,
+}
+
+/// The end of the update, claimed once: when a deadline fires just as the
+/// main flow returns, only one of them writes `update/result`.
+pub struct End(AtomicU8);
+
+impl End {
+    pub const fn new() -> End {
+        End(AtomicU8::new(0))
+    }
+
+    /// Whether `who` records the outcome: the first to claim does (and
+    /// may claim again), the other never.
+    pub fn claim(&self, who: Ender) -> bool {
+        match self.0.compare_exchange(0, who as u8, AcqRel, Acquire) {
+            Ok(_) => true,
+            Err(owner) => owner == who as u8,
+        }
+    }
+}
+
+impl Default for End {
+    fn default() -> End {
+        End::new()
+    }
+}
+
+/// The end of this boot's update.
+pub static END: End = End::new();
+
+/// Reboots now, without syncing (`reboot(2)` does not sync): the way out
+/// that depends on no storage.
+pub fn reboot_now() -> ! {
+    loop {
+        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        eprintln!("recovery: reboot failed: {err:?}; retrying in 5 s");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// Runs `job` on a thread of its own and waits for it at most `limit`:
+/// whether it finished. A job stuck in the kernel (a write or a sync on
+/// storage that no longer answers) is left behind.
+pub fn within(limit: Duration, job: impl FnOnce() + Send + 'static) -> bool {
+    let (done, finished) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("record".into())
+        .spawn(move || {
+            job();
+            let _ = done.send(());
+        });
+    spawned.is_ok() && finished.recv_timeout(limit).is_ok()
+}
+
 struct Watch {
     stage: Option<Stage>,
     since: Instant,
@@ -185,14 +260,17 @@ struct Supervisor {
     watch: Mutex<Watch>,
     dog: Mutex<Option<File>>,
     stall: Option<Duration>,
+    /// PID 1 stays on the console on purpose ([`disarm`]): no reboot.
+    staying: AtomicBool,
 }
 
 static SUPERVISOR: OnceLock<Supervisor> = OnceLock::new();
 
 /// Starts the supervisor thread with `config`'s limits; opens the watchdog
 /// if there is one and `config.watchdog` is not 0. `on_hang` runs on the
-/// supervisor's thread and does not return.
-pub fn start(config: &Config, on_hang: fn(UpdateError, Hang) -> !) {
+/// supervisor's thread; it returns only when it leaves the end to the main
+/// flow (which claimed it first), and the supervisor then keeps watching.
+pub fn start(config: &Config, on_hang: fn(UpdateError, Hang)) {
     let dog = if config.watchdog > 0 {
         open_watchdog(config.watchdog)
     } else {
@@ -214,6 +292,7 @@ pub fn start(config: &Config, on_hang: fn(UpdateError, Hang) -> !) {
         }),
         dog: Mutex::new(dog),
         stall,
+        staying: AtomicBool::new(false),
     };
     if SUPERVISOR.set(supervisor).is_err() {
         return;
@@ -260,11 +339,10 @@ fn set_timeout(file: &File, seconds: u64) -> nix::Result<u64> {
     Ok(value.max(0) as u64)
 }
 
-fn watch(on_hang: fn(UpdateError, Hang) -> !) {
+fn watch(on_hang: fn(UpdateError, Hang)) {
     let Some(s) = SUPERVISOR.get() else {
         return;
     };
-    let mut told = false;
     loop {
         let verdict = {
             let Ok(w) = s.watch.lock() else {
@@ -286,13 +364,15 @@ fn watch(on_hang: fn(UpdateError, Hang) -> !) {
         match (&verdict, describe(&verdict)) {
             (Verdict::Fine, _) => pet(),
             (Verdict::Overdue { waited }, _) => {
-                if !told {
-                    log::error!(
-                        "watchdog: the update ended {} s ago and the recovery has not \
-                         rebooted: no longer kept alive",
+                if !s.staying.load(Relaxed) {
+                    // Not through the log: its file may be on the storage
+                    // that hangs.
+                    eprintln!(
+                        "recovery: error: the update ended {} s ago and the recovery has not \
+                         rebooted (the storage does not answer?): rebooting without sync",
                         waited.as_secs()
                     );
-                    told = true;
+                    reboot_now();
                 }
             }
             // From here the watchdog is no longer kept alive: if the
@@ -367,9 +447,11 @@ pub fn leave() {
 }
 
 /// Stops the watchdog with the magic close ('V', then close), before a
-/// deliberate wait that must not end in a reset.
+/// deliberate wait that must end neither in a reset nor in the reboot of
+/// an overdue end.
 pub fn disarm() {
     if let Some(s) = SUPERVISOR.get() {
+        s.staying.store(true, Relaxed);
         if let Ok(mut dog) = s.dog.lock() {
             if let Some(mut file) = dog.take() {
                 match file.write_all(b"V") {
@@ -519,6 +601,44 @@ mod tests {
         assert_eq!((e.stage, hang), (Stage::Payload, Hang::Stalled));
         assert!(e.reason.contains("no progress for 31 s"), "{e}");
         assert_eq!(describe(&Verdict::Fine), None);
+    }
+
+    #[test]
+    fn the_end_is_recorded_by_whoever_claims_it_first() {
+        let end = End::new();
+        assert!(end.claim(Ender::Main));
+        assert!(end.claim(Ender::Main), "the main flow claims again");
+        assert!(!end.claim(Ender::Hang));
+        let end = End::new();
+        assert!(end.claim(Ender::Hang));
+        assert!(!end.claim(Ender::Main));
+        // Racing: exactly one wins.
+        for _ in 0..100 {
+            let end = std::sync::Arc::new(End::new());
+            let racers: Vec<_> = [Ender::Main, Ender::Hang]
+                .into_iter()
+                .map(|who| {
+                    let end = end.clone();
+                    std::thread::spawn(move || end.claim(who))
+                })
+                .collect();
+            let won: Vec<bool> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+            assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        }
+    }
+
+    #[test]
+    fn a_job_stuck_for_ever_is_waited_for_only_so_long() {
+        let start = Instant::now();
+        // A job that never returns, like a write to storage that hangs.
+        let (_keep, never) = std::sync::mpsc::channel::<()>();
+        assert!(!within(Duration::from_millis(300), move || {
+            let _ = never.recv();
+        }));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert!(within(S(5), || {}));
     }
 
     #[test]

@@ -52,7 +52,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-const CFG_MOUNT: &str = "/run/cfg";
+/// Where `cfg` is mounted (the fault point `hang-in-sync` freezes it).
+pub(crate) const CFG_MOUNT: &str = "/run/cfg";
 const IMAGE_MOUNT: &str = "/run/image";
 const TARGET_MOUNT: &str = "/run/target";
 const BOOTFLAG_MOUNT: &str = "/run/bootflag";
@@ -106,38 +107,81 @@ fn supervise(s: &Session, stage: Stage) {
     supervisor::enter(stage);
 }
 
-/// The supervisor's handler of a hung main flow (runs on its thread): the
-/// failure is recorded as [`fail`] records any other, then the machine
-/// reboots, or, after a stall, waits for the watchdog's reset.
-fn on_hang(e: UpdateError, hang: Hang) -> ! {
-    let snapshot = SNAPSHOT.lock().ok().and_then(|mut s| s.take());
-    match snapshot {
-        Some(snap) => {
-            let mut s = Session {
-                started: snap.started,
-                clock: snap.clock,
-                config: snap.config,
-                instruction: None,
-                version: snap.version,
-                attempt: snap.attempt,
-                erased: snap.erased,
-                written: None,
-                lock_found: false,
-                cfg: snap.cfg,
-                pseudo: Vec::new(),
-            };
-            fail(&mut s, &e);
-            nix::unistd::sync();
-        }
-        None => log::error!("{e}"),
+/// How long the hang handler waits for the failure to be recorded and
+/// synced before it reboots without: on storage that stopped answering,
+/// writing `update/result` or `sync()` blocks in the kernel for ever.
+const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// The supervisor's handler of a hung main flow (runs on its thread). If
+/// the main flow claimed the end first, it records its own outcome and
+/// this returns. Otherwise the failure is recorded as [`fail`] records any
+/// other, then synced, on a thread of its own waited for at most
+/// [`RECORD_WAIT`]; then, after a deadline, the machine reboots without
+/// syncing again (a reboot that does not depend on the storage or on a
+/// watchdog), or, after a stall, waits for the watchdog's reset.
+fn on_hang(e: UpdateError, hang: Hang) {
+    if !supervisor::END.claim(supervisor::Ender::Hang) {
+        return;
     }
+    let recorded = supervisor::within(RECORD_WAIT, move || {
+        record_hang(&e);
+        nix::unistd::sync();
+    });
     match hang {
-        Hang::Deadline => reboot(Duration::ZERO),
+        Hang::Deadline => {
+            if !recorded {
+                // Not through the log: its file is on the storage that hangs.
+                eprintln!(
+                    "recovery: error: recording the hang did not finish in {} s (the storage \
+                     does not answer): rebooting without it",
+                    RECORD_WAIT.as_secs()
+                );
+            }
+            supervisor::reboot_now()
+        }
         Hang::Stalled => {
+            // Through the log: the console has it before the log file is
+            // written, and if that blocks, this thread waits there instead.
             log::error!("waiting for the hardware watchdog to reset the machine");
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
+        }
+    }
+}
+
+/// Records a hang from what the main flow's [`Snapshot`] knew.
+fn record_hang(e: &UpdateError) {
+    let snapshot = SNAPSHOT.lock().ok().and_then(|mut s| s.take());
+    let Some(snap) = snapshot else {
+        log::error!("{e}");
+        return;
+    };
+    let mut s = Session {
+        started: snap.started,
+        clock: snap.clock,
+        config: snap.config,
+        instruction: None,
+        version: snap.version,
+        attempt: snap.attempt,
+        erased: snap.erased,
+        written: None,
+        lock_found: false,
+        cfg: snap.cfg,
+        pseudo: Vec::new(),
+    };
+    fail(&mut s, e);
+}
+
+/// The main flow is over, one way or the other: no deadline any more, and
+/// it claims the recording of the outcome. If the hang handler claimed it
+/// first, the handler records and reboots: the main flow stops here.
+fn end_of_update() {
+    supervisor::leave();
+    if !supervisor::END.claim(supervisor::Ender::Main) {
+        eprintln!("recovery: the update ended as its deadline fired: the hang is recorded");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
         }
     }
 }
@@ -179,10 +223,8 @@ pub fn run() -> ! {
     };
     log::info!("recovery {} starting", env!("CARGO_PKG_VERSION"));
     let updated = update(&mut session);
-    // The update is over, one way or the other: no deadline any more (the
-    // supervisor must not record a second outcome), and the snapshot's
-    // share of the cfg mount is let go.
-    supervisor::leave();
+    end_of_update();
+    // The snapshot's share of the cfg mount is let go.
     if let Ok(mut snapshot) = SNAPSHOT.lock() {
         *snapshot = None;
     }
@@ -249,7 +291,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     fault::hit(Point::AfterErase);
     supervise(s, Stage::Extract);
     let written = extract_image(&image, target)?;
-    supervisor::leave();
+    end_of_update();
     s.written = Some(written);
     finish(s, &cfg, &image)?;
     Ok(Done::Installed)
@@ -591,6 +633,7 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 /// Records success and the installed version, then removes the
 /// instruction: only now, with the new system on disk and synced.
 fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
+    fault::hit(Point::HangInFinish);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -753,9 +796,5 @@ fn stay() -> ! {
 fn reboot(delay: Duration) -> ! {
     std::thread::sleep(delay);
     nix::unistd::sync();
-    loop {
-        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-        eprintln!("recovery: reboot failed: {err:?}; retrying in 5 s");
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    supervisor::reboot_now()
 }
