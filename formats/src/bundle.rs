@@ -22,6 +22,8 @@ pub const TRAILER: &str = "TRAILER!!!";
 /// The file name extension of a bundle: what SWUpdate, gooseBit and
 /// hawkBit's SWUpdate integrations expect of a newc cpio update.
 pub const EXTENSION: &str = "swu";
+/// The trailer's header and name with its NUL: what [`check_trailer`] reads.
+pub const TRAILER_LEN: usize = HEADER_LEN + TRAILER.len() + 1;
 /// The largest `sw-description` a reader accepts.
 pub const MAX_SW_DESCRIPTION: u64 = 64 * 1024;
 /// The largest signature a reader accepts (a minisign signature is ~300 bytes).
@@ -440,12 +442,13 @@ impl Layout {
     }
 }
 
-/// Checks the bytes at [`Layout::trailer_offset`] (at least the trailer's
-/// header and name): a bundle ends with the cpio trailer, so a bundle cut
+/// Checks the bytes at [`Layout::trailer_offset`] (at least
+/// [`TRAILER_LEN`] of them: the trailer's header and name): a bundle ends with the cpio trailer, so a bundle cut
 /// short or with more appended than padding is refused.
 pub fn check_trailer(at: u64, tail: &[u8]) -> Result<(), BundleError> {
-    let expected = render_header(TRAILER, 0, 0, 0).unwrap_or_default();
-    if tail.len() < expected.len() || tail[..expected.len()] != expected[..] {
+    let header = render_header(TRAILER, 0, 0, 0).unwrap_or_default();
+    let expected = &header[..TRAILER_LEN];
+    if tail.get(..TRAILER_LEN) != Some(expected) {
         return Err(BundleError::NoTrailer { offset: at });
     }
     Ok(())
@@ -488,6 +491,7 @@ mod tests {
         assert_eq!(&b[l.payload.range()], b"payload bytes");
         let t = l.trailer_offset();
         check_trailer(t, &b[t as usize..]).unwrap();
+        check_trailer(t, &b[t as usize..t as usize + TRAILER_LEN]).unwrap();
         // Every data offset is 4-aligned; a manifest is not a bundle.
         assert_eq!(l.payload.offset % 4, 0);
         assert!(!is_bundle(b"format=1\n"));

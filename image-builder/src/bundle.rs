@@ -61,9 +61,7 @@ pub fn build(req: &BundleRequest) -> Result<BundleSummary, BuildError> {
         path: manifest_path.display().to_string(),
         reason: format!("not a manifest: {e}"),
     })?;
-    let mut sig_path = manifest_path.as_os_str().to_owned();
-    sig_path.push(".minisig");
-    let sig_path = PathBuf::from(sig_path);
+    let sig_path = recovery::source::signature_path(manifest_path);
     let signature = read_small(&sig_path, bundle::MAX_SIGNATURE, "signature")?;
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let payload_path = dir.join(&m.payload);
@@ -139,6 +137,10 @@ mod tests {
 
     fn image(work: &Path) -> crate::image::ImageSummary {
         let (_, key) = crate::keygen::keygen(&work.join("k")).unwrap();
+        image_with(work, key)
+    }
+
+    fn image_with(work: &Path, key: PathBuf) -> crate::image::ImageSummary {
         let root = work.join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(root.join("etc/hello"), "hello\n".repeat(1000)).unwrap();
@@ -162,7 +164,8 @@ mod tests {
     #[test]
     fn the_bundle_parses_back_to_the_three_files_reproducibly() {
         let work = tempfile::tempdir().unwrap();
-        let img = image(work.path());
+        let (public, key) = crate::keygen::keygen(&work.path().join("k")).unwrap();
+        let img = image_with(work.path(), key);
         let request = |out: &str| BundleRequest {
             manifest: img.manifest_path.clone(),
             out_dir: work.path().join(out),
@@ -198,6 +201,9 @@ mod tests {
             String::from_utf8_lossy(&listed.stdout),
             "sw-description\nacme-gw-2.0.1.manifest\nacme-gw-2.0.1.manifest.minisig\nacme-gw-2.0.1.tar.zst\n"
         );
+        // `image-builder info` reads it in place, and it verifies.
+        let report = crate::info::inspect(&s.path, &[public]);
+        assert_eq!(report.exit_code(), 0, "{}", report.info.to_text());
         // Reproducible: a second build gives the same bytes.
         let again = build(&request("b")).unwrap();
         assert_eq!(fs::read(again.path).unwrap(), b);

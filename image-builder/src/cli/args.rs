@@ -115,7 +115,7 @@ pub struct BundleArgs {
 /// Exit codes when a check fails are those of `recovery verify`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image's manifest (P-V.manifest).
+    /// The image's manifest (P-V.manifest), or its bundle (P-V.swu).
     #[arg(value_name = "IMAGE.manifest")]
     pub manifest: PathBuf,
     /// A minisign public key to verify against (repeat for several).
