@@ -582,6 +582,27 @@ mod tests {
         assert!(check_trailer(t as u64, &b[t + 1..]).is_err());
     }
 
+    /// Every byte of the head changed, one at a time, to a few values:
+    /// never a panic, and whatever is accepted lies inside the file.
+    #[test]
+    fn a_byte_changed_anywhere_in_the_head_never_misleads() {
+        let b = bundle(b"0123456789abcdef");
+        let n = b.len() as u64;
+        let end = parse_head(&b, n).unwrap().payload.offset as usize;
+        for at in 0..end {
+            for value in [0u8, b'0', b'F', b'/', 0xff, b[at] ^ 1] {
+                let mut c = b.clone();
+                c[at] = value;
+                if let Ok(l) = parse_head(&c, n) {
+                    for e in [&l.sw_description, &l.manifest, &l.signature, &l.payload] {
+                        assert!(e.offset % 4 == 0 && e.offset + e.size <= n, "{at}: {e:?}");
+                    }
+                    assert_eq!(l.signature.name, format!("{}.minisig", l.manifest.name));
+                }
+            }
+        }
+    }
+
     #[test]
     fn sw_description_is_what_goosebit_reads() {
         let d =
