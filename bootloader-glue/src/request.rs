@@ -296,6 +296,13 @@ mod tests {
             show_progress: false,
         })
         .unwrap();
+        // The same image as one bundle, alone in its directory.
+        image_builder::bundle::build(&image_builder::bundle::BundleRequest {
+            manifest: storage.join("updates/p-2.0.manifest"),
+            out_dir: storage.join("bundles"),
+            hardware: vec![],
+        })
+        .unwrap();
         let cfg = dir.path().join("cfg");
         std::fs::create_dir_all(cfg.join("update")).unwrap();
         let disks = Disks {
@@ -320,12 +327,20 @@ mod tests {
             .render()
         };
         let mut decisions = Vec::new();
-        for record in [
-            None,
-            Some(installed("1.0")),
-            Some(installed("3.0")),
-            Some("garbage\n".into()),
-        ] {
+        for (image, record) in [
+            "storage:updates/p-2.0.manifest",
+            "storage:bundles/p-2.0.swu",
+        ]
+        .into_iter()
+        .flat_map(|image| {
+            [
+                None,
+                Some(installed("1.0")),
+                Some(installed("3.0")),
+                Some("garbage\n".into()),
+            ]
+            .map(|record| (image, record))
+        }) {
             match &record {
                 Some(text) => std::fs::write(cfg.join(INSTALLED), text).unwrap(),
                 None => {
@@ -337,7 +352,7 @@ mod tests {
                 config.downgrade = downgrade;
                 let r = Request {
                     cfg: cfg.clone(),
-                    manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
+                    manifest: PartitionPath::parse(image).unwrap(),
                     target: "system".into(),
                     allow_downgrade: false,
                     config,
@@ -369,11 +384,13 @@ mod tests {
                     RequestError::Image(e) => e,
                     other => panic!("not an admission error: {other}"),
                 });
-                assert_eq!(asked, recovered, "{record:?} {downgrade:?}");
+                assert_eq!(asked, recovered, "{image} {record:?} {downgrade:?}");
                 decisions.push(asked.is_ok());
             }
         }
-        // Missing, older, newer and garbage under refuse and allow.
-        assert_eq!(decisions, [true, true, true, true, false, true, true, true]);
+        // Missing, older, newer and garbage under refuse and allow, for
+        // the three files and for the bundle alike.
+        let each = [true, true, true, true, false, true, true, true];
+        assert_eq!(decisions, [each, each].concat());
     }
 }

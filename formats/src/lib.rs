@@ -8,6 +8,9 @@
 //! - [`keyvalue`]: the strict `key=value` text that every record is made
 //!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
+//! - [`bundle`]: the single-file bundle (a newc cpio: `sw-description`,
+//!   manifest, signature, payload), written and read through one layout.
+//! - [`newc`]: the cpio headers of bundles and of the initramfs.
 //! - [`image_info`]: what `verify --json` and `info --json` say about an
 //!   image, one set of field names.
 //! - [`signature`]: minisign public keys and signatures, and the check of a
@@ -32,6 +35,7 @@
 //!   immutable), through an ioctl.
 
 pub mod bootflag;
+pub mod bundle;
 pub mod cfg;
 pub mod config;
 pub mod efivar;
@@ -44,6 +48,7 @@ pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;
 pub mod mountinfo;
+pub mod newc;
 pub mod result;
 pub mod signature;
 pub mod store;

@@ -1,9 +1,10 @@
-//! The command line: `keygen`, `image`, `info`, `initramfs` and `disk`,
+//! The command line: `keygen`, `image`, `bundle`, `info`, `initramfs` and `disk`,
 //! defined with `clap` in [`args`] (which `build.rs` also reads to write
 //! the man pages and shell completions).
 
 pub mod args;
 
+use crate::bundle;
 use crate::disk::{self, PartitionSpec};
 use crate::image::{self, ImageRequest, Source};
 use crate::info;
@@ -12,7 +13,7 @@ use crate::keygen;
 use crate::payload::Compression;
 use crate::progress::human;
 use anyhow::Context;
-use args::{Cli, Command, DiskArgs, ImageArgs, InfoArgs, InitramfsArgs, KeygenArgs};
+use args::{BundleArgs, Cli, Command, DiskArgs, ImageArgs, InfoArgs, InitramfsArgs, KeygenArgs};
 use clap::{CommandFactory, Parser};
 use formats::config::Config;
 use formats::manifest::Manifest;
@@ -24,6 +25,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Keygen(a) => keygen_command(a),
         Command::Image(a) => image_command(a),
+        Command::Bundle(a) => bundle_command(a),
         Command::Info(a) => return info_command(a),
         Command::Initramfs(a) => initramfs_command(a),
         Command::Disk(a) => disk_command(a),
@@ -145,6 +147,36 @@ fn refuse_overwrite(out: &std::path::Path, stem: &str) -> anyhow::Result<()> {
             existing.join(", ")
         )
     }
+}
+
+fn bundle_command(a: BundleArgs) -> anyhow::Result<()> {
+    if !a.force {
+        let text = std::fs::read(&a.image)
+            .with_context(|| format!("{}: cannot read the manifest", a.image.display()))?;
+        let m = Manifest::parse(&text)
+            .with_context(|| format!("{}: not a manifest", a.image.display()))?;
+        let path = a.out.join(bundle::file_name(&m.product, &m.version));
+        if path.symlink_metadata().is_ok() {
+            anyhow::bail!(
+                "this version is already bundled: {} (pass --force to replace it)",
+                path.display()
+            );
+        }
+    }
+    let s = bundle::build(&bundle::BundleRequest {
+        manifest: a.image,
+        out_dir: a.out,
+        hardware: a.hardware,
+    })?;
+    println!(
+        "{}: {} ({} {}, payload {})",
+        s.path.display(),
+        human(s.size),
+        s.manifest.product,
+        s.manifest.version,
+        human(s.manifest.payload_size)
+    );
+    Ok(())
 }
 
 fn info_command(a: InfoArgs) -> i32 {

@@ -1,5 +1,7 @@
-//! The newc cpio format that the kernel unpacks an initramfs from.
+//! The newc cpio format that the kernel unpacks an initramfs from: the
+//! archive's entries in order, each header through [`formats::newc`].
 
+use formats::newc;
 use std::io::{self, Write};
 
 /// Writes newc entries; inode numbers count up from 1.
@@ -25,8 +27,7 @@ impl<W: Write> CpioWriter<W> {
     }
 
     fn pad(&mut self) -> io::Result<()> {
-        let n = (4 - self.written % 4) % 4;
-        self.raw(&[0; 3][..n as usize])
+        self.raw(newc::padding(self.written))
     }
 
     /// One entry: `mode` includes the file type bits; `rdev` is
@@ -39,30 +40,9 @@ impl<W: Write> CpioWriter<W> {
         data: &[u8],
     ) -> io::Result<()> {
         self.ino += 1;
-        let name_size = name.len() + 1;
-        let fields = [
-            self.ino,
-            mode,
-            0, // uid
-            0, // gid
-            1, // nlink
-            0, // mtime: fixed, for reproducible archives
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name_size as u32,
-            0, // check
-        ];
-        let mut header = String::from("070701");
-        for f in fields {
-            header.push_str(&format!("{f:08x}"));
-        }
-        self.raw(header.as_bytes())?;
-        self.raw(name.as_bytes())?;
-        self.raw(&[0])?;
-        self.pad()?;
+        let header = newc::render_header(name, self.ino, mode, rdev, data.len() as u64)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.raw(&header)?;
         self.raw(data)?;
         self.pad()
     }
@@ -81,7 +61,7 @@ impl<W: Write> CpioWriter<W> {
 
     /// Writes the trailer and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.entry("TRAILER!!!", 0, (0, 0), &[])?;
+        self.entry(newc::TRAILER, 0, (0, 0), &[])?;
         Ok(self.out)
     }
 }
@@ -102,19 +82,15 @@ pub fn read(archive: &[u8]) -> Result<Vec<Entry>, String> {
     let align = |n: usize| n.div_ceil(4) * 4;
     loop {
         let header = archive
-            .get(at..at + 110)
+            .get(at..at + newc::HEADER_LEN)
             .ok_or_else(|| format!("offset {at}: the archive ends inside a header"))?;
-        if &header[..6] != b"070701" {
-            return Err(format!("offset {at}: expected the newc magic 070701"));
-        }
-        let field = |i: usize| {
-            std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i])
-                .ok()
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("offset {at}: header field {i} is not hex"))
-        };
-        let (mode, size, name_size) = (field(1)?, field(6)? as usize, field(11)? as usize);
-        let name_at = at + 110;
+        let fields = newc::parse_fields(header).map_err(|e| format!("offset {at}: {e}"))?;
+        let (mode, size, name_size) = (
+            fields[newc::MODE],
+            fields[newc::FILESIZE] as usize,
+            fields[newc::NAMESIZE] as usize,
+        );
+        let name_at = at + newc::HEADER_LEN;
         let name = archive
             .get(name_at..name_at + name_size.saturating_sub(1))
             .ok_or_else(|| format!("offset {at}: the archive ends inside a name"))?;
@@ -123,7 +99,7 @@ pub fn read(archive: &[u8]) -> Result<Vec<Entry>, String> {
         let data = archive
             .get(data_at..data_at + size)
             .ok_or_else(|| format!("{name}: the archive ends inside its data"))?;
-        if name == "TRAILER!!!" {
+        if name == newc::TRAILER {
             return Ok(entries);
         }
         entries.push(Entry {

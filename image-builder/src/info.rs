@@ -5,8 +5,8 @@
 //! `recovery verify --json`.
 
 use formats::image_info::ImageInfo;
-use formats::signature::{self, TrustedKey};
 use recovery::error::{Stage, UpdateError};
+use recovery::source::ImageSource;
 use std::path::{Path, PathBuf};
 
 /// What `info` found, and the exit code it means.
@@ -23,8 +23,9 @@ impl Report {
     }
 }
 
-/// Reads the image at `manifest_path`; with `trusted_keys`, verifies it:
-/// all of it when the payload is beside the manifest, else the signature.
+/// Reads the image at `manifest_path` (a manifest or a bundle); with
+/// `trusted_keys`, verifies it: all of it when the payload is there, else
+/// the signature.
 pub fn inspect(manifest_path: &Path, trusted_keys: &[PathBuf]) -> Report {
     let mut trusted = Vec::new();
     let outcome = if trusted_keys.is_empty() {
@@ -33,11 +34,11 @@ pub fn inspect(manifest_path: &Path, trusted_keys: &[PathBuf]) -> Report {
     } else {
         recovery::keys::load(trusted_keys).and_then(|keys| {
             trusted = keys;
-            let payload = read_manifest(manifest_path)?;
-            if payload.is_file() {
+            let (source, payload_present) = read_manifest(manifest_path)?;
+            if payload_present {
                 recovery::verify::verify(manifest_path, &trusted)?;
             } else {
-                signature_only(manifest_path, &trusted)?;
+                recovery::verify::check_signature(&source, &trusted)?;
             }
             Ok(())
         })
@@ -50,37 +51,13 @@ pub fn inspect(manifest_path: &Path, trusted_keys: &[PathBuf]) -> Report {
     }
 }
 
-/// Reads and parses the manifest; returns where its payload would be.
-fn read_manifest(path: &Path) -> Result<PathBuf, UpdateError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        UpdateError::new(Stage::Manifest, path.display(), format!("cannot read: {e}"))
-    })?;
-    let manifest = formats::manifest::Manifest::parse(&bytes)
-        .map_err(|e| UpdateError::new(Stage::Manifest, path.display(), e))?;
-    Ok(path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(manifest.payload))
-}
-
-/// The signature check alone, for a manifest whose payload is not here.
-fn signature_only(manifest_path: &Path, keys: &[TrustedKey]) -> Result<(), UpdateError> {
-    let sig_path = recovery::verify::signature_path(manifest_path);
-    let fail = |reason: String| UpdateError::new(Stage::Signature, sig_path.display(), reason);
-    let manifest = std::fs::read(manifest_path).map_err(|e| {
-        UpdateError::new(
-            Stage::Manifest,
-            manifest_path.display(),
-            format!("cannot read: {e}"),
-        )
-    })?;
-    let signature = std::fs::read_to_string(&sig_path).map_err(|e| {
-        fail(format!(
-            "cannot read the signature beside the manifest: {e}"
-        ))
-    })?;
-    signature::verify(&manifest, &signature, keys).map_err(|e| fail(e.to_string()))?;
-    Ok(())
+/// Reads and parses the manifest; says whether its payload is there.
+fn read_manifest(path: &Path) -> Result<(ImageSource, bool), UpdateError> {
+    let source = ImageSource::read(path)?;
+    let manifest = formats::manifest::Manifest::parse(&source.manifest)
+        .map_err(|e| UpdateError::new(Stage::Manifest, source.manifest_shown(), e))?;
+    let present = source.payload(&manifest).is_ok();
+    Ok((source, present))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`payload`]: writes the entries as tar → zstd → hash → file.
 //! - [`sign`]: deterministic minisign signatures.
 //! - [`image`]: payload, manifest and signature together.
+//! - [`bundle`]: the three files of an image in one `P-V.swu`.
 //! - [`info`]: what an image holds and whether it verifies.
 //! - [`initramfs`] and [`cpio`]: the recovery initramfs.
 //! - [`elf`]: class, loader and libraries of an ELF file (with `object`).
@@ -14,6 +15,7 @@
 //! - [`error`]: what failed, with the file and the entry named.
 //! - [`cli`]: the command line (clap; `build.rs` makes man pages and completions).
 
+pub mod bundle;
 pub mod cli;
 pub mod cpio;
 pub mod disk;

@@ -249,10 +249,10 @@ impl<R: Read> Read for Exact<R> {
 }
 
 /// Hashes and counts what passes through to the file.
-struct HashWriter<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-    count: u64,
+pub(crate) struct HashWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hasher: blake3::Hasher,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Write for HashWriter<W> {

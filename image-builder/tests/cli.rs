@@ -38,7 +38,10 @@ fn every_command_answers_help_and_version() {
         format!("image-builder {}", env!("CARGO_PKG_VERSION"))
     );
     let names = subcommands();
-    assert_eq!(names, ["keygen", "image", "info", "initramfs", "disk"]);
+    assert_eq!(
+        names,
+        ["keygen", "image", "bundle", "info", "initramfs", "disk"]
+    );
     for name in &names {
         let h = run(&[name, "--help"]);
         assert!(h.status.success(), "{name} --help: {}", stderr(&h));

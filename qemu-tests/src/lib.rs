@@ -7,11 +7,14 @@
 //!   instruction, the reference GPT layout.
 //! - [`vm`]: boots QEMU with a timeout and keeps the serial console.
 //! - [`inspect`]: reads partitions and files of a disk image from the host.
+//! - [`goosebit`]: a real gooseBit server (PyPI) on 127.0.0.1, for the
+//!   tests of bundles and the agent.
 //! - [`demo`]: the README's first command: one update, shown as it happens.
 
 pub mod artifacts;
 pub mod cycle;
 pub mod demo;
+pub mod goosebit;
 pub mod inspect;
 pub mod scenario;
 pub mod vm;

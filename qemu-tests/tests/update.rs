@@ -3,9 +3,27 @@
 //! it, and reads what it left on the disk.
 
 use qemu_tests::scenario::{sample_rootfs, Device, Suite, PRODUCT};
+use qemu_tests::vm::Finished;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Boots the recovery on the device's disk and fails unless it installed
+/// `version` and rebooted by itself.
+fn boot_and_install(device: &Device, version: &str) -> Finished {
+    let run = device.boot("", TIMEOUT);
+    assert!(
+        run.ended,
+        "the guest did not reboot by itself:\n{}",
+        run.tail()
+    );
+    assert!(
+        run.says(&format!("done: {version} installed")),
+        "no success line:\n{}",
+        run.tail()
+    );
+    run
+}
 
 #[test]
 fn happy_path_installs_v2_and_reboots() {
@@ -15,17 +33,7 @@ fn happy_path_installs_v2_and_reboots() {
     device.instruct("storage:updates/demo-2.0.manifest", "system");
     device.build_disk();
 
-    let run = device.boot("", TIMEOUT);
-    assert!(
-        run.ended,
-        "the guest did not reboot by itself:\n{}",
-        run.tail()
-    );
-    assert!(
-        run.says("done: 2.0 installed"),
-        "no success line:\n{}",
-        run.tail()
-    );
+    let run = boot_and_install(&device, "2.0");
 
     let disk = device.inspect();
     let system = disk.partition("system");
@@ -64,6 +72,48 @@ fn happy_path_installs_v2_and_reboots() {
         run.timing(),
         Suite::get().initramfs_size
     );
+}
+
+/// The instruction names a bundle (`demo-2.0.swu`), the only file staged:
+/// the recovery reads the manifest, the signature and the payload from it
+/// in place, and installs 2.0.
+#[test]
+fn a_staged_bundle_installs_in_place() {
+    let device = Device::new("1.0");
+    let v2 = sample_rootfs(device.dir.path(), "2.0");
+    let image = device.stage(PRODUCT, "2.0", &v2);
+    let bundle = image_builder::bundle::build(&image_builder::bundle::BundleRequest {
+        manifest: image.manifest_path.clone(),
+        out_dir: device.storage.join("updates"),
+        hardware: vec!["1.0".into()],
+    })
+    .unwrap();
+    for f in [
+        &image.manifest_path,
+        &image.signature_path,
+        &image.payload_path,
+    ] {
+        std::fs::remove_file(f).unwrap();
+    }
+    let staged = std::fs::read(&bundle.path).unwrap();
+    device.instruct("storage:updates/demo-2.0.swu", "system");
+    device.build_disk();
+
+    let run = boot_and_install(&device, "2.0");
+    assert!(run.says("payload: read in place in"), "{}", run.tail());
+    let disk = device.inspect();
+    let system = disk.partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    let result = disk
+        .partition("cfg")
+        .read_string("/update/result")
+        .expect("a result on cfg");
+    assert!(result.contains("outcome=success\n"), "{result}");
+    // Nothing was unpacked or copied beside the bundle, which is unchanged.
+    let storage = disk.partition("storage");
+    assert_eq!(storage.list("/updates"), ["demo-2.0.swu"]);
+    assert!(storage.read("/updates/demo-2.0.swu") == Some(staged));
+    println!("bundle: {}", run.timing());
 }
 
 #[test]

@@ -36,7 +36,8 @@ usage: recovery verify --manifest M --trusted-key K.pub [--trusted-key K2.pub ..
 Checks everything the recovery checks before it erases anything: the
 manifest's signature by one of the trusted keys, the manifest, the
 payload's size and BLAKE3, and every entry of the payload. Writes nothing.
-  --manifest M         the image's manifest (the payload and M.minisig beside it)
+  --manifest M         the image's manifest (the payload and M.minisig beside it),
+                       or a bundle (P-V.swu) that holds all three
   --trusted-key K.pub  a minisign public key to trust; repeat for several
   --json               one JSON object on standard output: manifest, product,
                        version, payload, payload_size, payload_blake3,
@@ -51,7 +52,8 @@ usage: recovery apply --manifest M --trusted-key K.pub [--trusted-key K2.pub ...
 Verifies the image as `recovery verify` does, then writes it into DIR
 (owners, modes, links, device nodes, xattrs) and syncs DIR's file system
 once. Must run as root.
-  --manifest M         the image's manifest (the payload and M.minisig beside it)
+  --manifest M         the image's manifest (the payload and M.minisig beside it),
+                       or a bundle (P-V.swu) that holds all three
   --trusted-key K.pub  a minisign public key to trust; repeat for several
   --into DIR           an existing directory, normally an empty file system
   --quiet              only warnings and errors on standard error

@@ -4,31 +4,27 @@
 //! of the checks.
 
 use crate::error::UpdateError;
-use crate::verify;
+use crate::source::ImageSource;
 use formats::image_info::{ImageInfo, InfoError};
 use formats::manifest::Manifest;
 use formats::signature::TrustedKey;
 use std::path::Path;
 
-/// Describes the image at `manifest` after its checks against `trusted`:
+/// Describes the image at `manifest` (a manifest or a bundle) after its checks against `trusted`:
 /// passed (`Ok`), or the first failure.
 pub fn describe(
     manifest: &Path,
     trusted: &[TrustedKey],
     outcome: Result<(), &UpdateError>,
 ) -> ImageInfo {
-    let bytes = std::fs::read(manifest).ok();
-    let signature = std::fs::read_to_string(verify::signature_path(manifest)).ok();
-    let payload_present = bytes
-        .as_deref()
-        .and_then(|b| Manifest::parse(b).ok())
-        .is_some_and(|m| {
-            manifest
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(m.payload)
-                .is_file()
-        });
+    let source = ImageSource::read(manifest).ok();
+    let bytes = source.as_ref().map(|s| s.manifest.clone());
+    let signature = source.as_ref().and_then(|s| s.signature.clone().ok());
+    let payload_present = source.as_ref().is_some_and(|s| {
+        Manifest::parse(&s.manifest)
+            .ok()
+            .is_some_and(|m| s.payload(&m).is_ok())
+    });
     let mut info = ImageInfo::unverified(
         &manifest.display().to_string(),
         bytes.as_deref(),

@@ -19,8 +19,10 @@ use std::fs::File;
 use std::path::Path;
 
 pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateError> {
-    let shown = image.payload_path.display().to_string();
-    let file = File::open(&image.payload_path)
+    let shown = image.payload.shown();
+    let file = image
+        .payload
+        .open()
         .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
     let root = File::open(dir).map_err(|e| {
         UpdateError::new(Stage::Extract, dir.display(), format!("cannot open: {e}"))

@@ -3,7 +3,7 @@
 //! from a shell, its host modes check and apply images ([`cli`]).
 //!
 //! The data path, top to bottom, as a stack of readers built in one place
-//! ([`pipeline`]): file → [`readers::HashReader`] (BLAKE3) →
+//! ([`pipeline`]): payload (a file, or a range of a bundle) → [`readers::HashReader`] (BLAKE3) →
 //! [`readers::ProgressReader`] → [`decode`] (zstd, frames on several
 //! threads) → tar → [`scan`] (verification, writes nothing) or [`extract`].
 //!
@@ -17,6 +17,8 @@
 //! - [`erase`]: a fresh file system on the target.
 //! - [`fault`]: fault points for the power-cut tests (feature `faults`).
 //! - [`keys`]: the trusted public keys.
+//! - [`source`]: where an image's manifest, signature and payload are:
+//!   three files, or one bundle read in place.
 //! - [`verify`]: signature, manifest, payload size and hash, and the scan
 //!   of every entry: everything that is checked before the first write.
 //! - [`scan`]: the entry checks that need the decoded payload.
@@ -49,6 +51,7 @@ pub mod policy;
 pub mod progress;
 pub mod readers;
 pub mod scan;
+pub mod source;
 pub mod supervisor;
 pub mod update;
 pub mod verify;

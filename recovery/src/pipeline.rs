@@ -1,5 +1,5 @@
 //! The one reader stack over a payload, for verification and extraction
-//! alike: file → [`HashReader`] (BLAKE3) → [`ProgressReader`] →
+//! alike: payload (a file, or its range of a bundle) → [`HashReader`] (BLAKE3) → [`ProgressReader`] →
 //! [`decode`] (zstd, frames on every core) → the caller's reader of the
 //! tar stream ([`crate::scan`] or [`crate::extract`]).
 //!
@@ -11,16 +11,15 @@ use crate::decode::{self, Decoded};
 use crate::error::UpdateError;
 use crate::progress::Progress;
 use crate::readers::{HashReader, ProgressReader};
-use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 
 /// What one pass over a payload found.
 pub struct Pass<T> {
     /// What the reader of the tar stream returned.
     pub tar: Result<T, UpdateError>,
-    /// BLAKE3 of every byte of the file.
+    /// BLAKE3 of every byte of the payload.
     pub blake3: [u8; 32],
-    /// Bytes read from the file.
+    /// Bytes read from the payload.
     pub size: u64,
 }
 
@@ -35,14 +34,16 @@ impl<T> Pass<T> {
     }
 }
 
-/// Reads the payload `file` once through the stack, with `read_tar` on
-/// the decoded stream; fails only when the file cannot be read to its end.
+/// Reads the payload once through the stack, with `read_tar` on the
+/// decoded stream; fails only when the payload cannot be read to its end.
+/// `payload` reads exactly the payload's bytes: its own file, or its
+/// range of a bundle ([`crate::source::PayloadSource::open`]).
 pub fn pass<T>(
-    file: File,
+    payload: impl Read + Send,
     progress: &Progress,
     read_tar: impl FnOnce(&mut Decoded<'_>) -> Result<T, UpdateError>,
 ) -> io::Result<Pass<T>> {
-    let mut hashed = HashReader::new(file);
+    let mut hashed = HashReader::new(payload);
     let counted = ProgressReader::new(&mut hashed, progress);
     let tar = decode::decode(counted, decode::workers(), read_tar);
     let (blake3, size) = hashed.finish(progress)?;

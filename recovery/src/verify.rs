@@ -8,28 +8,32 @@ use crate::error::{Stage, UpdateError};
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::scan;
-use formats::manifest::{hex, Manifest, MAX_SIZE};
+use crate::source::{ImageSource, PayloadSource};
+use formats::manifest::{hex, Manifest};
 use formats::signature::{self, TrustedKey};
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// An image that passed every check.
 #[derive(Debug, Clone)]
 pub struct VerifiedImage {
     pub manifest: Manifest,
+    /// The path given: the manifest, or the bundle that holds it.
     pub manifest_path: PathBuf,
-    pub payload_path: PathBuf,
+    /// Where the payload is: its own file, or its entry inside the bundle.
+    pub payload: PayloadSource,
     /// The trusted key that signed it, as `ID from FILE`.
     pub signed_by: String,
 }
 
-/// Runs every check on the image whose manifest is at `manifest_path`.
-pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
+/// Runs every check on the image at `path`: a manifest with its signature
+/// and payload beside it, or a bundle that holds the three ([`source`]).
+pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
     let start = std::time::Instant::now();
-    let (manifest, signed_by) = check_signature(manifest_path, keys)?;
+    let source = ImageSource::read(path)?;
+    let signed_by = check_signature(&source, keys)?;
     log::info!("signature: good, by trusted key {signed_by}");
-    let manifest = check_manifest(manifest_path, &manifest)?;
+    let manifest = Manifest::parse(&source.manifest)
+        .map_err(|e| UpdateError::new(Stage::Manifest, source.manifest_shown(), e))?;
     crate::supervisor::image_size(manifest.unpacked_size);
     log::info!(
         "manifest: {} {}, payload {} ({} bytes, {} entries, {} bytes unpacked)",
@@ -40,11 +44,15 @@ pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage
         manifest.entries,
         manifest.unpacked_size
     );
-    let payload_path = manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&manifest.payload);
-    check_payload(&payload_path, &manifest)?;
+    let payload = source.payload(&manifest)?;
+    if payload.entry.is_some() {
+        log::info!(
+            "payload: read in place in {} at offset {}",
+            payload.path.display(),
+            payload.offset
+        );
+    }
+    check_payload(&payload, &manifest)?;
     log::info!(
         "payload: size, BLAKE3 and all {} entries check out ({:.1} s)",
         manifest.entries,
@@ -52,62 +60,43 @@ pub fn verify(manifest_path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage
     );
     Ok(VerifiedImage {
         manifest,
-        manifest_path: manifest_path.to_path_buf(),
-        payload_path,
+        manifest_path: path.to_path_buf(),
+        payload,
         signed_by,
     })
 }
 
-/// The signature file that belongs to a manifest.
-pub fn signature_path(manifest_path: &Path) -> PathBuf {
-    let mut s = manifest_path.as_os_str().to_owned();
-    s.push(".minisig");
-    PathBuf::from(s)
-}
-
-/// Reads the manifest and checks its signature; returns its bytes and the key.
-fn check_signature(
-    manifest_path: &Path,
-    keys: &[TrustedKey],
-) -> Result<(Vec<u8>, String), UpdateError> {
-    let shown = manifest_path.display();
-    let mut manifest = Vec::new();
-    File::open(manifest_path)
-        .and_then(|f| f.take(MAX_SIZE as u64 + 1).read_to_end(&mut manifest))
-        .map_err(|e| UpdateError::new(Stage::Manifest, &shown, format!("cannot read: {e}")))?;
-    let sig_path = signature_path(manifest_path);
-    let signature = std::fs::read_to_string(&sig_path).map_err(|e| {
-        UpdateError::new(
-            Stage::Signature,
-            sig_path.display(),
-            format!("cannot read the signature beside the manifest: {e}"),
-        )
-    })?;
-    let key = signature::verify(&manifest, &signature, keys)
-        .map_err(|e| UpdateError::new(Stage::Signature, sig_path.display(), e))?;
-    Ok((manifest, format!("{} from {}", key.id, key.name)))
-}
-
-fn check_manifest(manifest_path: &Path, bytes: &[u8]) -> Result<Manifest, UpdateError> {
-    Manifest::parse(bytes)
-        .map_err(|e| UpdateError::new(Stage::Manifest, manifest_path.display(), e))
+/// Checks the manifest's signature; returns the key that made it.
+pub fn check_signature(source: &ImageSource, keys: &[TrustedKey]) -> Result<String, UpdateError> {
+    let shown = source.signature_shown();
+    let signature = source
+        .signature
+        .as_deref()
+        .map_err(|reason| UpdateError::new(Stage::Signature, &shown, reason))?;
+    let key = signature::verify(&source.manifest, signature, keys)
+        .map_err(|e| UpdateError::new(Stage::Signature, &shown, e))?;
+    Ok(format!("{} from {}", key.id, key.name))
 }
 
 /// Size first (cheap), then one pass ([`pipeline`]) with the scan.
-fn check_payload(path: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
-    let shown = path.display().to_string();
+fn check_payload(payload: &PayloadSource, manifest: &Manifest) -> Result<(), UpdateError> {
+    let shown = payload.shown();
     let fail = |reason: String| UpdateError::new(Stage::Payload, &shown, reason);
-    let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let size = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot stat: {e}")))?
-        .len();
+    let size = payload.size;
     if size != manifest.payload_size {
+        let holder = if payload.entry.is_some() {
+            "the bundle's entry"
+        } else {
+            "the file"
+        };
         return Err(fail(format!(
-            "size: the manifest says {} bytes, the file has {size}",
+            "size: the manifest says {} bytes, {holder} has {size}",
             manifest.payload_size
         )));
     }
+    let file = payload
+        .open()
+        .map_err(|e| fail(format!("cannot open: {e}")))?;
     let progress = Progress::new("verify", size);
     let pass = pipeline::pass(file, &progress, |tar| scan::scan(tar, &shown, &progress))
         .map_err(|e| fail(format!("cannot read: {e}")))?;

@@ -177,7 +177,7 @@ fn setup() -> Case {
     );
     let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
     let image = recovery::verify::verify(&built.manifest_path, &keys).expect("the clean image");
-    let payload = fs::read(&image.payload_path).unwrap();
+    let payload = fs::read(&image.payload.path).unwrap();
     Case {
         dir: work.path().to_path_buf(),
         _work: work,
@@ -212,7 +212,7 @@ fn a_byte_flipped_anywhere_in_the_payload_is_refused_promptly() {
     let mut spent = [Duration::ZERO; 3];
     for (i, &offset) in offsets.iter().enumerate() {
         let what = format!("byte {offset} flipped");
-        let _flip = Flip::new(&case.image.payload_path, offset, case.payload[offset]);
+        let _flip = Flip::new(&case.image.payload.path, offset, case.payload[offset]);
 
         // Verification, in-process: the hash and the decoder both object.
         let t = Instant::now();
@@ -270,7 +270,7 @@ fn a_decoding_error_names_the_frame_and_its_offset() {
     let (start, len) = frames[2];
     // The checksum of the third frame: only the decoder can see it.
     let offset = start + len - 2;
-    let _flip = Flip::new(&case.image.payload_path, offset, case.payload[offset]);
+    let _flip = Flip::new(&case.image.payload.path, offset, case.payload[offset]);
     let keys = recovery::keys::load(std::slice::from_ref(&case.key)).unwrap();
     let manifest = case.image.manifest_path.clone();
     let err = within("checksum", move || {

@@ -272,7 +272,7 @@ fn hostile_payloads_signed_by_a_trusted_key_are_refused() {
         let path = dir.join("testprod-1.manifest");
         fs::write(&path, manifest.render()).unwrap();
         let sig = minisign::sign(None, &sk, manifest.render().as_bytes(), None, None).unwrap();
-        fs::write(recovery::verify::signature_path(&path), sig.to_string()).unwrap();
+        fs::write(recovery::source::signature_path(&path), sig.to_string()).unwrap();
 
         let out = sandbox.apply(&path);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use image_builder::image::{ImageSummary, Source};
+use image_builder::image::ImageSummary;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,21 +18,7 @@ struct Case {
 /// A small valid image, and a target directory holding one sentinel file.
 fn setup() -> Case {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let root = work.path().join("root");
-    fs::create_dir_all(root.join("etc")).unwrap();
-    fs::write(root.join("etc/version"), "2.0\n").unwrap();
-    fs::write(root.join("data"), vec![42u8; 200_000]).unwrap();
-    let key = keypair(work.path(), "k");
-    let image = build(
-        Source::Rootfs(root),
-        &key.1,
-        &work.path().join("out"),
-        "2.0",
-        false,
-    );
-    let into = work.path().join("into");
-    fs::create_dir(&into).unwrap();
-    fs::write(into.join("sentinel"), "old system").unwrap();
+    let (image, key, into) = small_image(work.path());
     Case {
         _work: work,
         image,
@@ -46,7 +32,7 @@ fn resign(manifest: &Path, secret: &Path) {
     let sk = image_builder::keygen::load_secret_key(secret).unwrap();
     let text = fs::read(manifest).unwrap();
     let sig = minisign::sign(None, &sk, &text[..], Some("resigned"), None).unwrap();
-    fs::write(recovery::verify::signature_path(manifest), sig.to_string()).unwrap();
+    fs::write(recovery::source::signature_path(manifest), sig.to_string()).unwrap();
 }
 
 /// Runs `recovery apply` and checks the exit code, the message and that
@@ -71,15 +57,7 @@ fn assert_refused(case: &Case, keys: &[&Path], code: i32, message: &str) {
         stderr.contains(message),
         "stderr does not say {message:?}:\n{stderr}"
     );
-    assert_eq!(
-        listing(&case.into),
-        vec![b"".to_vec(), b"sentinel".to_vec()],
-        "the target was touched"
-    );
-    assert_eq!(
-        fs::read_to_string(case.into.join("sentinel")).unwrap(),
-        "old system"
-    );
+    assert_untouched(&case.into);
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub struct CfgArg {
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// The staged image's manifest, on a partition named by its GPT name
+    /// The staged image's manifest or bundle (P-V.swu), on a partition named by its GPT name
     #[arg(long, value_name = "PARTITION:PATH")]
     pub manifest: String,
     /// The GPT name of the partition to install into

@@ -21,6 +21,7 @@ pub struct Cli {
 pub enum Command {
     Keygen(KeygenArgs),
     Image(ImageArgs),
+    Bundle(BundleArgs),
     Info(InfoArgs),
     Initramfs(InitramfsArgs),
     Disk(DiskArgs),
@@ -83,6 +84,29 @@ pub struct ImageArgs {
     pub allow_unsafe_paths: bool,
 }
 
+/// Writes DIR/P-V.swu: the image's manifest, signature and payload in one
+/// file (an uncompressed newc cpio whose first entry is an SWUpdate-style
+/// sw-description, which gooseBit and hawkBit accept on upload).
+///
+/// The payload is checked against the manifest's size and BLAKE3 on the
+/// way; the same image gives the same bytes.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The image's manifest; its .minisig and payload are beside it.
+    #[arg(long, value_name = "DIR/P-V.manifest")]
+    pub image: PathBuf,
+    /// The output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A hardware revision the bundle is compatible with (repeat for
+    /// several): sw-description's software.<product>.hardware-compatibility.
+    #[arg(long, value_name = "REV")]
+    pub hardware: Vec<String>,
+    /// Replace a bundle of the same product and version already in the output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Shows what an image holds and, given trusted keys, whether it verifies.
 ///
 /// Product, version, sizes, entries, creation time and the signing key's id.
@@ -91,7 +115,7 @@ pub struct ImageArgs {
 /// Exit codes when a check fails are those of `recovery verify`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image's manifest (P-V.manifest).
+    /// The image's manifest (P-V.manifest), or its bundle (P-V.swu).
     #[arg(value_name = "IMAGE.manifest")]
     pub manifest: PathBuf,
     /// A minisign public key to verify against (repeat for several).

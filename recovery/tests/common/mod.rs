@@ -64,6 +64,41 @@ pub fn build(
     .expect("image build")
 }
 
+/// A small valid image (product `testprod`, version 2.0) built in
+/// `work/out`, its key pair, and a target directory `work/into` holding one
+/// sentinel file ([`assert_untouched`] checks it is still alone).
+pub fn small_image(work: &Path) -> (ImageSummary, (PathBuf, PathBuf), PathBuf) {
+    let root = work.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/version"), "2.0\n").unwrap();
+    std::fs::write(root.join("data"), vec![42u8; 200_000]).unwrap();
+    let key = keypair(work, "k");
+    let image = build(
+        Source::Rootfs(root),
+        &key.1,
+        &work.join("out"),
+        "2.0",
+        false,
+    );
+    let into = work.join("into");
+    std::fs::create_dir(&into).unwrap();
+    std::fs::write(into.join("sentinel"), "old system").unwrap();
+    (image, key, into)
+}
+
+/// Fails unless the target of [`small_image`] holds its sentinel alone.
+pub fn assert_untouched(into: &Path) {
+    assert_eq!(
+        listing(into),
+        vec![b"".to_vec(), b"sentinel".to_vec()],
+        "the target was touched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(into.join("sentinel")).unwrap(),
+        "old system"
+    );
+}
+
 /// Runs the recovery binary with `args`.
 pub fn recovery(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(recovery_bin());
