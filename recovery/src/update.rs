@@ -73,6 +73,7 @@ struct Session {
     lock_found: bool,
     /// Shared with the [`Snapshot`] the supervisor records a hang from.
     cfg: Option<Arc<Mount>>,
+    /// Never unmounted: PID 1 reboots with them mounted.
     pseudo: Vec<Mount>,
 }
 
@@ -244,10 +245,9 @@ pub fn run() -> ! {
     logger::detach_file();
     session.cfg = None;
     match after {
-        After::Reboot(delay) => {
-            session.pseudo.clear();
-            reboot(delay)
-        }
+        // /proc, /sys and /dev stay mounted until the reboot: they hold
+        // nothing to flush, and /dev/watchdog is still open.
+        After::Reboot(delay) => reboot(delay),
         After::Stay => stay(),
     }
 }
