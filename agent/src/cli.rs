@@ -4,7 +4,6 @@
 
 use crate::download::{self, Request};
 use crate::http::{Client, HttpConfig};
-use crate::partial::parse_blake3;
 use crate::retry::Policy;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -54,13 +53,14 @@ pub struct DownloadArgs {
     #[command(flatten)]
     pub http: HttpArgs,
     /// Attempts in all.
-    #[arg(long, default_value_t = Policy::default().attempts)]
+    #[arg(long, default_value_t = Policy::default().attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: u32,
     /// Wait after the first failed attempt, doubled after each further one.
-    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    #[arg(long, default_value_t = Policy::default().first_wait.as_millis() as u64, value_name = "MS")]
     pub first_wait_ms: u64,
     /// Longest wait between attempts.
-    #[arg(long, default_value_t = 300_000, value_name = "MS")]
+    #[arg(long, default_value_t = Policy::default().max_wait.as_millis() as u64, value_name = "MS")]
     pub max_wait_ms: u64,
 }
 
@@ -136,7 +136,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn prepare(args: &DownloadArgs) -> anyhow::Result<(Client, Request, Policy)> {
     let blake3 = match &args.blake3 {
         Some(hex) => Some(
-            parse_blake3(hex)
+            formats::manifest::parse_hex32(hex)
                 .with_context(|| format!("--blake3 {hex}: expected 64 lowercase hex digits"))?,
         ),
         None => None,
@@ -144,9 +144,14 @@ fn prepare(args: &DownloadArgs) -> anyhow::Result<(Client, Request, Policy)> {
     let name = match &args.name {
         Some(name) => name.clone(),
         None => {
+            // The last segment of the path after `scheme://host`, if any.
             let path = args.url.split(['?', '#']).next().unwrap_or("");
-            let last = path.rsplit('/').next().unwrap_or("");
-            if last.is_empty() || path.ends_with("//") || !path.contains("://") {
+            let after_host = path
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .map_or("", |(_, path)| path);
+            let last = after_host.rsplit('/').next().unwrap_or("");
+            if last.is_empty() {
                 bail!(
                     "{}: no file name at the end of the URL; give --name",
                     args.url
@@ -155,9 +160,6 @@ fn prepare(args: &DownloadArgs) -> anyhow::Result<(Client, Request, Policy)> {
             last.to_string()
         }
     };
-    if args.attempts == 0 {
-        bail!("--attempts 0: expected at least 1");
-    }
     let client = Client::new(&args.http.config())?;
     let request = Request {
         url: args.url.clone(),
@@ -203,6 +205,24 @@ mod tests {
             .unwrap();
         let Command::Download(args) = cli.command;
         assert!(prepare(&args).err().unwrap().to_string().contains("--name"));
+        // No path at all: the host is not a file name.
+        let cli =
+            Cli::try_parse_from(["reimage-agent", "download", "http://h", "--into", "/x"]).unwrap();
+        let Command::Download(args) = cli.command;
+        assert!(prepare(&args).err().unwrap().to_string().contains("--name"));
+        // --attempts 0 is a usage error that names the option.
+        let err = Cli::try_parse_from([
+            "reimage-agent",
+            "download",
+            "http://h/f",
+            "--into",
+            "/x",
+            "--attempts",
+            "0",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--attempts"), "{err}");
     }
 
     #[test]

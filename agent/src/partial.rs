@@ -99,7 +99,8 @@ impl Partial {
         }
         let blake3 = match find("blake3") {
             Some(p) => Some(
-                parse_blake3(p.value).ok_or_else(|| p.bad("expected 64 lowercase hex digits"))?,
+                formats::manifest::parse_hex32(p.value)
+                    .ok_or_else(|| p.bad("expected 64 lowercase hex digits"))?,
             ),
             None => None,
         };
@@ -125,16 +126,6 @@ impl Partial {
     pub fn same_target(&self, other: &Partial) -> bool {
         self.url == other.url && self.size == other.size && self.blake3 == other.blake3
     }
-}
-
-/// A BLAKE3 hash as 64 lowercase hex digits (as manifests write it).
-pub fn parse_blake3(text: &str) -> Option<[u8; 32]> {
-    let lowercase =
-        text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    lowercase
-        .then(|| blake3::Hash::from_hex(text).ok())
-        .flatten()
-        .map(|h| *h.as_bytes())
 }
 
 #[cfg(test)]
@@ -226,13 +217,5 @@ mod tests {
             ..full()
         };
         assert!(!a.same_target(&other_hash));
-    }
-
-    #[test]
-    fn blake3_hex_is_strict() {
-        let hex = "ab".repeat(32);
-        assert_eq!(parse_blake3(&hex), Some([0xab; 32]));
-        assert_eq!(parse_blake3(&hex.to_uppercase()), None);
-        assert_eq!(parse_blake3(&hex[2..]), None);
     }
 }

@@ -1,12 +1,14 @@
 //! Where the running system mounted things: a partition found by its GPT
 //! name, and whether a directory is a mount point at all.
 
+use recovery::partitions::Disks;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The mount point of the partition with this GPT name, if mounted.
-pub fn mount_point_of(partition: &str) -> Result<PathBuf, String> {
-    let disks = recovery::partitions::scan();
+/// The mount point of the partition with this GPT name among `disks`, if
+/// its whole file system is mounted (a bind mount of a sub-directory is
+/// not the partition's root).
+pub fn mount_point_of(disks: &Disks, partition: &str) -> Result<PathBuf, String> {
     let part = disks.find(partition).ok_or_else(|| {
         format!(
             "no partition named {partition} (seen: {})",
@@ -17,7 +19,7 @@ pub fn mount_point_of(partition: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
     formats::mountinfo::parse(&info)
         .into_iter()
-        .find(|m| m.dev == part.dev)
+        .find(|m| m.dev == part.dev && m.root == Path::new("/"))
         .map(|m| m.mount_point)
         .ok_or_else(|| {
             format!(

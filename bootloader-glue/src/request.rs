@@ -161,8 +161,10 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
         allow_downgrade: r.allow_downgrade,
         requested: r.now,
     };
-    let storage = mounts::mount_point_of(&r.manifest.partition).map_err(RequestError::Partition)?;
-    let admitted = admit(r, &instruction, &storage, &recovery::partitions::scan())?;
+    let disks = recovery::partitions::scan();
+    let storage =
+        mounts::mount_point_of(&disks, &r.manifest.partition).map_err(RequestError::Partition)?;
+    let admitted = admit(r, &instruction, &storage, &disks)?;
     let image = admitted.image;
     let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
         storage: storage.clone(),

@@ -202,7 +202,11 @@ pub fn from_tar<R: Read>(entry: &mut tar::Entry<R>, reading: Reading) -> Result<
     let path = entry.path_bytes().into_owned();
     let refuse = |problem| EntryError::form(&path, problem);
     let header = entry.header();
-    let device = |r: std::io::Result<Option<u32>>| r.ok().flatten().unwrap_or(0);
+    // No device fields (a pre-ustar header) is 0; unreadable ones are refused.
+    let device = |r: std::io::Result<Option<u32>>, field: &'static str| {
+        r.map(|n| n.unwrap_or(0))
+            .map_err(|_| refuse(Problem::NotANumber(field)))
+    };
     let link = || {
         entry
             .link_name_bytes()
@@ -218,12 +222,12 @@ pub fn from_tar<R: Read>(entry: &mut tar::Entry<R>, reading: Reading) -> Result<
         EntryType::Symlink => Kind::Symlink(link()),
         EntryType::Link => Kind::HardLink(link()),
         EntryType::Char => Kind::CharDevice {
-            major: device(header.device_major()),
-            minor: device(header.device_minor()),
+            major: device(header.device_major(), "devmajor")?,
+            minor: device(header.device_minor(), "devminor")?,
         },
         EntryType::Block => Kind::BlockDevice {
-            major: device(header.device_major()),
-            minor: device(header.device_minor()),
+            major: device(header.device_major(), "devmajor")?,
+            minor: device(header.device_minor(), "devminor")?,
         },
         EntryType::Fifo => Kind::Fifo,
         other => return Err(refuse(Problem::Type(other.as_byte() as char))),

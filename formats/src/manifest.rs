@@ -129,7 +129,9 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+/// 64 lowercase hex digits as 32 bytes (a BLAKE3 hash as the manifest
+/// writes it); anything else is `None`.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
@@ -143,6 +145,14 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blake3_hex_is_strict() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_hex32(&hex), Some([0xab; 32]));
+        assert_eq!(parse_hex32(&hex.to_uppercase()), None);
+        assert_eq!(parse_hex32(&hex[2..]), None);
+    }
 
     fn sample() -> Manifest {
         Manifest {

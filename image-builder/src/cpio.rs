@@ -79,7 +79,7 @@ pub struct Entry {
 pub fn read(archive: &[u8]) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::new();
     let mut at = 0;
-    let align = |n: usize| n.div_ceil(4) * 4;
+    let align = |n: usize| newc::align(n as u64) as usize;
     loop {
         let header = archive
             .get(at..at + newc::HEADER_LEN)

@@ -486,7 +486,8 @@ mod tests {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         std::fs::create_dir_all(&libdir).unwrap();
-        std::fs::copy("/usr/sbin/mke2fs", dir.join("usr/sbin/mke2fs")).unwrap();
+        std::fs::copy("/usr/sbin/mke2fs", dir.join("usr/sbin/mke2fs"))
+            .expect("/usr/sbin/mke2fs: apt-get install e2fsprogs");
         symlink("usr/sbin", dir.join("sbin")).unwrap();
         symlink("/usr/lib", dir.join("lib")).unwrap();
         symlink("usr/lib64", dir.join("lib64")).unwrap();

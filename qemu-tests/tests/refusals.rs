@@ -188,9 +188,6 @@ fn a_downgrade() {
     );
 }
 
-/// A garbled `cfg:update/installed` under the default policy (downgrades
-/// refused): the version cannot be checked, so the image is refused with
-/// the file named, as `request` refuses it (docs/update-records.md).
 #[test]
 fn an_image_larger_than_the_partition() {
     let device = Device::new("1.0");

@@ -86,7 +86,7 @@ pub enum Verdict {
 pub fn deadline_of(config: &Config, stage: Stage) -> Option<Deadline> {
     match stage {
         Stage::Disks => Some(Deadline::new(config.disk_wait.saturating_add(120), 0)),
-        Stage::Payload | Stage::Contents => Some(config.deadline_verify),
+        Stage::Payload => Some(config.deadline_verify),
         Stage::Erase => Some(config.deadline_erase),
         Stage::Extract => Some(config.deadline_extract),
         Stage::Sync => Some(config.deadline_sync),
@@ -98,7 +98,7 @@ pub fn deadline_of(config: &Config, stage: Stage) -> Option<Deadline> {
 /// stall; the others wait on one long call (mkfs, syncfs) and only their
 /// deadline applies.
 fn reports_progress(stage: Stage) -> bool {
-    matches!(stage, Stage::Payload | Stage::Contents | Stage::Extract)
+    matches!(stage, Stage::Payload | Stage::Extract)
 }
 
 /// How long the steps after the update (the result, the failure message's

@@ -36,6 +36,9 @@ fn setup() -> Case {
 
 /// Runs `recovery COMMAND` (`verify --json`, `verify` or `apply --into`).
 fn run(command: &str, image: &Path, key: &Path, into: &Path) -> (Option<i32>, String, String) {
+    if command == "apply" {
+        require_root("run recovery apply");
+    }
     let (command, json) = match command {
         "verify --json" => ("verify", true),
         other => (other, false),

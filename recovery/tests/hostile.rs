@@ -90,6 +90,7 @@ impl Sandbox {
     }
 
     fn apply(&self, manifest: &Path) -> std::process::Output {
+        require_root("run recovery apply");
         recovery(&[
             &"apply",
             &"--manifest",

@@ -38,6 +38,7 @@ fn resign(manifest: &Path, secret: &Path) {
 /// Runs `recovery apply` and checks the exit code, the message and that
 /// the target is untouched.
 fn assert_refused(case: &Case, keys: &[&Path], code: i32, message: &str) {
+    require_root("run recovery apply");
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
         vec![&"apply", &"--manifest", &case.image.manifest_path];
     for k in keys {

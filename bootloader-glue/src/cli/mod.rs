@@ -184,8 +184,8 @@ fn request_command(a: RequestArgs) -> Result<i32, Failure> {
     if a.reboot {
         println!("rebooting");
         nix::unistd::sync();
-        let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-        return Err(Failure::Failed(format!("cannot reboot: {err:?}")));
+        let Err(err) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        return Err(Failure::Failed(format!("cannot reboot: {err}")));
     }
     Ok(0)
 }

@@ -111,6 +111,7 @@ pub fn recovery(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 /// Runs `recovery apply` and fails the test with its messages unless it
 /// succeeds.
 pub fn apply_ok(manifest: &Path, key: &Path, into: &Path) {
+    require_root("run recovery apply");
     let out = recovery(&[
         &"apply",
         &"--manifest",
