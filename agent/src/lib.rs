@@ -7,6 +7,8 @@
 //!   `Range` after a drop or a reboot, checked by size and BLAKE3.
 //! - [`partial`]: the record kept beside a partial download.
 //! - [`retry`]: attempts with capped exponential backoff.
+//! - [`source`]: the interface every update source implements (the
+//!   static feed, hawkBit DDI) and the flow calls.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -14,3 +16,4 @@ pub mod download;
 pub mod http;
 pub mod partial;
 pub mod retry;
+pub mod source;

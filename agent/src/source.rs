@@ -1,0 +1,105 @@
+//! Where updates come from: the one interface that every source (the
+//! static feed, hawkBit DDI) implements and the agent's flow calls. The
+//! flow never trusts what a source says: the version, product and sizes
+//! that count are the ones in the signed manifest, checked before the
+//! payload is fetched.
+
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+/// One file of an offer, as the source names it. Everything here came
+/// over the network: checked before use (URL scheme, a plain file name,
+/// sizes within limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// A plain file name (no `/`): the name on `storage`.
+    pub name: String,
+    /// http:// or https:// URL to fetch it from.
+    pub url: String,
+    /// The size the source claims, when it says one.
+    pub size: Option<u64>,
+}
+
+/// What a fleet server says about downloading or installing an offer
+/// (hawkBit's `skip`/`attempt`/`forced`); a static feed says `Attempt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not now: download and verify at most, then wait.
+    Skip,
+    /// When the agent's own schedule allows.
+    Attempt,
+    /// Now, whatever the agent's schedule says.
+    Forced,
+}
+
+/// An update a source offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The source's id for this offer (hawkBit's action id; the feed's
+    /// version), kept on `cfg` until the outcome has been reported.
+    pub id: String,
+    /// The version the source says it offers; only a hint, the signed
+    /// manifest decides.
+    pub version: Option<String>,
+    /// A bundle (one artifact), or manifest, signature and payload.
+    pub artifacts: Vec<Artifact>,
+    pub download: Mode,
+    pub install: Mode,
+    /// hawkBit's `maintenanceWindow`: `false` while it is `unavailable`
+    /// (download and verify, then wait). `true` when the source has none.
+    pub window_open: bool,
+}
+
+/// What a source answers when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing to do now; ask again after this long (the server's
+    /// polling interval, or the agent's own).
+    Nothing { again_after: Duration },
+    /// An update to download (and later install).
+    Offer(Offer),
+    /// The server cancels the offer with this id.
+    Cancel { id: String },
+}
+
+/// What the agent tells a source about an offer, at each stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// Working on it: what, and how far when known.
+    Proceeding { what: String, percent: Option<u8> },
+    /// Downloaded and verified; waiting to install.
+    Downloaded,
+    /// Finished: `success` only from the new system after it has booted.
+    Closed { success: bool, details: String },
+    /// A cancel was honoured (or, with `accepted: false`, refused because
+    /// the instruction is already written).
+    Cancelled { accepted: bool, details: String },
+}
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The server could not be reached or answered with an error; worth
+    /// trying again later.
+    #[error("{source_name}: {reason}")]
+    Unreachable { source_name: String, reason: String },
+    /// The server answered, but with something we refuse to act on.
+    #[error("{source_name}: refused {what}: {reason}")]
+    Refused {
+        source_name: String,
+        what: String,
+        reason: String,
+    },
+}
+
+/// A place updates come from.
+pub trait Source: fmt::Debug {
+    /// How the source is named in logs and records (`feed`, `hawkbit`).
+    fn name(&self) -> &str;
+    /// Asks whether there is an update; `installed` is the installed
+    /// version from `cfg` (none on a device that never updated).
+    fn check(&mut self, installed: Option<&str>) -> Result<Check, SourceError>;
+    /// Tells the source how an offer is going. A source with no feedback
+    /// channel (the static feed) only logs.
+    fn report(&mut self, offer_id: &str, report: &Report) -> Result<(), SourceError>;
+}
