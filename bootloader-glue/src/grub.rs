@@ -87,17 +87,10 @@ mod tests {
 
     #[test]
     fn the_documented_fragment_is_the_one_printed() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/bootloaders.md"
-        ))
-        .unwrap();
-        let block = doc
-            .split("`bootloader-glue grub-config` prints the fragment:\n\n```\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("the fragment's block in docs/bootloaders.md");
-        assert_eq!(block, GrubConfig::default().fragment());
+        assert_eq!(
+            crate::documented_block("`bootloader-glue grub-config` prints the fragment:"),
+            GrubConfig::default().fragment()
+        );
     }
 
     #[test]

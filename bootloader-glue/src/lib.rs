@@ -8,6 +8,7 @@
 //!   one line and a Nagios plugin exit code.
 //! - [`backup`]: the copy of `cfg`'s configuration kept in `storage`.
 //! - [`grub`]: the `grub.cfg` fragment that boots the recovery.
+//! - [`uboot`]: the U-Boot boot script that boots the recovery.
 //! - [`mounts`]: where the running system mounted a partition.
 //! - [`cli`]: the command line: its clap definitions in [`cli::args`]
 //!   (also read by `build.rs` for the man pages and shell completions),
@@ -19,3 +20,20 @@ pub mod grub;
 pub mod mounts;
 pub mod request;
 pub mod status;
+pub mod uboot;
+
+/// The code block that follows the line `intro` in docs/bootloaders.md:
+/// what the tests compare with what the commands print.
+#[cfg(test)]
+fn documented_block(intro: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/bootloaders.md"
+    ))
+    .unwrap();
+    doc.split(&format!("{intro}\n\n```\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("no code block after {intro:?} in docs/bootloaders.md"))
+        .to_string()
+}

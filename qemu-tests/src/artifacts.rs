@@ -102,7 +102,23 @@ pub fn kernel() -> Result<PathBuf, String> {
 /// driver for a virtual watchdog device: no `i6300esb`, no `ib700wdt`, no
 /// `iTCO_wdt`. softdog resets the machine from a kernel timer when PID 1
 /// stops keeping it alive, which is the hang the recovery guards against.)
-pub const MODULES: &[&str] = &["efivarfs.ko", "watchdog.ko", "softdog.ko"];
+/// Then [`IDE_DISK`].
+pub const MODULES: &[&str] = &[
+    "efivarfs.ko",
+    "watchdog.ko",
+    "softdog.ko",
+    "scsi_common.ko",
+    "scsi_mod.ko",
+    "sd_mod.ko",
+    "libata.ko",
+    "ata_piix.ko",
+];
+
+/// The modules an IDE disk (QEMU's PIIX) needs, in the order they load:
+/// the disk of the U-Boot cycle (U-Boot boots from IDE, virtio or SCSI, not
+/// NVMe; docs/bootloaders.md says why IDE), which the cloud kernel has as
+/// modules only. The last entries of [`MODULES`].
+pub const IDE_DISK: &[&str] = MODULES.split_at(3).1;
 
 /// The efivarfs module, for the sample systems.
 pub fn efivarfs_module() -> Result<PathBuf, String> {
@@ -112,8 +128,17 @@ pub fn efivarfs_module() -> Result<PathBuf, String> {
 
 /// Every module of [`MODULES`], for the recovery's initramfs.
 pub fn kernel_modules() -> Result<Vec<PathBuf>, String> {
+    modules(MODULES)
+}
+
+/// The modules of [`IDE_DISK`], in their order.
+pub fn ide_disk_modules() -> Result<Vec<PathBuf>, String> {
+    modules(IDE_DISK)
+}
+
+fn modules(names: &[&str]) -> Result<Vec<PathBuf>, String> {
     kernel()?;
-    Ok(MODULES
+    Ok(names
         .iter()
         .map(|m| cache().join("kernel").join(m))
         .collect())

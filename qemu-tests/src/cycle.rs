@@ -2,7 +2,9 @@
 //! boots, from the ESP, either GRUB (a `grub-mkstandalone` EFI image whose
 //! `grub.cfg` is the system's entry plus `bootloader-glue grub-config`'s
 //! fragment) or systemd-boot (with a `system.conf` default entry and a
-//! `recovery.conf` entry).
+//! `recovery.conf` entry); or Debian's U-Boot for QEMU x86_64 boots
+//! `boot.scr` from the ESP (`bootloader-glue uboot-script`, then the
+//! system's own boot commands), the disk on IDE.
 //!
 //! boot 1: the boot loader boots system 1.0, whose init runs
 //! `bootloader-glue request --reboot` for the staged 2.0 (under
@@ -48,6 +50,10 @@ pub enum Loader {
     /// recovery partition sends it to the recovery.
     GrubEnvOnly,
     SystemdBoot,
+    /// U-Boot (`-bios u-boot.rom`), its boot script on the ESP; `request
+    /// --bootloader uboot` also sets `reimage_update=1` in the environment
+    /// area on the `ubootenv` partition, which the script imports.
+    UBoot,
 }
 
 impl Loader {
@@ -57,9 +63,24 @@ impl Loader {
             Loader::Grub => "grub",
             Loader::GrubEnvOnly => "grubenv:/boot/grubenv",
             Loader::SystemdBoot => "systemd-boot",
+            Loader::UBoot => "uboot:/etc/fw_env.config",
         }
     }
 }
+
+/// Debian's U-Boot for QEMU x86_64, from `u-boot-qemu`.
+pub const UBOOT_ROM: &str = "/usr/lib/u-boot/qemu-x86_64/u-boot.rom";
+
+/// The U-Boot environment area: the `ubootenv` partition, partition 6,
+/// as the running system and the recovery see it (IDE).
+const UBOOT_FW_ENV_CONFIG: &str = "/dev/sda6 0x0 0x4000\n";
+
+/// What the kernel needs under this U-Boot: its MTRRs cover no RAM (the
+/// kernel would trim all of it), its EFI runtime services fault in
+/// `SetVirtualAddressMap`, and the DSDT it hands over is gone by the time
+/// the kernel loads the ACPI namespace, so the PCI bus is found without
+/// ACPI.
+const UBOOT_KERNEL_ARGS: &str = "disable_mtrr_trim efi=noruntime pci=noacpi";
 
 /// systemd-boot's EFI binary, from Debian's `systemd-boot-efi`.
 pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
@@ -68,6 +89,7 @@ pub struct Cycle {
     pub dir: tempfile::TempDir,
     pub disk: PathBuf,
     vars: PathBuf,
+    loader: Loader,
 }
 
 /// Partition numbers of the layout, for the kernel's `root=`.
@@ -86,9 +108,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /cfg /storage /boot
-mount -t ext4 /dev/nvme0n1p3 /cfg
-mount -t ext4 /dev/nvme0n1p5 /storage
-mount -t ext4 /dev/nvme0n1p2 /boot
+# NVMe, or IDE under U-Boot.
+if [ -b /dev/sda ]; then p=/dev/sda; else p=/dev/nvme0n1p; fi
+mount -t ext4 ${p}3 /cfg
+mount -t ext4 ${p}5 /storage
+mount -t ext4 ${p}2 /boot
 insmod /lib/modules/efivarfs.ko 2>/dev/null
 [ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 echo "system: running demo $(cat /etc/version)"
@@ -131,6 +155,9 @@ fi
 /usr/bin/bootloader-glue status --cfg /cfg
 echo "system: status exit code $?"
 sync
+# U-Boot gives the kernel no ACPI to power off with: the harness ends
+# the guest at this line.
+echo "system: powering off"
 poweroff -f
 "#;
 
@@ -160,6 +187,7 @@ impl Cycle {
             let module = artifacts::efivarfs_module().unwrap_or_else(|e| panic!("{e}"));
             fs::copy(module, root.join("lib/modules/efivarfs.ko")).unwrap();
             fs::write(root.join("etc/bootloader"), loader.glue_name()).unwrap();
+            fs::write(root.join("etc/fw_env.config"), UBOOT_FW_ENV_CONFIG).unwrap();
             if request {
                 fs::write(root.join("etc/request-update"), "").unwrap();
                 if loader == Loader::SystemdBoot {
@@ -211,6 +239,8 @@ impl Cycle {
         let cfg = d.join("cfg");
         fs::create_dir_all(cfg.join("update")).unwrap();
         fs::write(cfg.join("hostname"), "demo-1\n").unwrap();
+        // The recovery clears U-Boot's flag through this one.
+        fs::write(cfg.join("fw_env.config"), UBOOT_FW_ENV_CONFIG).unwrap();
         let installed = Installed {
             product: PRODUCT.into(),
             version: "1.0".into(),
@@ -228,7 +258,7 @@ impl Cycle {
             Loader::Grub | Loader::GrubEnvOnly => {
                 let grub_cfg = d.join("grub.cfg");
                 fs::write(&grub_cfg, grub_cfg_text(loader)).unwrap();
-                let out = Command::new("grub-mkstandalone")
+                run_tool(Command::new("grub-mkstandalone")
                     .args([
                         "-O",
                         "x86_64-efi",
@@ -236,14 +266,8 @@ impl Cycle {
                     ])
                     .arg("-o")
                     .arg(esp.join("EFI/BOOT/BOOTX64.EFI"))
-                    .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display()))
-                    .output()
-                    .expect("grub-mkstandalone is missing: apt-get install grub-efi-amd64-bin grub-common");
-                assert!(
-                    out.status.success(),
-                    "grub-mkstandalone: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                    .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display())),
+                    "grub-efi-amd64-bin grub-common");
             }
             Loader::SystemdBoot => {
                 fs::copy(SYSTEMD_BOOT, esp.join("EFI/BOOT/BOOTX64.EFI"))
@@ -268,6 +292,21 @@ impl Cycle {
                 fs::copy(&suite.kernel, esp.join("vmlinuz")).unwrap();
                 fs::copy(&suite.initramfs, esp.join("initramfs.img")).unwrap();
             }
+            Loader::UBoot => {
+                fs::remove_dir_all(esp.join("EFI")).unwrap();
+                let script = d.join("boot.cmd");
+                fs::write(&script, uboot_script_text()).unwrap();
+                run_tool(
+                    Command::new("mkimage")
+                        .args([
+                            "-A", "x86", "-O", "linux", "-T", "script", "-C", "none", "-d",
+                        ])
+                        .arg(&script)
+                        .arg(esp.join("boot.scr")),
+                    "u-boot-tools",
+                );
+                system_initrd(&recovery.join("system-initrd.img"));
+            }
         }
 
         let contents = [
@@ -277,7 +316,7 @@ impl Cycle {
             Some(v1),
             Some(storage),
         ];
-        let layout: Vec<PartitionSpec> = LAYOUT
+        let mut layout: Vec<PartitionSpec> = LAYOUT
             .iter()
             .zip(contents)
             .map(|((name, size, fs), dir)| PartitionSpec {
@@ -287,14 +326,26 @@ impl Cycle {
                 contents: dir,
             })
             .collect();
+        if loader == Loader::UBoot {
+            layout.push(PartitionSpec {
+                name: "ubootenv".into(),
+                size: 1 << 20,
+                fs: Fs::Raw,
+                contents: None,
+            });
+        }
         let disk_path = d.join("disk.img");
-        disk::build(&disk_path, &layout).unwrap_or_else(|e| panic!("disk: {e}"));
+        let placed = disk::build(&disk_path, &layout).unwrap_or_else(|e| panic!("disk: {e}"));
+        if let Some(area) = placed.iter().find(|p| p.name == "ubootenv") {
+            write_uboot_env(&disk_path, area.offset);
+        }
         let vars = d.join("OVMF_VARS.fd");
         fs::copy(vm::OVMF_VARS, &vars).expect("OVMF_VARS.fd is missing: apt-get install ovmf");
         Cycle {
             dir,
             disk: disk_path,
             vars,
+            loader,
         }
     }
 
@@ -307,7 +358,12 @@ impl Cycle {
             self.dir.path().join("console.log"),
         );
         boot.direct = None;
-        boot.efi_vars = Some(self.vars.clone());
+        if self.loader == Loader::UBoot {
+            boot.bios = Some(UBOOT_ROM.into());
+            boot.until = Some("system: powering off".into());
+        } else {
+            boot.efi_vars = Some(self.vars.clone());
+        }
         boot.timeout = Duration::from_secs(600);
         boot.echo = echo;
         let finished = vm::boot(&boot);
@@ -318,6 +374,20 @@ impl Cycle {
     pub fn inspect(&self) -> crate::inspect::Disk {
         crate::inspect::Disk::new(&self.disk)
     }
+}
+
+/// Runs a host tool that builds a boot loader's files; fails naming the
+/// package when it is missing.
+fn run_tool(cmd: &mut Command, package: &str) {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: {e}: apt-get install {package}"));
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -348,4 +418,88 @@ menuentry "System" --id system {{
 }}
 {fragment}"#
     )
+}
+
+/// `boot.scr`'s source: `bootloader-glue uboot-script`'s script (the
+/// recovery told to clear U-Boot's flag through cfg's `fw_env.config`),
+/// then the system's own boot: the kernel from the recovery partition with
+/// the system's initramfs, which loads the IDE disk's modules.
+fn uboot_script_text() -> String {
+    let script = bootloader_glue::uboot::UbootScript {
+        cmdline: format!(
+            "console=ttyS0 panic=-1 {UBOOT_KERNEL_ARGS} recovery.bootflag=uboot:cfg:fw_env.config"
+        ),
+        ..Default::default()
+    };
+    format!(
+        r#"{reimage}echo "reimage: booting the system"
+load ${{devtype}} ${{devnum}}:${{reimage_recovery}} ${{kernel_addr_r}} /vmlinuz
+setenv bootargs "initrd=/system-initrd.img root=/dev/sda4 rw console=ttyS0 panic=-1 {UBOOT_KERNEL_ARGS}"
+bootefi ${{kernel_addr_r}}
+"#,
+        reimage = script.script()
+    )
+}
+
+/// The environment area as a device has it once U-Boot's defaults were
+/// saved: a valid copy (`request` never writes over a blank area).
+fn write_uboot_env(disk: &Path, offset: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut env = formats::ubootenv::UbootEnv::default();
+    env.set("bootlimit", "3");
+    let area = env
+        .render_copy(bootloader_glue::uboot::ENV_SIZE as usize, None)
+        .unwrap();
+    let mut file = fs::OpenOptions::new().write(true).open(disk).unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(&area).unwrap();
+}
+
+/// The system's initramfs under U-Boot (a distribution's does the same):
+/// busybox and the IDE disk's modules; its `/init` loads them, mounts
+/// `root=` and hands over to the system's `/sbin/init`.
+fn system_initrd(out: &Path) {
+    let modules = artifacts::ide_disk_modules().unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<String> = modules
+        .iter()
+        .map(|m| m.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let init = format!(
+        r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+for m in {names}; do /bin/busybox insmod /lib/modules/$m; done
+for arg in $(/bin/busybox cat /proc/cmdline); do
+  case "$arg" in root=*) root="${{arg#root=}}" ;; esac
+done
+n=0
+while [ ! -b "$root" ] && [ $n -lt 200 ]; do /bin/busybox sleep 0.1; n=$((n+1)); done
+/bin/busybox mount -t ext4 -o rw "$root" /newroot
+/bin/busybox umount /dev
+/bin/busybox umount /proc
+exec /bin/busybox switch_root /newroot /sbin/init
+"#,
+        names = names.join(" ")
+    );
+    let mut cpio = image_builder::cpio::CpioWriter::new(fs::File::create(out).unwrap());
+    for dir in ["bin", "dev", "proc", "newroot", "lib", "lib/modules"] {
+        cpio.dir(dir).unwrap();
+    }
+    cpio.char_device("dev/console", 0o600, 5, 1).unwrap();
+    cpio.file(
+        "bin/busybox",
+        0o755,
+        &fs::read(crate::scenario::busybox()).unwrap(),
+    )
+    .unwrap();
+    cpio.file("init", 0o755, init.as_bytes()).unwrap();
+    for (module, name) in modules.iter().zip(&names) {
+        cpio.file(
+            &format!("lib/modules/{name}"),
+            0o644,
+            &fs::read(module).unwrap(),
+        )
+        .unwrap();
+    }
+    cpio.finish().unwrap();
 }

@@ -55,6 +55,14 @@ impl Suite {
     }
 }
 
+/// The host's static busybox, for the sample systems.
+pub fn busybox() -> &'static str {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox is missing: apt-get install busybox-static")
+}
+
 /// A small root file system: busybox (static) with its applets, a version
 /// file, a setuid binary, a symlink.
 pub fn sample_rootfs(dir: &Path, version: &str) -> PathBuf {
@@ -66,11 +74,7 @@ pub fn sample_rootfs_named(dir: &Path, version: &str, name: &str) -> PathBuf {
     for d in ["bin", "sbin", "etc", "usr/bin", "proc", "sys", "dev", "tmp"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("busybox is missing: apt-get install busybox-static");
-    fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    fs::copy(busybox(), root.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "ls", "cat", "mount", "mkdir", "sync", "poweroff", "reboot", "sleep", "insmod",
     ] {

@@ -1,6 +1,8 @@
 //! Boots a guest: QEMU with the kernel, an initramfs and the disk on NVMe,
 //! `-no-reboot` so that the guest's reboot ends QEMU, the serial console
-//! recorded to a file, and a timeout. TCG unless `QEMU_ACCEL=kvm`.
+//! recorded to a file, and a timeout. TCG unless `QEMU_ACCEL=kvm`. Or a
+//! firmware that boots the disk: OVMF (UEFI) or U-Boot (`-bios`, the disk
+//! on IDE, the one interface both it and the kernel can boot from).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +15,9 @@ pub struct Boot<'a> {
     pub direct: Option<(&'a Path, &'a Path)>,
     /// OVMF's variable store for a UEFI boot (a writable copy).
     pub efi_vars: Option<PathBuf>,
+    /// A firmware image booted with `-bios` (U-Boot's `u-boot.rom`); the
+    /// disk is then on IDE.
+    pub bios: Option<PathBuf>,
     pub disk: &'a Path,
     /// Added to `console=ttyS0 panic=-1`.
     pub cmdline: String,
@@ -42,6 +47,7 @@ impl Boot<'_> {
         Boot {
             direct: Some((kernel, initrd)),
             efi_vars: None,
+            bios: None,
             disk,
             cmdline: String::new(),
             timeout: Duration::from_secs(180),
@@ -168,8 +174,8 @@ pub fn boot(b: &Boot) -> Finished {
         .args(["-display", "none", "-monitor", "none"])
         .arg("-serial")
         .arg(format!("file:{}", b.console.display()));
-    match (&b.direct, &b.efi_vars) {
-        (Some((kernel, initrd)), _) => {
+    match (&b.direct, &b.efi_vars, &b.bios) {
+        (Some((kernel, initrd)), _, _) => {
             cmd.arg("-no-reboot")
                 .arg("-kernel")
                 .arg(kernel)
@@ -178,7 +184,7 @@ pub fn boot(b: &Boot) -> Finished {
                 .arg("-append")
                 .arg(format!("console=ttyS0 panic=-1 {}", b.cmdline));
         }
-        (None, Some(vars)) => {
+        (None, Some(vars), _) => {
             assert!(
                 Path::new(OVMF_CODE).is_file(),
                 "{OVMF_CODE} is missing: apt-get install ovmf (scripts/setup does)"
@@ -188,7 +194,15 @@ pub fn boot(b: &Boot) -> Finished {
                 .arg("-drive")
                 .arg(format!("if=pflash,format=raw,file={}", vars.display()));
         }
-        (None, None) => panic!("a boot needs a kernel or UEFI firmware"),
+        (None, None, Some(rom)) => {
+            assert!(
+                rom.is_file(),
+                "{} is missing: apt-get install u-boot-qemu (scripts/setup does)",
+                rom.display()
+            );
+            cmd.arg("-bios").arg(rom);
+        }
+        (None, None, None) => panic!("a boot needs a kernel or a firmware (OVMF, U-Boot)"),
     }
     cmd.arg("-drive")
         // cache=unsafe: the guest's flushes are not turned into host
@@ -200,7 +214,13 @@ pub fn boot(b: &Boot) -> Finished {
             "file={},if=none,format=raw,id=disk,cache=unsafe",
             b.disk.display()
         ))
-        .args(["-device", "nvme,serial=reimage0,drive=disk"])
+        // U-Boot's distro boot scans IDE but not NVMe; everything else
+        // boots from NVMe, which the cloud kernel has built in.
+        .args(if b.bios.is_some() {
+            ["-device", "ide-hd,drive=disk,bus=ide.0"]
+        } else {
+            ["-device", "nvme,serial=reimage0,drive=disk"]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

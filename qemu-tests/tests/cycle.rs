@@ -214,3 +214,61 @@ fn the_device_updates_itself_through_a_grub_environment_block_alone() {
     );
     assert!(run.says("system: status exit code 0"), "{}", run.tail());
 }
+
+/// The same cycle through a real U-Boot: Debian's `u-boot-qemu` for x86_64
+/// (`-bios u-boot.rom`, the disk on IDE) finds `boot.scr` on the
+/// ESP, whose start is `bootloader-glue uboot-script`. `request
+/// --bootloader uboot` writes the instruction and sets `reimage_update=1` in
+/// the environment area on the `ubootenv` partition; U-Boot sees both (the
+/// script says so), boots the recovery, which installs 2.0 and clears the
+/// flag; U-Boot then sees neither and boots 2.0.
+#[test]
+fn the_device_updates_itself_through_u_boot() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::Good, Loader::UBoot);
+    let run = cycle.run(false);
+    assert!(
+        run.stopped,
+        "the guest did not reach its power-off:\n{}",
+        run.tail()
+    );
+    assert_eq!(boots(&run), UPDATED, "{}", run.tail());
+    let script: Vec<&str> = run
+        .console
+        .lines()
+        .filter(|l| l.starts_with("reimage: "))
+        .collect();
+    assert_eq!(
+        script,
+        [
+            "reimage: booting the system",
+            // U-Boot reads what request wrote: the flag, CRC and all, and
+            // the file on cfg.
+            "reimage: reimage_update=1 in the environment on ubootenv",
+            "reimage: update/instruction on cfg",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("update to demo 2.0 requested"), "{}", run.tail());
+    assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
+    assert!(
+        run.says("recovery: bootflag: uboot:cfg:fw_env.config cleared"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("OK: 2.0 installed (attempt 1"), "{}", run.tail());
+    assert!(run.says("system: status exit code 0"), "{}", run.tail());
+    let disk = cycle.inspect();
+    let system = disk.partition("system");
+    assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    assert!(!disk.partition("cfg").exists("/update/instruction"));
+    let area = disk.bytes("ubootenv");
+    let env = formats::ubootenv::UbootEnv::parse_copy(&area[..0x4000], false)
+        .expect("a valid environment on ubootenv")
+        .env;
+    assert_ne!(env.get("reimage_update"), Some("1"), "{env:?}");
+    assert_eq!(env.get("bootlimit"), Some("3"), "{env:?}");
+}

@@ -34,6 +34,9 @@ pub enum Command {
     /// Prints the grub.cfg fragment that boots the recovery while an
     /// update is pending
     GrubConfig(GrubConfigArgs),
+    /// Prints the U-Boot boot script (the start of boot.scr) that boots
+    /// the recovery while an update is pending
+    UbootScript(UbootScriptArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +116,30 @@ pub struct GrubConfigArgs {
     /// read cfg
     #[arg(long, value_name = "LABEL:PATH")]
     pub grubenv: Option<String>,
+    #[command(flatten)]
+    pub entry: RecoveryEntryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UbootScriptArgs {
+    /// GPT name of the partition holding the recovery's kernel and
+    /// initramfs [default: recovery]
+    #[arg(long, value_name = "NAME")]
+    pub recovery_part: Option<String>,
+    /// GPT name of the cfg partition [default: cfg]
+    #[arg(long, value_name = "NAME")]
+    pub cfg_part: Option<String>,
+    /// GPT name of the raw partition holding the environment area
+    /// (0x4000 bytes at its start) [default: ubootenv]
+    #[arg(long, value_name = "NAME")]
+    pub env_part: Option<String>,
+    #[command(flatten)]
+    pub entry: RecoveryEntryArgs,
+}
+
+/// How the boot loader starts the recovery.
+#[derive(Debug, Args)]
+pub struct RecoveryEntryArgs {
     /// The recovery's kernel on that partition [default: /vmlinuz]
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<String>,

@@ -11,7 +11,11 @@ pub mod args;
 use crate::grub::GrubConfig;
 use crate::request::{self, Request};
 use crate::status;
-use args::{CancelArgs, Cli, Command, GrubConfigArgs, RequestArgs, StatusArgs, USAGE_EXIT};
+use crate::uboot::UbootScript;
+use args::{
+    CancelArgs, Cli, Command, GrubConfigArgs, RecoveryEntryArgs, RequestArgs, StatusArgs,
+    UbootScriptArgs, USAGE_EXIT,
+};
 use clap::Parser;
 use formats::bootflag::BootFlag;
 use formats::cfg::{shown, INSTRUCTION_CANCELLED};
@@ -101,21 +105,46 @@ fn run(command: Command) -> Result<i32, Failure> {
             print!("{}", grub_config(a)?.fragment());
             Ok(0)
         }
+        Command::UbootScript(a) => {
+            print!("{}", uboot_script(a).script());
+            Ok(0)
+        }
     }
+}
+
+/// Replaces a default with the option's value, if given.
+fn set(field: &mut String, value: Option<String>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// The recovery entry's options, over the defaults.
+fn set_entry(
+    entry: RecoveryEntryArgs,
+    kernel: &mut String,
+    initrd: &mut String,
+    cmdline: &mut String,
+) {
+    set(kernel, entry.kernel);
+    set(initrd, entry.initrd);
+    set(cmdline, entry.cmdline);
+}
+
+fn uboot_script(a: UbootScriptArgs) -> UbootScript {
+    let mut u = UbootScript::default();
+    set(&mut u.recovery_part, a.recovery_part);
+    set(&mut u.cfg_part, a.cfg_part);
+    set(&mut u.env_part, a.env_part);
+    set_entry(a.entry, &mut u.kernel, &mut u.initrd, &mut u.cmdline);
+    u
 }
 
 fn grub_config(a: GrubConfigArgs) -> Result<GrubConfig, Failure> {
     let mut g = GrubConfig::default();
-    let set = |field: &mut String, value: Option<String>| {
-        if let Some(v) = value {
-            *field = v;
-        }
-    };
     set(&mut g.recovery_label, a.recovery_label);
     set(&mut g.cfg_label, a.cfg_label);
-    set(&mut g.kernel, a.kernel);
-    set(&mut g.initrd, a.initrd);
-    set(&mut g.cmdline, a.cmdline);
+    set_entry(a.entry, &mut g.kernel, &mut g.initrd, &mut g.cmdline);
     if let Some(value) = a.grubenv {
         let (label, path) = value
             .split_once(':')

@@ -1,0 +1,105 @@
+//! The U-Boot boot script that boots the recovery while an update
+//! instruction is on `cfg`: U-Boot finds the partitions by their GPT names
+//! (`part number`), tests for `update/instruction` on `cfg` (`test -e`),
+//! imports `reimage_update` from an environment area on a raw partition
+//! (`env import -c`, the CRC-checked format `fw_printenv` reads), and boots
+//! the recovery's kernel with `bootefi` (the kernel's EFI stub loads the
+//! initramfs named by `initrd=` from the kernel's own partition). It
+//! returns when there is nothing to do, so the system's own boot commands
+//! follow it in `boot.scr`.
+
+/// Where the recovery is, and what it boots with.
+pub struct UbootScript {
+    /// GPT name of the partition holding the recovery's kernel and
+    /// initramfs (ext4 or FAT).
+    pub recovery_part: String,
+    /// GPT name of the cfg partition.
+    pub cfg_part: String,
+    /// GPT name of the raw partition whose first bytes are the
+    /// environment area (one copy, at offset 0, [`ENV_SIZE`] bytes).
+    pub env_part: String,
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+}
+
+/// The size of the environment area the script reads: `fw_env.config`'s
+/// SIZE for it (`DEVICE 0x0 0x4000`).
+pub const ENV_SIZE: u32 = 0x4000;
+
+impl Default for UbootScript {
+    fn default() -> UbootScript {
+        UbootScript {
+            recovery_part: "recovery".into(),
+            cfg_part: "cfg".into(),
+            env_part: "ubootenv".into(),
+            kernel: "/vmlinuz".into(),
+            initrd: "/initramfs.img".into(),
+            cmdline: "console=ttyS0 panic=-1".into(),
+        }
+    }
+}
+
+impl UbootScript {
+    /// The script's source, for `mkimage -T script`.
+    pub fn script(&self) -> String {
+        format!(
+            r#"# reimage: boot the recovery while an update instruction is on cfg.
+# The start of boot.scr (mkimage -A x86 -O linux -T script -C none -d FILE
+# boot.scr); it returns when there is nothing to do.
+setenv reimage_update
+part number ${{devtype}} ${{devnum}} {recovery} reimage_recovery
+part number ${{devtype}} ${{devnum}} {cfg} reimage_cfg
+if part start ${{devtype}} ${{devnum}} {env} reimage_env; then
+  if ${{devtype}} read ${{ramdisk_addr_r}} ${{reimage_env}} {blocks:x} && env import -c ${{ramdisk_addr_r}} {size:x} reimage_update; then
+    if test "${{reimage_update}}" = 1; then
+      echo "reimage: reimage_update=1 in the environment on {env}"
+    fi
+  else
+    echo "reimage: no valid environment on {env}"
+  fi
+fi
+if test -e ${{devtype}} ${{devnum}}:${{reimage_cfg}} /update/instruction; then
+  echo "reimage: update/instruction on {cfg}"
+  setenv reimage_update 1
+fi
+if test "${{reimage_update}}" = 1; then
+  echo "reimage: booting the recovery"
+  load ${{devtype}} ${{devnum}}:${{reimage_recovery}} ${{kernel_addr_r}} {kernel}
+  setenv bootargs "initrd={initrd} {cmdline}"
+  bootefi ${{kernel_addr_r}}
+fi
+"#,
+            recovery = self.recovery_part,
+            cfg = self.cfg_part,
+            env = self.env_part,
+            blocks = ENV_SIZE / 512,
+            size = ENV_SIZE,
+            kernel = self.kernel,
+            initrd = self.initrd,
+            cmdline = self.cmdline,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_script_is_the_one_printed() {
+        assert_eq!(
+            crate::documented_block("`bootloader-glue uboot-script` prints it:"),
+            UbootScript::default().script()
+        );
+    }
+
+    #[test]
+    fn the_script_tests_for_the_instruction_and_reads_the_whole_area() {
+        let text = UbootScript::default().script();
+        assert!(text.contains("test -e ${devtype} ${devnum}:${reimage_cfg} /update/instruction"));
+        // 0x4000 bytes are 0x20 blocks of 512 bytes: U-Boot's numbers are hex.
+        assert!(text.contains("${reimage_env} 20 && env import -c ${ramdisk_addr_r} 4000"));
+        assert!(text.contains("setenv bootargs \"initrd=/initramfs.img console=ttyS0 panic=-1\""));
+    }
+}
