@@ -198,6 +198,7 @@ fn status_json_is_valid_with_tabs_and_control_characters() {
         duration_ms: 12_345,
         bytes: 123,
         entries: 456,
+        restored: None,
     };
     std::fs::write(cfg.path().join(RESULT), result.render()).unwrap();
     let (code, line) = status(cfg.path(), false);
