@@ -71,9 +71,16 @@ fn through_grub_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
     );
     assert!(run.says("system: status exit code 2"), "{}", run.tail());
     let disk = cycle.inspect();
-    let differences = disk
+    // What the restored 1.0's init made as it booted (mount points, a
+    // /dev/null before devtmpfs) aside.
+    let made_by_init =
+        ["boot", "cfg", "storage", "dev/null"].map(|p| format!("{p}: not in the image"));
+    let differences: Vec<String> = disk
         .partition("system")
-        .differences_from(&cycle.dir.path().join("system"));
+        .differences_from(&cycle.dir.path().join("system"))
+        .into_iter()
+        .filter(|d| !made_by_init.contains(d))
+        .collect();
     assert!(
         differences.is_empty(),
         "system is not exactly 1.0: {differences:?}"
@@ -200,12 +207,15 @@ fn a_power_cut_in_the_middle_of_the_restore_is_finished_by_the_next_boot() {
         !disk.partition("system").exists("/etc/version"),
         "the cut came before the erase"
     );
-    assert!(
-        disk.partition("cfg").exists("/update/restore"),
-        "no pending restore on cfg"
-    );
+    // (cfg's records are in its journal until the next mount replays it:
+    // debugfs does not, so the pending restore is proven by the next boot.)
     let run = device.boot("", TIMEOUT);
     assert!(run.ended, "did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring"),
+        "{}",
+        run.tail()
+    );
     assert!(
         run.says("done: the last good image is restored"),
         "{}",
