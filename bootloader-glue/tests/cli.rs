@@ -66,6 +66,16 @@ fn usage_errors_exit_3_for_every_command() {
         vec!["status", "--manifest", "storage:x"],
         vec!["unlock", "--bootloader", "grub"],
         vec!["cancel", "--json"],
+        vec!["confirm", "--json"],
+        vec![
+            "request",
+            "--manifest",
+            "s:x",
+            "--restore",
+            "s:y",
+            "--no-restore",
+        ],
+        vec!["request", "--manifest", "s:x", "--restore", "no-colon"],
         vec!["request"],
         vec!["request", "--manifest", "no-colon"],
         vec!["request", "--manifest", "s:x", "--bootloader", "lilo"],
@@ -84,7 +94,7 @@ fn usage_errors_exit_3_for_every_command() {
 
 #[test]
 fn unlock_and_cancel_name_a_missing_cfg() {
-    for command in ["unlock", "cancel"] {
+    for command in ["unlock", "cancel", "confirm"] {
         let out = glue(&[command, "--cfg", "/nonexistent"]);
         assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
         assert!(
