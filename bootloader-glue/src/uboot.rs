@@ -23,6 +23,16 @@ pub struct UbootScript {
     pub cmdline: String,
 }
 
+/// The variables the script keeps in the environment area: the flag and
+/// U-Boot's boot counting. When the script counts, it writes the area with
+/// these alone.
+pub const AREA_VARIABLES: [&str; 4] = [
+    formats::bootflag::FLAG,
+    formats::trial::UBOOT_UPGRADE_AVAILABLE,
+    formats::trial::UBOOT_BOOTCOUNT,
+    formats::trial::UBOOT_BOOTLIMIT,
+];
+
 /// The size of the environment area the script reads: `fw_env.config`'s
 /// SIZE for it (`DEVICE 0x0 0x4000`).
 pub const ENV_SIZE: u32 = 0x4000;
@@ -44,14 +54,19 @@ impl UbootScript {
     /// The script's source, for `mkimage -T script`.
     pub fn script(&self) -> String {
         format!(
-            r#"# reimage: boot the recovery while an update instruction is on cfg.
-# The start of boot.scr (mkimage -A x86 -O linux -T script -C none -d FILE
-# boot.scr); it returns when there is nothing to do.
+            r#"# reimage: boot the recovery while an update instruction is on cfg,
+# and count a new system's trial boots. The start of boot.scr (mkimage -A
+# x86 -O linux -T script -C none -d FILE boot.scr); it returns when there
+# is nothing to do.
 setenv reimage_update
+setenv upgrade_available
+setenv bootcount
+setenv bootlimit
+setenv altbootcmd 'echo "reimage: booting the recovery"; load ${{devtype}} ${{devnum}}:${{reimage_recovery}} ${{kernel_addr_r}} {kernel}; setenv bootargs "initrd={initrd} {cmdline}"; bootefi ${{kernel_addr_r}}'
 part number ${{devtype}} ${{devnum}} {recovery} reimage_recovery
 part number ${{devtype}} ${{devnum}} {cfg} reimage_cfg
 if part start ${{devtype}} ${{devnum}} {env} reimage_env; then
-  if ${{devtype}} read ${{ramdisk_addr_r}} ${{reimage_env}} {blocks:x} && env import -c ${{ramdisk_addr_r}} {size:x} reimage_update; then
+  if ${{devtype}} read ${{ramdisk_addr_r}} ${{reimage_env}} {blocks:x} && env import -c ${{ramdisk_addr_r}} {size:x} {vars}; then
     if test "${{reimage_update}}" = 1; then
       echo "reimage: reimage_update=1 in the environment on {env}"
     fi
@@ -59,15 +74,30 @@ if part start ${{devtype}} ${{devnum}} {env} reimage_env; then
     echo "reimage: no valid environment on {env}"
   fi
 fi
+if test "${{upgrade_available}}" = 1; then
+  # U-Boot's boot counting (CONFIG_BOOTCOUNT_LIMIT) for a U-Boot without
+  # it: one more boot in bootcount, saved to the area before booting.
+  setenv reimage_next 99
+  setenv reimage_prev 0
+  for n in 1 2 3 4 5 6 7 8 9 10; do
+    if test "${{reimage_prev}}" = "${{bootcount}}"; then setenv reimage_next ${{n}}; fi
+    setenv reimage_prev ${{n}}
+  done
+  setenv bootcount ${{reimage_next}}
+  env export -c -s {size:x} ${{ramdisk_addr_r}} {vars}
+  ${{devtype}} write ${{ramdisk_addr_r}} ${{reimage_env}} {blocks:x}
+  echo "reimage: trial boot ${{bootcount}} of ${{bootlimit}}"
+  if test ${{bootcount}} -gt ${{bootlimit}}; then
+    echo "reimage: bootcount ${{bootcount}} > bootlimit ${{bootlimit}}: altbootcmd"
+    run altbootcmd
+  fi
+fi
 if test -e ${{devtype}} ${{devnum}}:${{reimage_cfg}} /update/instruction; then
   echo "reimage: update/instruction on {cfg}"
   setenv reimage_update 1
 fi
 if test "${{reimage_update}}" = 1; then
-  echo "reimage: booting the recovery"
-  load ${{devtype}} ${{devnum}}:${{reimage_recovery}} ${{kernel_addr_r}} {kernel}
-  setenv bootargs "initrd={initrd} {cmdline}"
-  bootefi ${{kernel_addr_r}}
+  run altbootcmd
 fi
 "#,
             recovery = self.recovery_part,
@@ -78,6 +108,7 @@ fi
             kernel = self.kernel,
             initrd = self.initrd,
             cmdline = self.cmdline,
+            vars = AREA_VARIABLES.join(" "),
         )
     }
 }
@@ -99,7 +130,10 @@ mod tests {
         let text = UbootScript::default().script();
         assert!(text.contains("test -e ${devtype} ${devnum}:${reimage_cfg} /update/instruction"));
         // 0x4000 bytes are 0x20 blocks of 512 bytes: U-Boot's numbers are hex.
-        assert!(text.contains("${reimage_env} 20 && env import -c ${ramdisk_addr_r} 4000"));
+        assert!(text.contains("${reimage_env} 20 && env import -c ${ramdisk_addr_r} 4000 "));
         assert!(text.contains("setenv bootargs \"initrd=/initramfs.img console=ttyS0 panic=-1\""));
+        assert!(text.contains(
+            "env import -c ${ramdisk_addr_r} 4000 reimage_update upgrade_available bootcount bootlimit;"
+        ));
     }
 }

@@ -100,14 +100,10 @@ impl BootFlag {
             BootFlag::Grub | BootFlag::None => Ok(()),
             BootFlag::GrubEnv { file } => edit_grubenv(file, |env| env.set(FLAG, "1").map(|_| ())),
             BootFlag::Uboot { config, defaults } => {
-                let area = read_uboot(config)?;
-                let mut env = match (area.env.clone(), defaults) {
-                    (Some(env), _) => env,
-                    (None, Some(file)) => read_uboot_defaults(file)?,
-                    (None, None) => return Err(uboot_defaults_only(config, &area)),
-                };
-                env.set(FLAG, "1");
-                write_uboot(&area, &env)
+                edit_uboot(config, Some(defaults.as_deref()), |env| {
+                    env.set(FLAG, "1");
+                    true
+                })
             }
             BootFlag::SystemdBoot { efivars, entry } => {
                 let path = efivars.join(efivar::LOADER_ENTRY_ONE_SHOT);
@@ -128,18 +124,7 @@ impl BootFlag {
                 env.unset(FLAG);
                 Ok(())
             }),
-            BootFlag::Uboot { config, .. } => {
-                let area = read_uboot(config)?;
-                match area.env.clone() {
-                    Some(mut env) => {
-                        if env.unset(FLAG) {
-                            write_uboot(&area, &env)?;
-                        }
-                        Ok(())
-                    }
-                    None => Ok(()),
-                }
-            }
+            BootFlag::Uboot { config, .. } => edit_uboot(config, None, |env| env.unset(FLAG)),
             BootFlag::SystemdBoot { efivars, .. } => {
                 remove_efivar(&efivars.join(efivar::LOADER_ENTRY_ONE_SHOT))
             }
@@ -271,6 +256,35 @@ fn read_uboot(config: &Path) -> io::Result<UbootArea> {
             problems,
         },
     })
+}
+
+/// Edits the current U-Boot environment of `config` and writes it when
+/// `edit` says it changed something. Where no copy is valid: with
+/// `create` None nothing is done (U-Boot's defaults hold nothing of ours);
+/// with `Some(defaults)` the environment starts from that file, or is
+/// refused when there is none.
+pub(crate) fn edit_uboot(
+    config: &Path,
+    create: Option<Option<&Path>>,
+    edit: impl FnOnce(&mut UbootEnv) -> bool,
+) -> io::Result<()> {
+    let area = read_uboot(config)?;
+    let mut env = match (area.env.clone(), create) {
+        (Some(env), _) => env,
+        (None, None) => return Ok(()),
+        (None, Some(Some(file))) => read_uboot_defaults(file)?,
+        (None, Some(None)) => return Err(uboot_defaults_only(config, &area)),
+    };
+    if edit(&mut env) {
+        write_uboot(&area, &env)
+    } else {
+        Ok(())
+    }
+}
+
+/// The current U-Boot environment of `config`; None where no copy is valid.
+pub(crate) fn read_uboot_env(config: &Path) -> io::Result<Option<UbootEnv>> {
+    Ok(read_uboot(config)?.env)
 }
 
 fn read_uboot_defaults(file: &Path) -> io::Result<UbootEnv> {

@@ -15,11 +15,15 @@
 //!
 //! Counters: GRUB keeps `reimage_trial` (boots left) in an environment
 //! block (`cfg:grubenv` for the `grub` flag, FILE for `grubenv:FILE`),
-//! decremented by the `grub.cfg` fragment with `save_env`. U-Boot and
-//! systemd-boot count with their own mechanisms (not yet here: their
-//! methods say so).
+//! decremented by the `grub.cfg` fragment with `save_env`. U-Boot counts
+//! with its own variables in its environment: `upgrade_available=1`
+//! starts the count, `bootcount` counts the boots, and when it exceeds
+//! `bootlimit` U-Boot runs `altbootcmd`, which boots the recovery (built
+//! in with `CONFIG_BOOTCOUNT_LIMIT`, or done by `bootloader-glue
+//! uboot-script`). systemd-boot counts with its own mechanism (not yet
+//! here: its methods say so).
 
-use crate::bootflag::{edit_grubenv, read_grubenv, BootFlag};
+use crate::bootflag::{edit_grubenv, edit_uboot, read_grubenv, read_uboot_env, BootFlag};
 use crate::instruction::PartitionPath;
 use crate::keyvalue::{self, one_line, KeyValueError, SealError};
 use std::io;
@@ -34,6 +38,11 @@ pub const GRUB_COUNTER: &str = "reimage_trial";
 /// The largest limit of trial boots (GRUB's script has no arithmetic: the
 /// fragment decrements through one test per value, 1 to 9).
 pub const MAX_BOOTS: u64 = 9;
+
+/// U-Boot's variables of its boot counting (`CONFIG_BOOTCOUNT_LIMIT`).
+pub const UBOOT_UPGRADE_AVAILABLE: &str = "upgrade_available";
+pub const UBOOT_BOOTCOUNT: &str = "bootcount";
+pub const UBOOT_BOOTLIMIT: &str = "bootlimit";
 
 /// Where the `grub` flag's counter is, relative to `cfg`'s root: the
 /// environment block that the fragment loads from `cfg` too.
@@ -206,7 +215,14 @@ impl BootFlag {
                 let file = self.grub_counter_file(cfg).expect("a GRUB flag");
                 edit_grubenv(&file, |env| env.set(GRUB_COUNTER, &limit.to_string()))
             }
-            BootFlag::Uboot { .. } => Err(unsupported("U-Boot")),
+            BootFlag::Uboot { config, defaults } => {
+                edit_uboot(config, Some(defaults.as_deref()), |env| {
+                    env.set(UBOOT_BOOTLIMIT, &limit.to_string());
+                    env.set(UBOOT_BOOTCOUNT, "0");
+                    env.set(UBOOT_UPGRADE_AVAILABLE, "1");
+                    true
+                })
+            }
             BootFlag::SystemdBoot { .. } => Err(unsupported("systemd-boot")),
             BootFlag::None => Err(unsupported("bootflag=none")),
         }
@@ -226,7 +242,18 @@ impl BootFlag {
             }
             None => match self {
                 BootFlag::None => Ok(()),
-                BootFlag::Uboot { .. } => Err(unsupported("U-Boot")),
+                // As fw_setenv upgrade_available 0 and bootcount 0 after
+                // a good boot; nothing written when it does not count.
+                BootFlag::Uboot { config, .. } => edit_uboot(config, None, |env| {
+                    if env.get(UBOOT_UPGRADE_AVAILABLE).is_none()
+                        && matches!(env.get(UBOOT_BOOTCOUNT), None | Some("0"))
+                    {
+                        return false;
+                    }
+                    env.unset(UBOOT_UPGRADE_AVAILABLE);
+                    env.set(UBOOT_BOOTCOUNT, "0");
+                    true
+                }),
                 _ => Err(unsupported("systemd-boot")),
             },
         }
@@ -241,7 +268,17 @@ impl BootFlag {
                 .map(|v| v.parse().ok().filter(|n| *n <= MAX_BOOTS).unwrap_or(0))),
             None => match self {
                 BootFlag::None => Ok(None),
-                BootFlag::Uboot { .. } => Err(unsupported("U-Boot")),
+                // bootlimit boots in all: left is bootlimit - bootcount; a
+                // count U-Boot cannot go on with is 0.
+                BootFlag::Uboot { config, .. } => Ok(read_uboot_env(config)?
+                    .filter(|env| env.get(UBOOT_UPGRADE_AVAILABLE) == Some("1"))
+                    .map(|env| {
+                        let number = |name| env.get(name).and_then(|v| v.parse::<u64>().ok());
+                        match (number(UBOOT_BOOTLIMIT), number(UBOOT_BOOTCOUNT)) {
+                            (Some(limit), Some(count)) => limit.saturating_sub(count),
+                            _ => 0,
+                        }
+                    })),
                 _ => Err(unsupported("systemd-boot")),
             },
         }
@@ -281,6 +318,57 @@ mod tests {
         );
         let err = Trial::parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("restore="), "{err}");
+    }
+
+    #[test]
+    fn u_boot_counts_with_bootcount_and_bootlimit() {
+        use crate::ubootenv::UbootEnv;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        let area = cfg.join("env.bin");
+        let mut saved = UbootEnv::default();
+        saved.set("bootcmd", "run distro_bootcmd");
+        std::fs::write(&area, saved.render_copy(0x4000, None).unwrap()).unwrap();
+        let config = cfg.join("fw_env.config");
+        std::fs::write(&config, format!("{} 0x0 0x4000\n", area.display())).unwrap();
+        let flag = BootFlag::Uboot {
+            config,
+            defaults: None,
+        };
+        let env = || {
+            UbootEnv::parse_copy(&std::fs::read(&area).unwrap(), false)
+                .unwrap()
+                .env
+        };
+        assert_eq!(flag.trial_left(cfg).unwrap(), None);
+        flag.disarm_trial(cfg).unwrap();
+        assert_eq!(env(), saved, "wrote for nothing");
+        flag.arm_trial(cfg, 3).unwrap();
+        assert_eq!(flag.trial_left(cfg).unwrap(), Some(3));
+        let armed = env();
+        assert_eq!(armed.get("bootcmd"), Some("run distro_bootcmd"));
+        assert_eq!(
+            [UBOOT_UPGRADE_AVAILABLE, UBOOT_BOOTCOUNT, UBOOT_BOOTLIMIT].map(|n| armed.get(n)),
+            [Some("1"), Some("0"), Some("3")]
+        );
+        // What the boot script writes as it counts; past the limit and
+        // garbage leave no boots.
+        for (count, left) in [("1", 2), ("3", 0), ("4", 0), ("x", 0)] {
+            let mut counted = env();
+            counted.set(UBOOT_BOOTCOUNT, count);
+            std::fs::write(&area, counted.render_copy(0x4000, None).unwrap()).unwrap();
+            assert_eq!(
+                flag.trial_left(cfg).unwrap(),
+                Some(left),
+                "bootcount={count}"
+            );
+        }
+        flag.disarm_trial(cfg).unwrap();
+        assert_eq!(flag.trial_left(cfg).unwrap(), None);
+        let done = env();
+        assert_eq!(done.get(UBOOT_UPGRADE_AVAILABLE), None);
+        assert_eq!(done.get(UBOOT_BOOTCOUNT), Some("0"));
+        assert_eq!(done.get("bootcmd"), Some("run distro_bootcmd"));
     }
 
     #[test]
@@ -324,9 +412,9 @@ mod tests {
         let err = BootFlag::None.arm_trial(dir.path(), 3).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert!(BootFlag::None.disarm_trial(dir.path()).is_ok());
-        let uboot = BootFlag::parse("uboot").unwrap();
+        let systemd_boot = BootFlag::parse("systemd-boot").unwrap();
         assert_eq!(
-            uboot.arm_trial(dir.path(), 3).unwrap_err().kind(),
+            systemd_boot.arm_trial(dir.path(), 3).unwrap_err().kind(),
             io::ErrorKind::Unsupported
         );
     }

@@ -232,6 +232,8 @@ fn the_device_updates_itself_through_u_boot() {
             "reimage: reimage_update=1 in the environment on ubootenv",
             "reimage: update/instruction on cfg",
             "reimage: booting the recovery",
+            // 2.0 is on trial until it confirms itself, on this boot.
+            "reimage: trial boot 1 of 3",
             "reimage: booting the system",
         ],
         "{}",
@@ -256,4 +258,8 @@ fn the_device_updates_itself_through_u_boot() {
         .env;
     assert_ne!(env.get("reimage_update"), Some("1"), "{env:?}");
     assert_eq!(env.get("bootlimit"), Some("3"), "{env:?}");
+    // Confirmed: U-Boot counts no more.
+    assert_eq!(env.get("upgrade_available"), None, "{env:?}");
+    assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
+    assert!(run.says("system: confirm exit code 0"), "{}", run.tail());
 }

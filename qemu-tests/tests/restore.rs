@@ -30,6 +30,22 @@ fn grubenv(cycle: &Cycle) -> String {
         .join(" ")
 }
 
+/// The consoles of a full cycle whose 2.0 was not confirmed in 3 boots:
+/// the recovery restored 1.0, whose status says so.
+fn assert_trial_ran_out(run: &qemu_tests::vm::Finished) {
+    assert!(
+        run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring storage:updates/demo-1.0.manifest"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("CRITICAL: restored 1.0: 2.0 not confirmed after 3 boots"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 2"), "{}", run.tail());
+}
+
 #[test]
 fn through_grub_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
     let cycle = Cycle::new(Variant::Unconfirmed);
@@ -59,17 +75,7 @@ fn through_grub_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
         "{}",
         run.tail()
     );
-    assert!(
-        run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring storage:updates/demo-1.0.manifest"),
-        "{}",
-        run.tail()
-    );
-    assert!(
-        run.says("CRITICAL: restored 1.0: 2.0 not confirmed after 3 boots"),
-        "{}",
-        run.tail()
-    );
-    assert!(run.says("system: status exit code 2"), "{}", run.tail());
+    assert_trial_ran_out(&run);
     let disk = cycle.inspect();
     // What the restored 1.0's init made as it booted (mount points, a
     // /dev/null before devtmpfs) aside.
@@ -318,4 +324,72 @@ fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
         "{}",
         status.message
     );
+}
+
+/// The same through a real U-Boot (`the_device_updates_itself_through_u_boot`
+/// in cycle.rs): the recovery arms U-Boot's counting in the environment
+/// area (`upgrade_available=1`, `bootcount=0`, `bootlimit=3`), the boot
+/// script counts each boot of 2.0 and, past `bootlimit`, runs `altbootcmd`:
+/// the recovery, which restores 1.0 and stops the counting.
+#[test]
+fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::Unconfirmed, Loader::UBoot);
+    let run = cycle.run(false);
+    assert!(
+        run.stopped,
+        "the guest did not reach its power-off:\n{}",
+        run.tail()
+    );
+    let script: Vec<&str> = run
+        .console
+        .lines()
+        .filter(|l| l.starts_with("reimage: ") || l.starts_with("system: running"))
+        .collect();
+    assert_eq!(
+        script,
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: reimage_update=1 in the environment on ubootenv",
+            "reimage: update/instruction on cfg",
+            "reimage: booting the recovery",
+            "reimage: trial boot 1 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: trial boot 2 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: trial boot 3 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: trial boot 4 of 3",
+            "reimage: bootcount 4 > bootlimit 3: altbootcmd",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert_trial_ran_out(&run);
+    let disk = cycle.inspect();
+    assert_eq!(
+        disk.partition("system")
+            .read_string("/etc/version")
+            .as_deref(),
+        Some("1.0\n")
+    );
+    let cfg = disk.partition("cfg");
+    assert!(!cfg.exists("/update/trial") && !cfg.exists("/update/restore"));
+    let area = disk.bytes("ubootenv");
+    let env = formats::ubootenv::UbootEnv::parse_copy(&area[..0x4000], false)
+        .expect("a valid environment on ubootenv")
+        .env;
+    assert_eq!(
+        env.get("upgrade_available"),
+        None,
+        "U-Boot still counts: {env:?}"
+    );
+    assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
 }
