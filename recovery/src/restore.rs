@@ -6,7 +6,8 @@
 //!   system whose trial ran out, run the update, or nothing.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one).
-//! - [`trial_after_install`]: the trial record a successful install leaves.
+//! - [`trial_after_install`]: the trial record a successful install
+//!   leaves, and [`previous_version`], the version it replaced.
 
 use crate::error::UpdateError;
 use formats::config::Config;
@@ -101,6 +102,22 @@ pub fn trial_after_install(
     })
 }
 
+/// The version an install of `version` replaced: from a trial of this
+/// same version already on `cfg` (a retry after a power cut, when
+/// `update/installed` may already name the new version), else the
+/// installed one, else `unknown`.
+pub fn previous_version(
+    existing: Option<&Trial>,
+    version: &str,
+    installed: Option<&str>,
+) -> String {
+    existing
+        .filter(|t| t.version == version)
+        .map(|t| t.previous.clone())
+        .or_else(|| installed.map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +186,15 @@ mod tests {
             p.reason,
             "2.0 failed at extract on attempt 3 of 3: storage:x.tar.zst: no space"
         );
+    }
+
+    #[test]
+    fn a_retried_install_keeps_the_version_it_replaced() {
+        let t = trial();
+        assert_eq!(previous_version(Some(&t), "2.0", Some("2.0")), "1.0");
+        assert_eq!(previous_version(Some(&t), "3.0", Some("2.0")), "2.0");
+        assert_eq!(previous_version(None, "2.0", Some("1.0")), "1.0");
+        assert_eq!(previous_version(None, "2.0", None), "unknown");
     }
 
     #[test]

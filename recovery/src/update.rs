@@ -476,18 +476,12 @@ fn clear_stray_trial_counter(config: &Config) {
 /// the counter cannot be written), there is no trial: the record is
 /// removed and the log says why.
 fn start_trial(config: &Config, cfg: &Path, instruction: &Instruction, version: &str) {
-    // The version replaced: from a trial record of this same version (a
-    // retry after a power cut, when `installed` is already the new one),
-    // else from `installed`.
-    let previous = read_trial(cfg)
-        .filter(|t| t.version == version)
-        .map(|t| t.previous)
-        .or_else(|| {
-            crate::policy::InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)))
-                .known()
-                .map(|i| i.version.clone())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let installed = crate::policy::InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
+    let previous = decide::previous_version(
+        read_trial(cfg).as_ref(),
+        version,
+        installed.known().map(|i| i.version.as_str()),
+    );
     let trial = match decide::trial_after_install(config, instruction, version, &previous) {
         Ok(trial) => trial,
         Err(why) => {
