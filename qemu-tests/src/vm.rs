@@ -90,15 +90,21 @@ impl Finished {
         line[open + 1..line.len() - 3].parse().ok()
     }
 
-    /// One line for reports: total time and the steps' shares.
+    /// One line for reports: total time, and the three steps of the update
+    /// with their shares of the three (the verify share is the one that
+    /// issue 11 cuts).
     pub fn timing(&self) -> String {
         let step = |name| self.step_seconds(name).unwrap_or(f64::NAN);
         let (verify, erase, extract) = (step("payload:"), step("erase: fresh"), step("extract: "));
+        let sum = verify + erase + extract;
+        let share = |s: f64| 100.0 * s / sum;
         format!(
-            "{:.1} s from QEMU start to the guest's reboot: verify {verify:.1} s, erase {erase:.1} s, \
-             extract and sync {extract:.1} s ({:.0}% of the total)",
+            "{:.1} s from QEMU start to the guest's reboot; verify {verify:.1} s ({:.0}%), \
+             erase {erase:.1} s ({:.0}%), extract and sync {extract:.1} s ({:.0}%)",
             self.seconds,
-            100.0 * extract / self.seconds
+            share(verify),
+            share(erase),
+            share(extract)
         )
     }
 }

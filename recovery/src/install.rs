@@ -4,13 +4,16 @@
 //!
 //! The payload is hashed again as it is read: the bytes written must be
 //! the bytes that were verified, even on storage that returns different
-//! data on a second read.
+//! data on a second read. When the verification kept the decoded stream
+//! ([`crate::verify::keep_for_install`]), the extraction reads that
+//! instead: the bytes that were checked, with nothing read again.
 
 use crate::error::{Stage, UpdateError};
 use crate::extract::{self, Extracted};
 use crate::fault::{self, Point};
 use crate::pipeline;
 use crate::progress::{human, Progress};
+use crate::readers::ProgressReader;
 use crate::supervisor;
 use crate::verify::VerifiedImage;
 use crate::writeback;
@@ -20,18 +23,59 @@ use std::path::Path;
 
 pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateError> {
     let shown = image.payload.shown();
-    let file = image
-        .payload
-        .open()
-        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
     let root = File::open(dir).map_err(|e| {
         UpdateError::new(Stage::Extract, dir.display(), format!("cannot open: {e}"))
     })?;
-    let progress = Progress::new("extract", image.manifest.payload_size);
-    let pass = writeback::while_running(&root, || {
-        pipeline::pass(file, &progress, |tar| {
+    let (progress, written) = match &image.decoded {
+        Some(kept) => {
+            let progress = Progress::new("extract", kept.len());
+            let written = writeback::while_running(&root, || {
+                fault::hit(Point::HangInExtract);
+                let tar = ProgressReader::new(kept.reader(), &progress);
+                extract::extract(tar, dir, &shown, &progress)
+            });
+            (progress, written)
+        }
+        None => {
+            let file = image.payload.open().map_err(|e| {
+                UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}"))
+            })?;
+            let progress = Progress::new("extract", image.manifest.payload_size);
+            let written = reread(image, file, dir, &root, &progress);
+            (progress, written)
+        }
+    };
+    let written = written?;
+    log::info!("{}", progress.line());
+    fault::hit(Point::BeforeSync);
+    supervisor::enter(Stage::Sync);
+    fault::hit(Point::HangInSync);
+    nix::unistd::syncfs(&root)
+        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
+    fault::hit(Point::AfterSync);
+    log::info!(
+        "extract: {} entries, {} written and synced to {} ({:.1} s)",
+        written.entries,
+        human(written.bytes),
+        dir.display(),
+        progress.seconds()
+    );
+    Ok(written)
+}
+
+/// The extraction from the payload, read, hashed and decoded again.
+fn reread(
+    image: &VerifiedImage,
+    file: impl std::io::Read + Send,
+    dir: &Path,
+    root: &File,
+    progress: &Progress,
+) -> Result<Extracted, UpdateError> {
+    let shown = image.payload.shown();
+    let pass = writeback::while_running(root, || {
+        pipeline::pass(file, progress, |tar| {
             fault::hit(Point::HangInExtract);
-            extract::extract(tar, dir, &shown, &progress)
+            extract::extract(tar, dir, &shown, progress)
         })
     })
     .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot read: {e}")))?;
@@ -48,20 +92,5 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
             ),
         ));
     }
-    let written = pass.tar?;
-    log::info!("{}", progress.line());
-    fault::hit(Point::BeforeSync);
-    supervisor::enter(Stage::Sync);
-    fault::hit(Point::HangInSync);
-    nix::unistd::syncfs(&root)
-        .map_err(|e| UpdateError::new(Stage::Sync, dir.display(), format!("syncfs failed: {e}")))?;
-    fault::hit(Point::AfterSync);
-    log::info!(
-        "extract: {} entries, {} written and synced to {} ({:.1} s)",
-        written.entries,
-        human(written.bytes),
-        dir.display(),
-        progress.seconds()
-    );
-    Ok(written)
+    pass.tar
 }

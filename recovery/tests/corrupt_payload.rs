@@ -176,7 +176,10 @@ fn setup() -> Case {
         false,
     );
     let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
-    let image = recovery::verify::verify(&built.manifest_path, &keys).expect("the clean image");
+    let mut image = recovery::verify::verify(&built.manifest_path, &keys).expect("the clean image");
+    // The sweep reads the payload again in `install`: nothing kept, even
+    // if a test of this binary asked for it (`keep_for_install` is global).
+    image.decoded = None;
     let payload = fs::read(&image.payload.path).unwrap();
     Case {
         dir: work.path().to_path_buf(),
@@ -261,6 +264,36 @@ fn a_byte_flipped_anywhere_in_the_payload_is_refused_promptly() {
         spent[0], spent[1], spent[2]
     );
     eprintln!("sweep done in {:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// An image verified for installing keeps the decoded stream it checked:
+/// the extraction writes those bytes, whatever the storage holds by then.
+#[test]
+fn what_is_written_is_what_was_verified_when_the_stream_is_kept() {
+    require_root("extract files with their owners");
+    let case = setup();
+    recovery::verify::keep_for_install();
+    let keys = recovery::keys::load(std::slice::from_ref(&case.key)).unwrap();
+    let image = recovery::verify::verify(&case.image.manifest_path, &keys).unwrap();
+    let kept = image
+        .decoded
+        .as_ref()
+        .expect("80 MB fit in a quarter of the memory");
+    assert!(kept.len() > 80_000_000, "{kept:?}");
+    // The payload changes on the storage after the verification.
+    let middle = case.payload.len() / 2;
+    let _flip = Flip::new(&image.payload.path, middle, case.payload[middle]);
+    let into = case.dir.join("into");
+    fs::create_dir(&into).unwrap();
+    let written = recovery::install::install(&image, &into).expect("written from memory");
+    assert_eq!(written.entries, image.manifest.entries);
+    // The builder clamps mtimes to its creation time: compare the rest.
+    let without_times = |root: &Path| {
+        let mut nodes = snapshot(root);
+        nodes.values_mut().for_each(|n| n.mtime = 0);
+        nodes
+    };
+    assert_eq!(without_times(&into), without_times(&case.dir.join("root")));
 }
 
 #[test]
