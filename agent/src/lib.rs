@@ -7,6 +7,8 @@
 //!   `Range` after a drop or a reboot, checked by size and BLAKE3.
 //! - [`partial`]: the record kept beside a partial download.
 //! - [`retry`]: attempts with capped exponential backoff.
+//! - [`schedule`]: download and install windows (`daily 02:00-04:00`),
+//!   pure: the time is passed in.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
 //! - [`cli`]: the command line.
@@ -16,4 +18,5 @@ pub mod download;
 pub mod http;
 pub mod partial;
 pub mod retry;
+pub mod schedule;
 pub mod source;
