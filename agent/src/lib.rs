@@ -9,6 +9,10 @@
 //! - [`retry`]: attempts with capped exponential backoff.
 //! - [`schedule`]: download and install windows (`daily 02:00-04:00`),
 //!   pure: the time is passed in.
+//! - [`outcome`]: the action record kept before the instruction, and the
+//!   report of the update's outcome after the reboot.
+//! - [`post_update`]: the command the new system runs once after a
+//!   successful update.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
 //! - [`cli`]: the command line.
@@ -16,7 +20,9 @@
 pub mod cli;
 pub mod download;
 pub mod http;
+pub mod outcome;
 pub mod partial;
+pub mod post_update;
 pub mod retry;
 pub mod schedule;
 pub mod source;

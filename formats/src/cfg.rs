@@ -23,6 +23,9 @@ pub const ATTEMPTS: &str = "update/attempts";
 /// The update lock ([`Lock`]): set after repeated failures; while it is
 /// there no instruction is written and the recovery erases nothing.
 pub const LOCK: &str = "update/lock";
+/// The agent's update in flight ([`crate::action::Action`]): written
+/// before the instruction, removed once the outcome has been reported.
+pub const ACTION: &str = "update/action";
 /// The recovery's log, appended to on every boot of the recovery.
 pub const RECOVERY_LOG: &str = "update/recovery.log";
 
