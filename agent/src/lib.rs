@@ -3,6 +3,8 @@
 //!
 //! - [`http`]: a small blocking HTTP client over rustls: timeouts, user
 //!   agent, bounded redirects and headers, which CAs to trust.
+//! - [`daemon`]: `run`: poll, download in the download window, the
+//!   round before the install, the lock when it fails.
 //! - [`download`]: one file into a directory on `storage`, resumed by
 //!   `Range` after a drop or a reboot, checked by size and BLAKE3.
 //! - [`partial`]: the record kept beside a partial download.
@@ -18,6 +20,7 @@
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod daemon;
 pub mod download;
 pub mod http;
 pub mod outcome;
