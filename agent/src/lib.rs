@@ -15,6 +15,7 @@
 //!   report of the update's outcome after the reboot.
 //! - [`post_update`]: the command the new system runs once after a
 //!   successful update.
+//! - [`state`]: what the daemon is doing, kept for `status`.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
 //! - [`cli`]: the command line.
@@ -29,3 +30,4 @@ pub mod post_update;
 pub mod retry;
 pub mod schedule;
 pub mod source;
+pub mod state;

@@ -33,6 +33,14 @@ pub struct ScheduleError {
 const EXPECTED: &str = "`always` or `[DAYS] HH:MM-HH:MM [UTC±HH:MM]`, \
     e.g. `daily 02:00-04:00` or `Mon-Fri 22:00-02:00 UTC+01:00`";
 
+impl ScheduleError {
+    /// What is wrong and what was expected, without the key and value
+    /// (for a message that names them itself).
+    pub fn detail(&self) -> String {
+        format!("{}; expected {EXPECTED}", self.problem)
+    }
+}
+
 /// A weekly window of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
