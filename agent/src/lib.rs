@@ -1,6 +1,13 @@
-//! The update agent of the running system: gets images onto the device.
-//! This first slice downloads one file, resumably and verified.
+//! The update agent of the running system: gets images onto the device,
+//! admitted before their payload, downloaded resumably and verified, and
+//! asks for their installation.
 //!
+//! - [`config`]: the agent's configuration file (`agent.conf`).
+//! - [`flow`]: check, stage (admit, download, verify) and install: what
+//!   the daemon and the one-shot commands call, whatever the source.
+//! - [`feed`]: the static feed (`BASE/<product>/latest` and the files
+//!   beside it), a [`source::Source`].
+//! - [`storage`]: free space before a download, old images deleted after.
 //! - [`http`]: a small blocking HTTP client over rustls: timeouts, user
 //!   agent, bounded redirects and headers, which CAs to trust.
 //! - [`daemon`]: `run`: poll, download in the download window, the
@@ -21,8 +28,11 @@
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod download;
+pub mod feed;
+pub mod flow;
 pub mod http;
 pub mod outcome;
 pub mod partial;
@@ -31,3 +41,4 @@ pub mod retry;
 pub mod schedule;
 pub mod source;
 pub mod state;
+pub mod storage;
