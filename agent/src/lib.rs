@@ -23,6 +23,8 @@
 //! - [`post_update`]: the command the new system runs once after a
 //!   successful update.
 //! - [`state`]: what the daemon is doing, kept for `status`.
+//! - [`status`]: `status [--json]`: source, offer, staged image, warning
+//!   flag, lock, the windows' next openings.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
 //! - [`cli`]: the command line.
@@ -41,4 +43,5 @@ pub mod retry;
 pub mod schedule;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod storage;

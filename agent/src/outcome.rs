@@ -113,6 +113,21 @@ pub fn begin(
     old_version: &str,
     new_version: &str,
 ) -> Result<Action, OutcomeError> {
+    let names = [
+        ("source", source),
+        ("offer", offer),
+        ("new version", new_version),
+    ];
+    for (what, name) in names {
+        if !formats::keyvalue::is_name(name) {
+            return Err(OutcomeError::Unreadable {
+                path: shown(ACTION),
+                reason: format!(
+                    "the {what} {name:?} cannot be recorded: expected 1 to 128 of A-Z a-z 0-9 . _ - +"
+                ),
+            });
+        }
+    }
     let before = read(cfg_root, RESULT)?;
     let action = Action {
         source: source.to_string(),
