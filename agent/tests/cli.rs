@@ -194,6 +194,12 @@ fn check_download_and_install_from_a_feed() {
     );
     assert_eq!(device.server.served_of("/acme/acme-2.0.swu"), 0);
 
+    // No storage directory (the partition not mounted): a setup error.
+    let (code, _, err) = device.run(&["download"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("storage: not a directory"), "{err}");
+    std::fs::create_dir(device.dir.path().join("storage")).unwrap();
+
     let (code, out, err) = device.run(&["download"]);
     assert_eq!(code, Some(0), "{err}");
     let staged = device.dir.path().join("storage/acme-2.0.swu");
