@@ -338,6 +338,8 @@ pub struct Daemon<'a, C: Clock> {
     stage_again_after: u64,
     /// The reason of the last wait, logged once per change.
     last_why: String,
+    /// Whether the state file could not be written (logged once).
+    state_unwritable: bool,
 }
 
 impl<'a, C: Clock> Daemon<'a, C> {
@@ -352,6 +354,7 @@ impl<'a, C: Clock> Daemon<'a, C> {
             next_poll: 0,
             stage_again_after: 0,
             last_why: String::new(),
+            state_unwritable: false,
         }
     }
 
@@ -603,11 +606,14 @@ impl<'a, C: Clock> Daemon<'a, C> {
             until,
             why: why.to_string(),
         };
-        let path = &self.daemon().state_file;
-        if let Err(e) = formats::store::write_atomic(path, state.render().as_bytes()) {
-            if self.last_why != "state" {
+        let path = &self.config.daemon.state_file;
+        match formats::store::write_atomic(path, state.render().as_bytes()) {
+            Ok(()) => self.state_unwritable = false,
+            Err(e) if !self.state_unwritable => {
                 log::warn!("{}: cannot write the state for status: {e}", path.display());
+                self.state_unwritable = true;
             }
+            Err(_) => {}
         }
     }
 }

@@ -467,8 +467,6 @@ impl Round<'_> {
         let manifest = &admitted.manifest;
         let is_bundle = head.bundle_len.is_some();
         let image = image_path(self.config, manifest, is_bundle);
-        fs::create_dir_all(&self.config.storage_dir)
-            .map_err(io(&self.config.storage_dir, "creating the directory"))?;
         if self.already_staged(&image, manifest) {
             return Ok((manifest.clone(), image, 0));
         }
@@ -546,6 +544,7 @@ impl Round<'_> {
 /// `Closed` with `success: false`. A failed round sets the warning flag.
 pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<Staged, FlowError> {
     let layout = layout(offer)?;
+    check_storage_dir(config)?;
     let recovery = recovery_config(config)?;
     let keys = config
         .trusted_key_files()
@@ -636,6 +635,20 @@ pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<
             })
         }
     }
+}
+
+/// The storage directory must be there: the agent never creates it, so
+/// that an unmounted storage partition does not fill the root file system.
+fn check_storage_dir(config: &Config) -> Result<(), FlowError> {
+    let dir = &config.storage_dir;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(FlowError::Setup(format!(
+        "{}: not a directory: expected it on the mounted storage partition \
+         (create it there once, or set storage-dir=)",
+        dir.display()
+    )))
 }
 
 /// Reports to the source; a failure to report is logged, not fatal.
@@ -848,6 +861,20 @@ mod tests {
         bad_url.artifacts[0].url = "file:///etc/shadow".into();
         let err = layout(&bad_url).unwrap_err().to_string();
         assert!(err.contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn the_storage_directory_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            storage_dir: dir.path().join("updates"),
+            ..Config::default()
+        };
+        let err = check_storage_dir(&config).unwrap_err().to_string();
+        assert!(err.contains("updates: not a directory"), "{err}");
+        assert!(!config.storage_dir.exists());
+        fs::create_dir(&config.storage_dir).unwrap();
+        check_storage_dir(&config).unwrap();
     }
 
     #[test]

@@ -415,3 +415,35 @@ fn old_images_are_deleted_but_never_the_image_a_restore_needs() {
     flow::stage(&config, &mut source, &offer).unwrap();
     assert!(fx.storage_names().contains(&"acme-1.2.swu".to_string()));
 }
+
+#[test]
+fn a_server_that_ignores_range_still_gives_the_head_and_the_bundle() {
+    let fx = Fixture::new(true);
+    // latest, then the head asked by Range and answered 200 with the whole file.
+    let server = fx.server(Plan::first(vec![Fault::None, Fault::IgnoreRange]));
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let staged = flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(fs::metadata(&staged.image).unwrap().len(), fx.bundle_len);
+}
+
+#[test]
+fn a_hostile_latest_is_refused_by_check() {
+    let mut fx = Fixture::new(true);
+    fx.files[0].1 = b"../../../etc/passwd\n".to_vec();
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let err = flow::check(&config, &mut source).unwrap_err().to_string();
+    assert!(
+        err.contains("refused") && err.contains("expected one line with a version"),
+        "{err}"
+    );
+    fx.files[0].1 = vec![b'1'; 4096];
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let err = flow::check(&config, &mut source).unwrap_err().to_string();
+    assert!(err.contains("larger than the 256 bytes"), "{err}");
+}
