@@ -2,7 +2,11 @@
 //! instruction is on `cfg`: GRUB finds the file system labelled `cfg`,
 //! tests for `update/instruction` (and, where GRUB cannot read `cfg`, the
 //! `reimage_update` flag in its environment block), and makes the recovery
-//! entry the default.
+//! entry the default. It also counts the boots of a new system on trial:
+//! `reimage_trial` (boots left) in the environment block on `cfg` (or the
+//! one named with `--grubenv`), one less on each boot with `save_env`; at
+//! 0 (or a value it cannot count down) the recovery is booted, which
+//! restores the last good image.
 
 /// Where the recovery's kernel and initramfs are, and what it boots with.
 pub struct GrubConfig {
@@ -32,6 +36,21 @@ impl Default for GrubConfig {
 
 impl GrubConfig {
     pub fn fragment(&self) -> String {
+        let counter = formats::trial::GRUB_COUNTER;
+        let countdown: String = (1..=formats::trial::MAX_BOOTS)
+            .rev()
+            .map(|n| {
+                let word = if n == formats::trial::MAX_BOOTS {
+                    "if"
+                } else {
+                    "elif"
+                };
+                format!(
+                    "  {word} [ \"${counter}\" = {n} ]; then\n    set {counter}={}\n",
+                    n - 1
+                )
+            })
+            .collect();
         format!(
             r#"# reimage: boot the recovery while an update instruction is on cfg.
 insmod part_gpt
@@ -43,14 +62,22 @@ if [ -s "$prefix/grubenv" ]; then
   load_env reimage_update
 fi
 if [ -n "$reimage_cfg" ]; then
+  set reimage_counter="($reimage_cfg)/grubenv"
   if [ -s "($reimage_cfg)/grubenv" ]; then
-    load_env -f "($reimage_cfg)/grubenv" reimage_update
+    load_env -f "($reimage_cfg)/grubenv" reimage_update {counter}
   fi
   if [ -f "($reimage_cfg)/update/instruction" ]; then
     set reimage_update=1
   fi
 fi
-{grubenv}if [ "$reimage_update" = 1 ]; then
+{grubenv}# A new system on trial: one boot less; none left, the recovery restores.
+if [ -n "${counter}" ]; then
+{countdown}  else
+    set reimage_update=1
+  fi
+  save_env -f "$reimage_counter" {counter}
+fi
+if [ "$reimage_update" = 1 ]; then
   set default=reimage-recovery
   set timeout=0
 fi
@@ -68,8 +95,9 @@ menuentry "Recovery: install the staged update" --id reimage-recovery {{
                 Some((label, path)) => format!(
                     "search --no-floppy --label {label} --set=reimage_env\n\
                      if [ -n \"$reimage_env\" ]; then\n  \
+                       set reimage_counter=\"($reimage_env){path}\"\n  \
                        if [ -s \"($reimage_env){path}\" ]; then\n    \
-                         load_env -f \"($reimage_env){path}\" reimage_update\n  \
+                         load_env -f \"($reimage_env){path}\" reimage_update {counter}\n  \
                        fi\n\
                      fi\n"
                 ),
@@ -106,5 +134,27 @@ mod tests {
         assert!(text.contains(r#"[ -f "($reimage_cfg)/update/instruction" ]"#));
         assert!(text.contains("--id reimage-recovery"));
         assert!(text.contains("linux /vmlinuz console=ttyS0 panic=-1"));
+    }
+
+    #[test]
+    fn the_fragment_counts_every_trial_boot_down_and_saves_it() {
+        let text = GrubConfig::default().fragment();
+        for n in 1..=formats::trial::MAX_BOOTS {
+            assert!(
+                text.contains(&format!(
+                    "[ \"$reimage_trial\" = {n} ]; then\n    set reimage_trial={}\n",
+                    n - 1
+                )),
+                "{n}: {text}"
+            );
+        }
+        assert!(text.contains("  else\n    set reimage_update=1\n"));
+        assert!(text.contains("save_env -f \"$reimage_counter\" reimage_trial"));
+        let env = GrubConfig {
+            grubenv: Some(("recovery".into(), "/grubenv".into())),
+            ..GrubConfig::default()
+        }
+        .fragment();
+        assert!(env.contains("set reimage_counter=\"($reimage_env)/grubenv\""));
     }
 }

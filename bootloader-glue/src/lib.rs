@@ -6,6 +6,8 @@
 //!   the boot loader; clears the update lock.
 //! - [`status`]: the last result, the lock and a pending instruction, as
 //!   one line and a Nagios plugin exit code.
+//! - [`trial`]: the image a failed update is restored from, and
+//!   `confirm`, which ends a new system's trial.
 //! - [`backup`]: the copy of `cfg`'s configuration kept in `storage`.
 //! - [`grub`]: the `grub.cfg` fragment that boots the recovery.
 //! - [`mounts`]: where the running system mounted a partition.
@@ -19,3 +21,4 @@ pub mod grub;
 pub mod mounts;
 pub mod request;
 pub mod status;
+pub mod trial;

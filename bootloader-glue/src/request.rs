@@ -43,6 +43,26 @@ pub enum RequestError {
     Arm(#[source] io::Error),
     #[error("clearing the boot loader's flag")]
     Disarm(#[source] io::Error),
+    #[error("{0}; nothing was written")]
+    NoRestore(String),
+    #[error("{version} is on trial ({path}): confirm it first (bootloader-glue confirm), or let the recovery restore {previous}")]
+    OnTrial {
+        path: PathBuf,
+        version: String,
+        previous: String,
+    },
+}
+
+/// Where the image to restore, should the update fail, comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// The installed version's image among the staged ones, beside the
+    /// new image ([`crate::trial::restore_image_of`]).
+    Find,
+    /// This one (`--restore PARTITION:PATH`).
+    Given(PartitionPath),
+    /// None (`--no-restore`): a failed update cannot be undone.
+    Without,
 }
 
 /// The cfg partition must be mounted at `cfg_root`: a missing or plain
@@ -120,6 +140,7 @@ pub struct Request {
     pub flag: BootFlag,
     /// Seconds since 1970, for the instruction and the backup's name.
     pub now: u64,
+    pub restore: Restore,
 }
 
 /// The recovery's admission check ([`recovery::admission::admit`]) on the
@@ -143,6 +164,30 @@ pub fn admit(
     })?)
 }
 
+/// The instruction's `restore=`: given, found beside the new image, or
+/// none; refused when none is there and the configuration requires one
+/// (`restore-image=required`, the default), else a warning.
+fn restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, RequestError> {
+    let installed = recovery::policy::InstalledVersion::from_read(std::fs::read(
+        r.cfg.join(formats::cfg::INSTALLED),
+    ));
+    let found = match &r.restore {
+        Restore::Given(image) => return Ok(Some(image.clone())),
+        Restore::Without => None,
+        Restore::Find => installed
+            .known()
+            .and_then(|i| crate::trial::restore_image_of(storage, &r.manifest.partition, i)),
+    };
+    if found.is_none() {
+        let why = crate::trial::no_restore_image(installed.known());
+        if r.config.restore_required && r.restore == Restore::Find {
+            return Err(RequestError::NoRestore(why));
+        }
+        log::warn!("{why}");
+    }
+    Ok(found)
+}
+
 pub struct Requested {
     pub product: String,
     pub version: String,
@@ -155,15 +200,23 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
     if lock.exists() {
         return Err(RequestError::Locked { path: lock });
     }
+    if let Some(trial) = crate::trial::read_trial(&r.cfg).map_err(RequestError::Partition)? {
+        return Err(RequestError::OnTrial {
+            path: r.cfg.join(formats::cfg::TRIAL),
+            version: trial.version,
+            previous: trial.previous,
+        });
+    }
+    let disks = recovery::partitions::scan();
+    let storage =
+        mounts::mount_point_of(&disks, &r.manifest.partition).map_err(RequestError::Partition)?;
     let instruction = Instruction {
         manifest: r.manifest.clone(),
         target: r.target.clone(),
         allow_downgrade: r.allow_downgrade,
         requested: r.now,
+        restore: restore_image(r, &storage)?,
     };
-    let disks = recovery::partitions::scan();
-    let storage =
-        mounts::mount_point_of(&disks, &r.manifest.partition).map_err(RequestError::Partition)?;
     let admitted = admit(r, &instruction, &storage, &disks)?;
     let image = admitted.image;
     let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
@@ -197,6 +250,7 @@ mod tests {
             target: "system".into(),
             allow_downgrade: false,
             requested: 1,
+            restore: None,
         };
         write_instruction(dir, &ins).unwrap();
         let written = std::fs::read(dir.join(INSTRUCTION)).unwrap();
@@ -264,9 +318,54 @@ mod tests {
             trusted_keys: vec![],
             flag: BootFlag::None,
             now: 0,
+            restore: Restore::Find,
         };
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
+    }
+
+    #[test]
+    fn the_restore_image_is_found_given_or_refused_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(storage.join("updates")).unwrap();
+        let installed = formats::result::Installed {
+            product: "p".into(),
+            version: "1.0".into(),
+        };
+        std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
+        let mut r = Request {
+            cfg,
+            manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
+            target: "system".into(),
+            allow_downgrade: false,
+            config: Config::for_product("p"),
+            trusted_keys: vec![],
+            flag: BootFlag::None,
+            now: 0,
+            restore: Restore::Find,
+        };
+        let err = restore_image(&r, &storage).unwrap_err().to_string();
+        assert!(
+            err.starts_with("no image of 1.0 to restore: a failed update could not be undone"),
+            "{err}"
+        );
+        r.config.restore_required = false;
+        assert_eq!(restore_image(&r, &storage).unwrap(), None);
+        r.config.restore_required = true;
+        r.restore = Restore::Without;
+        assert_eq!(restore_image(&r, &storage).unwrap(), None);
+        std::fs::write(storage.join("updates/p-1.0.manifest"), "").unwrap();
+        r.restore = Restore::Find;
+        assert_eq!(
+            restore_image(&r, &storage).unwrap().unwrap().to_string(),
+            "storage:updates/p-1.0.manifest"
+        );
+        let given = PartitionPath::parse("storage:old/p-1.0.swu").unwrap();
+        r.restore = Restore::Given(given.clone());
+        assert_eq!(restore_image(&r, &storage).unwrap(), Some(given));
     }
 
     /// The recovery (before the erase) and `request` (before the
@@ -361,12 +460,14 @@ mod tests {
                     trusted_keys: vec![public.clone()],
                     flag: BootFlag::None,
                     now: 0,
+                    restore: Restore::Without,
                 };
                 let instruction = Instruction {
                     manifest: r.manifest.clone(),
                     target: r.target.clone(),
                     allow_downgrade: r.allow_downgrade,
                     requested: r.now,
+                    restore: None,
                 };
                 let asked = admit(&r, &instruction, &storage, &disks).map(|_| ());
                 // What the recovery's verify_image runs, with the target it

@@ -2,7 +2,9 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::cfg::{shown, DownloadFailed, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT};
+use formats::cfg::{
+    shown, DownloadFailed, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT, TRIAL,
+};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use recovery::policy::InstalledVersion;
@@ -38,6 +40,9 @@ pub struct Status {
     /// The agent's warning flag: the last round of download attempts
     /// failed, with the reason.
     pub download_failed: Option<String>,
+    /// The installed version's image on storage, which a failed update
+    /// is restored from (None: not there, or not looked for).
+    pub restore_image: Option<String>,
 }
 
 impl Status {
@@ -78,6 +83,7 @@ impl Status {
             "message": self.message,
             "locked": self.locked,
             "download_failed": self.download_failed,
+            "restore_image": self.restore_image,
             "pending": self.pending.as_ref().map(|p| p.manifest.to_string()),
             "installed": self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version)),
             "outcome": r.map(|r| r.outcome.name()),
@@ -101,7 +107,25 @@ impl Status {
             pending: None,
             locked: false,
             download_failed: None,
+            restore_image: None,
         }
+    }
+
+    /// Says whether the installed version's image is on the storage
+    /// partition mounted at `storage` (as GPT partition `partition`).
+    pub fn note_restore_image(&mut self, storage: &Path, partition: &str) {
+        if self.code == Code::Unknown {
+            return;
+        }
+        let Some(installed) = &self.installed else {
+            return;
+        };
+        self.restore_image =
+            crate::trial::restore_image_of(storage, partition, installed).map(|p| p.to_string());
+        self.message += &match &self.restore_image {
+            Some(image) => format!("; restore image {image}"),
+            None => format!("; no image of {} to restore", installed.version),
+        };
     }
 }
 
@@ -121,11 +145,18 @@ pub fn status(cfg: &Path) -> Status {
     }
     let empty = std::fs::read_dir(cfg)
         .map(|mut d| d.all(|e| e.is_ok_and(|e| e.file_name() == "lost+found")));
-    match empty {
+    let mut status = match empty {
         Ok(true) => Status::unknown(format!("{} is empty: {expected}", cfg.display())),
         Ok(false) => records(cfg),
         Err(e) => Status::unknown(format!("{}: {e}", cfg.display())),
+    };
+    // The staged images are on the partition named `storage`, where the
+    // running system mounted it.
+    let partition = "storage";
+    if let Ok(storage) = crate::mounts::mount_point_of(&recovery::partitions::scan(), partition) {
+        status.note_restore_image(&storage, partition);
     }
+    status
 }
 
 /// Reads the records in the directory `cfg`.
@@ -163,7 +194,21 @@ pub fn records(cfg: &Path) -> Status {
         Ok(None) => None,
         Err(e) => Some(e),
     };
-    let (code, message) = if locked {
+    let on_trial = cfg.join(TRIAL).exists();
+    let restored = result.as_ref().and_then(|r| {
+        r.restored
+            .as_ref()
+            .filter(|_| r.outcome == Outcome::Restored)
+            .map(|v| format!("restored {v}: {}", r.reason))
+    });
+    let (code, message) = if let (true, Some(restored)) = (locked, &restored) {
+        (
+            Code::Critical,
+            format!(
+                "{restored}; the update lock is set: fix the image, then bootloader-glue unlock"
+            ),
+        )
+    } else if locked {
         let why = result.as_ref().map_or(String::new(), |r| {
             format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
         });
@@ -197,15 +242,28 @@ pub fn records(cfg: &Path) -> Status {
                 },
             ),
             Some(r) => match r.outcome {
-                Outcome::Success => (
+                Outcome::Success | Outcome::Confirmed => (
                     Code::Ok,
                     format!(
-                        "{} installed (attempt {}, {:.1} s, {} entries)",
+                        "{} installed (attempt {}, {:.1} s, {} entries){}",
                         r.version,
                         r.attempt,
                         r.duration_ms as f64 / 1000.0,
-                        r.entries
+                        r.entries,
+                        if r.outcome == Outcome::Confirmed {
+                            "; confirmed"
+                        } else if on_trial {
+                            "; on trial until it confirms itself (bootloader-glue confirm)"
+                        } else {
+                            ""
+                        }
                     ),
+                ),
+                Outcome::Restored => (
+                    Code::Critical,
+                    restored
+                        .clone()
+                        .unwrap_or_else(|| format!("restored: {}", r.reason)),
                 ),
                 outcome => (
                     Code::Critical,
@@ -250,6 +308,7 @@ pub fn records(cfg: &Path) -> Status {
         pending,
         locked,
         download_failed,
+        restore_image: None,
     }
 }
 
@@ -279,6 +338,7 @@ mod tests {
             duration_ms: 1500,
             bytes: 10,
             entries: 3,
+            restored: None,
         }
     }
 
@@ -314,6 +374,79 @@ mod tests {
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
+    }
+
+    #[test]
+    fn a_restore_is_critical_and_names_both_versions() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let restored = UpdateResult {
+            outcome: Outcome::Restored,
+            stage: "trial".into(),
+            reason: "2.0 not confirmed after 3 boots".into(),
+            restored: Some("1.0".into()),
+            ..result(Outcome::Success)
+        };
+        std::fs::write(cfg.join(RESULT), restored.render()).unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Critical);
+        assert_eq!(s.message, "restored 1.0: 2.0 not confirmed after 3 boots");
+        std::fs::write(cfg.join(LOCK), "").unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Critical);
+        assert!(
+            s.message.starts_with(
+                "restored 1.0: 2.0 not confirmed after 3 boots; the update lock is set"
+            ),
+            "{}",
+            s.message
+        );
+        std::fs::remove_file(cfg.join(LOCK)).unwrap();
+        // On trial, then confirmed: OK, saying which.
+        std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
+        std::fs::write(cfg.join(TRIAL), "").unwrap();
+        assert!(records(cfg)
+            .message
+            .contains("; on trial until it confirms itself"));
+        std::fs::remove_file(cfg.join(TRIAL)).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Confirmed).render()).unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Ok);
+        assert!(s.message.ends_with("; confirmed"), "{}", s.message);
+    }
+
+    #[test]
+    fn says_whether_the_restore_image_is_there() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("cfg");
+        let storage = d.path().join("storage");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(storage.join("updates")).unwrap();
+        let installed = Installed {
+            product: "demo".into(),
+            version: "1.0".into(),
+        };
+        std::fs::write(cfg.join(INSTALLED), installed.render()).unwrap();
+        let mut s = records(&cfg);
+        s.note_restore_image(&storage, "storage");
+        assert!(
+            s.message.ends_with("; no image of 1.0 to restore"),
+            "{}",
+            s.message
+        );
+        std::fs::write(storage.join("updates/demo-1.0.manifest"), "").unwrap();
+        let mut s = records(&cfg);
+        s.note_restore_image(&storage, "storage");
+        assert!(
+            s.message
+                .ends_with("; restore image storage:updates/demo-1.0.manifest"),
+            "{}",
+            s.message
+        );
+        assert!(s
+            .json()
+            .contains(r#""restore_image":"storage:updates/demo-1.0.manifest""#));
     }
 
     #[test]
@@ -362,6 +495,7 @@ mod tests {
             target: "system".into(),
             allow_downgrade: false,
             requested: 1,
+            restore: None,
         }
         .render();
         std::fs::write(cfg.join(INSTRUCTION), &good).unwrap();

@@ -14,6 +14,7 @@ fn instruction() -> Instruction {
         target: "system".into(),
         allow_downgrade: false,
         requested: 1,
+        restore: None,
     }
 }
 

@@ -66,6 +66,16 @@ fn usage_errors_exit_3_for_every_command() {
         vec!["status", "--manifest", "storage:x"],
         vec!["unlock", "--bootloader", "grub"],
         vec!["cancel", "--json"],
+        vec!["confirm", "--json"],
+        vec![
+            "request",
+            "--manifest",
+            "s:x",
+            "--restore",
+            "s:y",
+            "--no-restore",
+        ],
+        vec!["request", "--manifest", "s:x", "--restore", "no-colon"],
         vec!["request"],
         vec!["request", "--manifest", "no-colon"],
         vec!["request", "--manifest", "s:x", "--bootloader", "lilo"],
@@ -84,7 +94,7 @@ fn usage_errors_exit_3_for_every_command() {
 
 #[test]
 fn unlock_and_cancel_name_a_missing_cfg() {
-    for command in ["unlock", "cancel"] {
+    for command in ["unlock", "cancel", "confirm"] {
         let out = glue(&[command, "--cfg", "/nonexistent"]);
         assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
         assert!(
@@ -198,6 +208,7 @@ fn status_json_is_valid_with_tabs_and_control_characters() {
         duration_ms: 12_345,
         bytes: 123,
         entries: 456,
+        restored: None,
     };
     std::fs::write(cfg.path().join(RESULT), result.render()).unwrap();
     let (code, line) = status(cfg.path(), false);

@@ -176,7 +176,7 @@ fn remove_efivar(path: &Path) -> io::Result<()> {
 
 /// The environment block's directory must exist: it is on a partition
 /// (the ESP, `/boot`) that is not mounted otherwise.
-fn read_grubenv(file: &Path) -> io::Result<GrubEnv> {
+pub(crate) fn read_grubenv(file: &Path) -> io::Result<GrubEnv> {
     let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -201,7 +201,7 @@ fn read_grubenv(file: &Path) -> io::Result<GrubEnv> {
     }
 }
 
-fn edit_grubenv(
+pub(crate) fn edit_grubenv(
     file: &Path,
     edit: impl FnOnce(&mut GrubEnv) -> Result<(), crate::grubenv::GrubEnvError>,
 ) -> io::Result<()> {

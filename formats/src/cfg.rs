@@ -14,6 +14,14 @@ pub const INSTRUCTION: &str = "update/instruction";
 pub const INSTRUCTION_REFUSED: &str = "update/instruction.refused";
 /// An instruction cancelled on the running system (`bootloader-glue cancel`).
 pub const INSTRUCTION_CANCELLED: &str = "update/instruction.cancelled";
+/// An instruction whose attempts all failed after the erase, moved aside
+/// when the recovery decided to restore the last good image instead.
+pub const INSTRUCTION_FAILED: &str = "update/instruction.failed";
+/// The new system on trial until it is confirmed ([`crate::trial::Trial`]).
+pub const TRIAL: &str = "update/trial";
+/// A restore decided on and not yet finished
+/// ([`crate::trial::PendingRestore`]).
+pub const RESTORE: &str = "update/restore";
 /// The result of the last update ([`crate::result::UpdateResult`]).
 pub const RESULT: &str = "update/result";
 /// The installed product and version ([`crate::result::Installed`]).

@@ -24,6 +24,8 @@ const KEYS: &[&str] = &[
     "deadline-sync",
     "watchdog",
     "watchdog-stall",
+    "trial-boots",
+    "restore-image",
 ];
 
 /// How long a stage of the recovery may take: a fixed part plus a part
@@ -121,6 +123,14 @@ pub struct Config {
     /// Seconds without progress (bytes or entries) in a stage that reads
     /// the payload before the recovery stops keeping the watchdog alive.
     pub watchdog_stall: u64,
+    /// Boots a new system may take to confirm itself before the recovery
+    /// restores the last good image (1 to [`crate::trial::MAX_BOOTS`]); 0:
+    /// no trial.
+    pub trial_boots: u64,
+    /// Whether `bootloader-glue request` refuses an update when no image
+    /// of the installed version is there to restore (`required`), or only
+    /// warns (`optional`).
+    pub restore_required: bool,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -150,6 +160,8 @@ impl Config {
             deadline_sync: Deadline::new(300, 120),
             watchdog: 60,
             watchdog_stall: 120,
+            trial_boots: 3,
+            restore_required: true,
         }
     }
 
@@ -211,6 +223,20 @@ impl Config {
                 }
                 self.watchdog_stall = n;
             }
+            "trial-boots" => {
+                let n = pair.as_u64()?;
+                if n > crate::trial::MAX_BOOTS {
+                    return Err(pair.bad("expected 0 (no trial) to 9"));
+                }
+                self.trial_boots = n;
+            }
+            "restore-image" => {
+                self.restore_required = match pair.value {
+                    "required" => true,
+                    "optional" => false,
+                    _ => return Err(pair.bad("expected required or optional")),
+                }
+            }
             "disk-wait" => self.disk_wait = pair.as_u64()?,
             "failure-delay" => self.failure_delay = pair.as_u64()?,
             _ => unreachable!("keyvalue::parse admits only KEYS"),
@@ -248,7 +274,7 @@ impl Config {
         format!(
             "product={}\ntargets={}\nmax-attempts={}\nmkfs={}\ndowngrade={}\ndisk-wait={}\nfailure-delay={}\nbootflag={}\n\
              deadline-verify={}\ndeadline-erase={}\ndeadline-extract={}\ndeadline-sync={}\n\
-             watchdog={}\nwatchdog-stall={}\n",
+             watchdog={}\nwatchdog-stall={}\ntrial-boots={}\nrestore-image={}\n",
             self.product,
             self.targets.join(","),
             self.max_attempts,
@@ -267,6 +293,12 @@ impl Config {
             self.deadline_sync,
             self.watchdog,
             self.watchdog_stall,
+            self.trial_boots,
+            if self.restore_required {
+                "required"
+            } else {
+                "optional"
+            },
         )
     }
 
@@ -355,5 +387,18 @@ mod tests {
             "mke2fs -t ext4 -F -q -L system /dev/nvme0n1p4"
         );
         assert!(Config::parse("product=a\nmkfs=mke2fs\n").is_err());
+    }
+
+    #[test]
+    fn trial_boots_and_the_restore_image() {
+        let c = Config::parse("product=a\ntrial-boots=0\nrestore-image=optional\n").unwrap();
+        assert_eq!((c.trial_boots, c.restore_required), (0, false));
+        assert_eq!(Config::parse(&c.render()), Ok(c));
+        for bad in ["trial-boots=10", "trial-boots=x", "restore-image=maybe"] {
+            assert!(
+                Config::parse(&format!("product=a\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ const KEYS: &[&str] = &[
     "target",
     "allow-downgrade",
     "requested",
+    "restore",
 ];
 
 /// A file on a partition named by its GPT partition name.
@@ -59,6 +60,10 @@ pub struct Instruction {
     pub allow_downgrade: bool,
     /// When it was written, seconds since 1970.
     pub requested: u64,
+    /// The installed version's image (manifest or bundle), restored if
+    /// the update fails after the erase or is not confirmed; None when the
+    /// request was made without one (`--no-restore`).
+    pub restore: Option<PartitionPath>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -85,8 +90,15 @@ impl Instruction {
         let get = |key| keyvalue::require(&pairs, key);
         get("format")?;
         let manifest = get("manifest")?;
-        let manifest = PartitionPath::parse(manifest.value)
-            .ok_or_else(|| manifest.bad("expected PARTITION:PATH, a relative path without `..`"))?;
+        let path = |pair: &keyvalue::Pair<'_>| {
+            PartitionPath::parse(pair.value)
+                .ok_or_else(|| pair.bad("expected PARTITION:PATH, a relative path without `..`"))
+        };
+        let manifest = path(manifest)?;
+        let restore = match pairs.iter().find(|p| p.key == "restore") {
+            Some(pair) => Some(path(pair)?),
+            None => None,
+        };
         let target = get("target")?.as_name()?.to_string();
         let downgrade = get("allow-downgrade")?;
         let allow_downgrade = match downgrade.value {
@@ -99,12 +111,17 @@ impl Instruction {
             target,
             allow_downgrade,
             requested: get("requested")?.as_u64()?,
+            restore,
         })
     }
 
     pub fn render(&self) -> String {
+        let restore = self
+            .restore
+            .as_ref()
+            .map_or(String::new(), |r| format!("restore={r}\n"));
         keyvalue::seal(&format!(
-            "format={FORMAT_VERSION}\nmanifest={}\ntarget={}\nallow-downgrade={}\nrequested={}\n",
+            "format={FORMAT_VERSION}\nmanifest={}\ntarget={}\nallow-downgrade={}\nrequested={}\n{restore}",
             self.manifest,
             self.target,
             if self.allow_downgrade { "yes" } else { "no" },
@@ -123,6 +140,7 @@ mod tests {
             target: "system".into(),
             allow_downgrade: false,
             requested: 1_700_000_000,
+            restore: None,
         }
     }
 
@@ -132,6 +150,17 @@ mod tests {
             Instruction::parse(sample().render().as_bytes()),
             Ok(sample())
         );
+        let with_restore = Instruction {
+            restore: PartitionPath::parse("storage:updates/acme-1.0.manifest"),
+            ..sample()
+        };
+        let text = with_restore.render();
+        assert!(text.contains("\nrestore=storage:updates/acme-1.0.manifest\n"));
+        assert_eq!(Instruction::parse(text.as_bytes()), Ok(with_restore));
+        let body = keyvalue::unseal(text.as_bytes()).unwrap();
+        let bad = keyvalue::seal(&body.replace("restore=storage:", "restore=storage:/"));
+        let err = Instruction::parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("restore="), "{err}");
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
+//! - [`trial`]: trial boots and restores: the records on `cfg`, and each
+//!   boot loader's counter of trial boots (I/O).
 //! - [`units`]: sizes and UTC times as people read them.
 //! - [`mountinfo`]: the kernel's table of mounts, escapes decoded.
 //! - [`grubenv`], [`ubootenv`], [`efivar`]: the boot loaders' one-shot
@@ -52,6 +54,7 @@ pub mod newc;
 pub mod result;
 pub mod signature;
 pub mod store;
+pub mod trial;
 pub mod ubootenv;
 pub mod units;
 pub mod version;

@@ -17,6 +17,13 @@ pub enum Outcome {
     Failed,
     /// Failed too often: the update lock is set and the recovery stopped.
     Locked,
+    /// The new system confirmed itself (`bootloader-glue confirm`): its
+    /// trial is over.
+    Confirmed,
+    /// The last good image was restored: the new system was not
+    /// confirmed in time, or the update failed after the erase on its
+    /// last attempt (then the update lock is set too).
+    Restored,
 }
 
 impl Outcome {
@@ -26,6 +33,8 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
             Outcome::Locked => "locked",
+            Outcome::Confirmed => "confirmed",
+            Outcome::Restored => "restored",
         }
     }
 
@@ -35,6 +44,8 @@ impl Outcome {
             Outcome::Refused,
             Outcome::Failed,
             Outcome::Locked,
+            Outcome::Confirmed,
+            Outcome::Restored,
         ]
         .into_iter()
         .find(|o| o.name() == s)
@@ -58,6 +69,9 @@ pub struct UpdateResult {
     /// File bytes and entries written into the target.
     pub bytes: u64,
     pub entries: u64,
+    /// With `outcome=restored`: the version restored (the key is absent
+    /// otherwise).
+    pub restored: Option<String>,
 }
 
 const RESULT_KEYS: &[&str] = &[
@@ -72,6 +86,7 @@ const RESULT_KEYS: &[&str] = &[
     "duration-ms",
     "bytes",
     "entries",
+    "restored",
 ];
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -84,9 +99,13 @@ pub enum RecordError {
 
 impl UpdateResult {
     pub fn render(&self) -> String {
+        let restored = self
+            .restored
+            .as_ref()
+            .map_or(String::new(), |v| format!("restored={}\n", one_line(v)));
         keyvalue::seal(&format!(
             "format={FORMAT_VERSION}\noutcome={}\nversion={}\nstage={}\nreason={}\nattempt={}\n\
-             started={}\nfinished={}\nduration-ms={}\nbytes={}\nentries={}\n",
+             started={}\nfinished={}\nduration-ms={}\nbytes={}\nentries={}\n{restored}",
             self.outcome.name(),
             one_line(&self.version),
             one_line(&self.stage),
@@ -110,8 +129,9 @@ impl UpdateResult {
         }
         let outcome = get("outcome")?;
         Ok(UpdateResult {
-            outcome: Outcome::parse(outcome.value)
-                .ok_or_else(|| outcome.bad("expected success, refused, failed or locked"))?,
+            outcome: Outcome::parse(outcome.value).ok_or_else(|| {
+                outcome.bad("expected success, refused, failed, locked, confirmed or restored")
+            })?,
             version: get("version")?.value.to_string(),
             stage: get("stage")?.value.to_string(),
             reason: get("reason")?.value.to_string(),
@@ -121,6 +141,10 @@ impl UpdateResult {
             duration_ms: get("duration-ms")?.as_u64()?,
             bytes: get("bytes")?.as_u64()?,
             entries: get("entries")?.as_u64()?,
+            restored: pairs
+                .iter()
+                .find(|p| p.key == "restored")
+                .map(|p| p.value.to_string()),
         })
     }
 }
@@ -169,6 +193,7 @@ mod tests {
             duration_ms: 2000,
             bytes: 0,
             entries: 0,
+            restored: None,
         };
         let parsed = UpdateResult::parse(r.render().as_bytes()).unwrap();
         assert_eq!(
@@ -177,6 +202,17 @@ mod tests {
         );
         assert_eq!(parsed.outcome, Outcome::Refused);
         assert!(UpdateResult::parse(&r.render().as_bytes()[..40]).is_err());
+        let restored = UpdateResult {
+            outcome: Outcome::Restored,
+            stage: "trial".into(),
+            reason: "2.0 not confirmed after 3 boots".into(),
+            restored: Some("1.0".into()),
+            ..r
+        };
+        let text = restored.render();
+        assert!(text.contains("outcome=restored\n"), "{text}");
+        assert!(text.contains("\nrestored=1.0\n"), "{text}");
+        assert_eq!(UpdateResult::parse(text.as_bytes()), Ok(restored));
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub enum Variant {
     /// 2.0 is signed by a key the device does not trust: the running
     /// system's `request` refuses it and nothing is armed.
     UntrustedAtRequest,
+    /// 2.0 installs but never confirms itself: each of its boots reboots
+    /// at once, until the boot loader's count runs out and the recovery
+    /// restores 1.0.
+    Unconfirmed,
+    /// 2.0 installs and confirms itself (`bootloader-glue confirm`), then
+    /// reboots once more: a plain boot of 2.0.
+    Confirms,
 }
 
 /// The boot loader on the ESP.
@@ -128,6 +135,20 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   fi
   /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
+if [ -f /cfg/update/trial ]; then
+  if [ -f /etc/confirm ]; then
+    /usr/bin/bootloader-glue confirm --cfg /cfg
+    echo "system: confirm exit code $?"
+    if [ -f /etc/reboot-after-confirm ]; then
+      sync
+      reboot -f
+    fi
+  else
+    echo "system: on trial, not confirming: rebooting"
+    sync
+    reboot -f
+  fi
+fi
 /usr/bin/bootloader-glue status --cfg /cfg
 echo "system: status exit code $?"
 sync
@@ -173,30 +194,48 @@ impl Cycle {
         };
         let v1 = system("1.0", "system", true);
         let v2 = system("2.0", "v2", false);
+        // A new system confirms itself once it is up, as the systemd unit
+        // in docs/reliability.md does.
+        if variant != Variant::Unconfirmed {
+            fs::write(v2.join("etc/confirm"), "").unwrap();
+        }
+        if variant == Variant::Confirms {
+            fs::write(v2.join("etc/reboot-after-confirm"), "").unwrap();
+        }
 
         let storage = d.join("storage");
         fs::create_dir_all(storage.join("updates")).unwrap();
-        let image = image::build(&ImageRequest {
-            source: Source::Rootfs(v2),
-            product: PRODUCT.into(),
-            version: "2.0".into(),
-            key: if variant == Variant::UntrustedAtRequest {
+        let build = |rootfs: &Path, version: &str, key: PathBuf| {
+            image::build(&ImageRequest {
+                source: Source::Rootfs(rootfs.to_path_buf()),
+                product: PRODUCT.into(),
+                version: version.into(),
+                key,
+                out_dir: storage.join("updates"),
+                compression: Compression {
+                    level: 3,
+                    threads: 2,
+                },
+                created: 1_700_000_000,
+                allow_unsafe_paths: false,
+                show_progress: false,
+            })
+            .unwrap()
+        };
+        // The installed version's image: what a failed update is
+        // restored from (`request` refuses without it).
+        build(&v1, "1.0", suite.key_sec.clone());
+        let image = build(
+            &v2,
+            "2.0",
+            if variant == Variant::UntrustedAtRequest {
                 image_builder::keygen::keygen(&d.join("stranger"))
                     .unwrap()
                     .1
             } else {
                 suite.key_sec.clone()
             },
-            out_dir: storage.join("updates"),
-            compression: Compression {
-                level: 3,
-                threads: 2,
-            },
-            created: 1_700_000_000,
-            allow_unsafe_paths: false,
-            show_progress: false,
-        })
-        .unwrap();
+        );
         let sig = fs::read_to_string(&image.signature_path).unwrap();
         let mut lines: Vec<String> = sig.lines().map(String::from).collect();
         let mut line: Vec<char> = lines[1].chars().collect();
@@ -318,6 +357,20 @@ impl Cycle {
     pub fn inspect(&self) -> crate::inspect::Disk {
         crate::inspect::Disk::new(&self.disk)
     }
+}
+
+/// The boot loader's and the systems' lines of a run, in order.
+pub fn boots(run: &Finished) -> Vec<&str> {
+    run.console
+        .lines()
+        .filter_map(|l| {
+            // GRUB's lines may carry terminal escapes before the text.
+            let at = l
+                .find("reimage: booting")
+                .or_else(|| l.find("system: running"))?;
+            Some(&l[at..])
+        })
+        .collect()
 }
 
 fn chmod(path: &Path, mode: u32) {

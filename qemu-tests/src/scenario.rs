@@ -93,6 +93,26 @@ pub fn sample_rootfs_named(dir: &Path, version: &str, name: &str) -> PathBuf {
     root
 }
 
+/// A tar of `rootfs` that verifies but fails every extraction: a late
+/// entry carries an extended attribute ext4 does not know.
+pub fn failing_tarball(rootfs: &Path, out: &Path) {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", rootfs).unwrap();
+    tar.append_pax_extensions([("SCHILY.xattr.unknownns.attr", &b"x"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("zz-last").unwrap();
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    tar.append(&h, &b"z"[..]).unwrap();
+    fs::write(out, tar.into_inner().unwrap()).unwrap();
+}
+
 /// Partition sizes, in MiB.
 #[derive(Clone, Copy)]
 pub struct Sizes {
@@ -190,6 +210,7 @@ impl Device {
             target: target.into(),
             allow_downgrade: false,
             requested: 1_700_000_000,
+            restore: None,
         };
         bootloader_glue::request::write_instruction(&self.cfg, &instruction).unwrap();
         instruction

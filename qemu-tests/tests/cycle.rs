@@ -2,8 +2,7 @@
 //! system 1.0 asks for 2.0, GRUB boots the recovery, the recovery installs
 //! 2.0, GRUB boots 2.0, which reports the update's status.
 
-use qemu_tests::cycle::{Cycle, Variant};
-use qemu_tests::vm::Finished;
+use qemu_tests::cycle::{boots, Cycle, Variant};
 
 /// The boots of an update that goes through: 1.0, the recovery, 2.0.
 const UPDATED: [&str; 5] = [
@@ -13,20 +12,6 @@ const UPDATED: [&str; 5] = [
     "reimage: booting the system",
     "system: running demo 2.0",
 ];
-
-/// The boot loader's and the systems' lines, in order.
-fn boots(run: &Finished) -> Vec<&str> {
-    run.console
-        .lines()
-        .filter_map(|l| {
-            // GRUB's lines may carry terminal escapes before the text.
-            let at = l
-                .find("reimage: booting")
-                .or_else(|| l.find("system: running"))?;
-            Some(&l[at..])
-        })
-        .collect()
-}
 
 #[test]
 fn the_device_updates_itself_from_1_0_to_2_0_through_grub() {

@@ -2,7 +2,7 @@
 //! leaves a device that finishes the update on its next boot, and a
 //! failure that repeats sets the update lock instead of looping.
 
-use qemu_tests::scenario::{sample_rootfs, Device, PRODUCT};
+use qemu_tests::scenario::{failing_tarball, sample_rootfs, Device, PRODUCT};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,21 +249,7 @@ fn a_failure_that_repeats_sets_the_lock() {
     let device = Device::new("1.0");
     let v2 = sample_rootfs(device.dir.path(), "2.0");
     let tarball = device.dir.path().join("bad.tar");
-    let mut out = tar::Builder::new(Vec::new());
-    out.follow_symlinks(false);
-    out.append_dir_all(".", &v2).unwrap();
-    out.append_pax_extensions([("SCHILY.xattr.unknownns.attr", &b"x"[..])])
-        .unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_path("zz-last").unwrap();
-    h.set_mode(0o644);
-    h.set_size(1);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_cksum();
-    out.append(&h, &b"z"[..]).unwrap();
-    fs::write(&tarball, out.into_inner().unwrap()).unwrap();
+    failing_tarball(&v2, &tarball);
     device.stage(PRODUCT, "2.0", &tarball);
     device.instruct("storage:updates/demo-2.0.manifest", "system");
     device.build_disk();

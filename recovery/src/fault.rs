@@ -6,7 +6,9 @@
 //! lost as in a power cut. A build without the feature has no fault points.
 //!
 //! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
-//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`.
+//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`; in a
+//! restore, `restore-after-verify` and `restore-after-erase` (and the
+//! extraction's own points, which a restore passes too).
 //!
 //! Two points hang instead of stopping, for the tests of the deadlines and
 //! the watchdog ([`crate::supervisor`]): `hang-in-extract` blocks the main
@@ -36,6 +38,10 @@ pub enum Point {
     AfterSync,
     /// The instruction is removed; the reboot has not happened.
     AfterRemoval,
+    /// A restore verified the last good image; nothing erased yet.
+    RestoreAfterVerify,
+    /// A restore erased the target; nothing restored yet.
+    RestoreAfterErase,
     /// The extraction starts, and hangs for ever.
     HangInExtract,
     /// The final sync starts; `cfg` stops taking writes and the main flow
@@ -56,6 +62,8 @@ impl Point {
             "before-sync" => Point::BeforeSync,
             "after-sync" => Point::AfterSync,
             "after-removal" => Point::AfterRemoval,
+            "restore-after-verify" => Point::RestoreAfterVerify,
+            "restore-after-erase" => Point::RestoreAfterErase,
             "hang-in-extract" => Point::HangInExtract,
             "hang-in-sync" => Point::HangInSync,
             "hang-in-finish" => Point::HangInFinish,
@@ -191,6 +199,10 @@ mod tests {
         assert_eq!(Point::parse("hang-in-extract"), Some(Point::HangInExtract));
         assert_eq!(Point::parse("hang-in-sync"), Some(Point::HangInSync));
         assert_eq!(Point::parse("hang-in-finish"), Some(Point::HangInFinish));
+        assert_eq!(
+            Point::parse("restore-after-erase"),
+            Some(Point::RestoreAfterErase)
+        );
         assert_eq!(Point::parse("later"), None);
     }
 }

@@ -8,6 +8,8 @@
 //! threads) → tar → [`scan`] (verification, writes nothing) or [`extract`].
 //!
 //! - [`update`]: the recovery OS, step by step, as PID 1.
+//! - [`restore`]: its decisions about trial boots and restoring the last
+//!   good image.
 //! - [`error`]: the stage, file and reason of every refusal.
 //! - [`admission`]: whether a staged image may be installed here, one
 //!   check for the recovery and `bootloader-glue request`.
@@ -50,6 +52,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod readers;
+pub mod restore;
 pub mod scan;
 pub mod source;
 pub mod supervisor;

@@ -229,6 +229,7 @@ mod tests {
             target: target.into(),
             allow_downgrade: false,
             requested: 0,
+            restore: None,
         }
     }
 

@@ -6,20 +6,24 @@
 //! 2. read the configuration                  [`read_config`]
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
-//! 5. read the instruction (none: reboot)     [`read_instruction`]
+//! 5. read the instruction (none: reboot, unless a trial ran out or a
+//!    restore is pending: then restore)     [`read_instruction`], [`restore`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
 //! 9. verify the image, check it against the device  [`verify_image`]
 //! 10. erase the target (fresh file system)   [`erase_target`]
 //! 11. mount it, extract, sync                [`extract_image`]
-//! 12. record the result, remove the instruction  [`finish`]
+//! 12. record the result, start the trial, remove the instruction  [`finish`]
 //! 13. unmount everything and reboot          [`run`]
 //!
 //! Any failure ends in [`fail`]: the result is written where possible, a
 //! refusal before the erase disarms the instruction, the message stays on
 //! the console for a few seconds, and the machine reboots; with the update
-//! lock set it stays on the console instead. PID 1 never returns and never
+//! lock set it stays on the console instead. The last attempt of an
+//! update that failed after the erase leaves a pending restore of the
+//! last good image, which the next boot carries out ([`restore`]: the
+//! same steps 7 to 11 on the restore image). PID 1 never returns and never
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
@@ -35,17 +39,19 @@ use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
 use crate::progress::human;
+use crate::restore::{self as decide, Plan};
 use crate::supervisor::{self, Hang};
 use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
 use formats::cfg::{
-    self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_REFUSED as REFUSED, LOCK,
-    RECOVERY_LOG as LOG, RESULT,
+    self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_FAILED,
+    INSTRUCTION_REFUSED as REFUSED, LOCK, RECOVERY_LOG as LOG, RESTORE, RESULT, TRIAL,
 };
 use formats::config::{self, Config};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use formats::store;
+use formats::trial::{PendingRestore, Trial};
 use nix::mount::MsFlags;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -71,6 +77,8 @@ struct Session {
     written: Option<Extracted>,
     /// The update lock was already set when this boot started.
     lock_found: bool,
+    /// This boot restores the last good image (not an update).
+    restoring: Option<PendingRestore>,
     /// Shared with the [`Snapshot`] the supervisor records a hang from.
     cfg: Option<Arc<Mount>>,
     /// Never unmounted: PID 1 reboots with them mounted.
@@ -83,9 +91,11 @@ struct Snapshot {
     started: SystemTime,
     clock: Instant,
     config: Option<Config>,
+    instruction: Option<Instruction>,
     version: String,
     attempt: u64,
     erased: bool,
+    restoring: Option<PendingRestore>,
     cfg: Option<Arc<Mount>>,
 }
 
@@ -99,9 +109,11 @@ fn supervise(s: &Session, stage: Stage) {
             started: s.started,
             clock: s.clock,
             config: s.config.clone(),
+            instruction: s.instruction.clone(),
             version: s.version.clone(),
             attempt: s.attempt,
             erased: s.erased,
+            restoring: s.restoring.clone(),
             cfg: s.cfg.clone(),
         });
     }
@@ -162,12 +174,13 @@ fn record_hang(e: &UpdateError) {
         started: snap.started,
         clock: snap.clock,
         config: snap.config,
-        instruction: None,
+        instruction: snap.instruction,
         version: snap.version,
         attempt: snap.attempt,
         erased: snap.erased,
         written: None,
         lock_found: false,
+        restoring: snap.restoring,
         cfg: snap.cfg,
         pseudo: Vec::new(),
     };
@@ -190,14 +203,17 @@ fn end_of_update() {
 /// What PID 1 does once the update is over.
 enum After {
     Reboot(Duration),
-    /// Stay on the console (the update lock is set).
-    Stay,
+    /// Stay on the console (the update lock is set, or the last good
+    /// image cannot be restored), saying why.
+    Stay(&'static str),
 }
 
 enum Done {
     /// No instruction: nothing to do.
     NothingToDo,
     Installed,
+    /// The last good image is back.
+    Restored,
 }
 
 /// PID 1's entry point.
@@ -219,6 +235,7 @@ pub fn run() -> ! {
         erased: false,
         written: None,
         lock_found: false,
+        restoring: None,
         cfg: None,
         pseudo: Vec::new(),
     };
@@ -240,6 +257,13 @@ pub fn run() -> ! {
             fault::hit(Point::AfterRemoval);
             After::Reboot(Duration::ZERO)
         }
+        Ok(Done::Restored) => {
+            log::info!(
+                "done: the last good image is restored in {:.1} s; rebooting into it",
+                session.clock.elapsed().as_secs_f64()
+            );
+            After::Reboot(Duration::ZERO)
+        }
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
@@ -248,7 +272,7 @@ pub fn run() -> ! {
         // /proc, /sys and /dev stay mounted until the reboot: they hold
         // nothing to flush, and /dev/watchdog is still open.
         After::Reboot(delay) => reboot(delay),
-        After::Stay => stay(),
+        After::Stay(why) => stay(why),
     }
 }
 
@@ -262,10 +286,27 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let disks = find_partitions(&config)?;
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
-    let Some((instruction, raw)) = read_instruction(&cfg)? else {
-        log::info!("no update instruction on cfg: nothing to do; rebooting");
-        return Ok(Done::NothingToDo);
-    };
+    let found = read_instruction(&cfg)?;
+    match decide::plan(
+        read_pending_restore(&cfg),
+        found.is_some(),
+        read_trial(&cfg).as_ref(),
+    ) {
+        Plan::Restore { pending, record } => {
+            if record {
+                store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes())
+                    .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(RESTORE), e))?;
+            }
+            return restore(s, &config, &disks, &cfg, pending);
+        }
+        Plan::Nothing => {
+            clear_stray_trial_counter(&config);
+            log::info!("no update instruction on cfg: nothing to do; rebooting");
+            return Ok(Done::NothingToDo);
+        }
+        Plan::Update => {}
+    }
+    let (instruction, raw) = found.expect("planned an update");
     s.version = instruction.manifest.to_string();
     s.instruction = Some(instruction.clone());
     if cfg.join(LOCK).exists() {
@@ -295,6 +336,184 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     s.written = Some(written);
     finish(s, &cfg, &image)?;
     Ok(Done::Installed)
+}
+
+/// Reads `cfg:update/restore`; an unreadable one is named and skipped
+/// (the records are written atomically: only a damaged `cfg` tears one).
+fn read_pending_restore(cfg: &Path) -> Option<PendingRestore> {
+    let bytes = std::fs::read(cfg.join(RESTORE)).ok()?;
+    PendingRestore::parse(&bytes)
+        .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(RESTORE)))
+        .ok()
+}
+
+/// Reads `cfg:update/trial`, as [`read_pending_restore`].
+fn read_trial(cfg: &Path) -> Option<Trial> {
+    let bytes = std::fs::read(cfg.join(TRIAL)).ok()?;
+    Trial::parse(&bytes)
+        .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(TRIAL)))
+        .ok()
+}
+
+/// Restores the last good image: the update's own steps (the target, the
+/// image's partition, every check of the image, the erase, the
+/// extraction), with downgrades allowed (the image is older than what
+/// failed) and no attempt counted: `cfg:update/restore` stays until it is
+/// done, so every boot finishes what a power cut interrupted.
+fn restore(
+    s: &mut Session,
+    config: &Config,
+    disks: &Disks,
+    cfg: &Path,
+    pending: PendingRestore,
+) -> Result<Done, UpdateError> {
+    log::warn!(
+        "restore: {} ({}); restoring {} into {}",
+        pending.reason,
+        pending.stage,
+        pending.image,
+        pending.target
+    );
+    s.version = pending.failed.clone();
+    s.restoring = Some(pending.clone());
+    let mut config = config.clone();
+    config.downgrade = config::Downgrade::Allow;
+    let instruction = Instruction {
+        manifest: pending.image.clone(),
+        target: pending.target.clone(),
+        allow_downgrade: true,
+        requested: 0,
+        restore: None,
+    };
+    let target = check_target(&config, &instruction, disks)?;
+    let image_mount = mount_image_partition(&instruction, disks)?;
+    supervise(s, Stage::Payload);
+    let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
+    fault::hit(Point::RestoreAfterVerify);
+    s.erased = true;
+    supervise(s, Stage::Erase);
+    erase_target(&config, target)?;
+    fault::hit(Point::RestoreAfterErase);
+    supervise(s, Stage::Extract);
+    let written = extract_image(&image, target)?;
+    end_of_update();
+    s.written = Some(written);
+    finish_restore(s, &config, cfg, &image, &pending)?;
+    Ok(Done::Restored)
+}
+
+/// Records the restore (`outcome=restored`, the failed version and why,
+/// the version restored) and the installed version, then removes the
+/// trial and the pending restore, and stops the boot loader's counting.
+fn finish_restore(
+    s: &Session,
+    config: &Config,
+    cfg: &Path,
+    image: &VerifiedImage,
+    pending: &PendingRestore,
+) -> Result<(), UpdateError> {
+    let write = |rel: &str, data: String| {
+        store::write_atomic(&cfg.join(rel), data.as_bytes())
+            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
+    };
+    let restored = image.manifest.version.clone();
+    let result = UpdateResult {
+        stage: pending.stage.clone(),
+        reason: pending.reason.clone(),
+        restored: Some(restored.clone()),
+        ..result_of(s, Outcome::Restored, None)
+    };
+    write(RESULT, result.render())?;
+    let installed = Installed {
+        product: image.manifest.product.clone(),
+        version: restored.clone(),
+    };
+    write(INSTALLED, installed.render())?;
+    for rel in [TRIAL, RESTORE] {
+        store::remove_durably(&cfg.join(rel))
+            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))?;
+    }
+    with_boot_flag(config, |flag| {
+        if let Err(e) = flag.disarm_trial(Path::new(CFG_MOUNT)) {
+            if e.kind() != std::io::ErrorKind::Unsupported {
+                log::warn!(
+                    "trial: cannot stop the counting of {}: {e}",
+                    config.bootflag
+                );
+            }
+        }
+        clear_flag(config, flag);
+    });
+    log::info!(
+        "finish: {restored} restored ({}); result written",
+        pending.reason
+    );
+    Ok(())
+}
+
+/// A boot loader still counting trial boots with no trial on `cfg` (a
+/// power cut between removing the trial and stopping the count) would
+/// boot the recovery for ever: stop it.
+fn clear_stray_trial_counter(config: &Config) {
+    with_boot_flag(config, |flag| {
+        let cfg = Path::new(CFG_MOUNT);
+        if let Ok(Some(_)) = flag.trial_left(cfg) {
+            match flag.disarm_trial(cfg) {
+                Ok(()) => {
+                    log::warn!("trial: the boot loader counted with no trial on cfg: stopped")
+                }
+                Err(e) => log::warn!(
+                    "trial: cannot stop the counting of {}: {e}",
+                    config.bootflag
+                ),
+            }
+        }
+    });
+}
+
+/// Starts the trial of the version just installed: the record on `cfg`,
+/// then the boot loader's counter. Where the boot loader cannot count (or
+/// the counter cannot be written), there is no trial: the record is
+/// removed and the log says why.
+fn start_trial(config: &Config, cfg: &Path, instruction: &Instruction, version: &str) {
+    let installed = crate::policy::InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
+    let previous = decide::previous_version(
+        read_trial(cfg).as_ref(),
+        version,
+        installed.known().map(|i| i.version.as_str()),
+    );
+    let trial = match decide::trial_after_install(config, instruction, version, &previous) {
+        Ok(trial) => trial,
+        Err(why) => {
+            log::info!("trial: {why}");
+            let _ = store::remove_durably(&cfg.join(TRIAL));
+            return;
+        }
+    };
+    if let Err(e) = store::write_atomic(&cfg.join(TRIAL), trial.render().as_bytes()) {
+        log::warn!(
+            "trial: cannot write {}: {e}; {version} is not on trial",
+            cfg::shown(TRIAL)
+        );
+        return;
+    }
+    let armed = with_boot_flag(config, |flag| {
+        flag.arm_trial(Path::new(CFG_MOUNT), trial.limit)
+    });
+    match armed {
+        Some(Ok(())) => log::info!(
+            "trial: {version} must confirm itself within {} boots (bootloader-glue confirm),              or {} is restored",
+            trial.limit,
+            trial.restore
+        ),
+        Some(Err(e)) => {
+            log::warn!("trial: {e}; {version} is not on trial");
+            let _ = store::remove_durably(&cfg.join(TRIAL));
+        }
+        None => {
+            let _ = store::remove_durably(&cfg.join(TRIAL));
+        }
+    }
 }
 
 fn mount_pseudo_filesystems(s: &mut Session) -> Result<(), UpdateError> {
@@ -627,6 +846,7 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
         duration_ms: s.clock.elapsed().as_millis() as u64,
         bytes: s.written.map_or(0, |w| w.bytes),
         entries: s.written.map_or(0, |w| w.entries),
+        restored: None,
     }
 }
 
@@ -639,6 +859,9 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
     };
     write(RESULT, result_of(s, Outcome::Success, None).render())?;
+    if let (Some(config), Some(instruction)) = (&s.config, &s.instruction) {
+        start_trial(config, cfg, instruction, &image.manifest.version);
+    }
     let installed = Installed {
         product: image.manifest.product.clone(),
         version: image.manifest.version.clone(),
@@ -658,6 +881,20 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
 /// after a failure that the next boot retries). A failure here is logged,
 /// not fatal: the instruction, the real trigger, is already gone.
 fn clear_boot_flag(config: &Config) {
+    with_boot_flag(config, |flag| clear_flag(config, flag));
+}
+
+fn clear_flag(config: &Config, flag: &BootFlag) {
+    match flag.disarm() {
+        Ok(()) if matches!(flag, BootFlag::Grub | BootFlag::None) => {}
+        Ok(()) => log::info!("bootflag: {} cleared", config.bootflag),
+        Err(e) => log::warn!("bootflag: cannot clear {}: {e}", config.bootflag),
+    }
+}
+
+/// Runs `f` on the configured boot loader's flag with its files where
+/// this recovery reaches them (None, logged, when the setting is bad).
+fn with_boot_flag<T>(config: &Config, f: impl FnOnce(&BootFlag) -> T) -> Option<T> {
     // A file named `PARTITION:PATH` is on that partition (by GPT name):
     // `cfg` is mounted already; another is mounted for as long as needed.
     let mut _mounted = None;
@@ -685,7 +922,7 @@ fn clear_boot_flag(config: &Config) {
             }
         }
     };
-    // efivarfs, mounted for as long as the flag is cleared.
+    // efivarfs, mounted for as long as the flag is used.
     let mut _efivarfs = None;
     let flag = match BootFlag::parse(&config.bootflag) {
         Ok(BootFlag::GrubEnv { file }) => BootFlag::GrubEnv {
@@ -702,14 +939,10 @@ fn clear_boot_flag(config: &Config) {
         Ok(flag) => flag,
         Err(e) => {
             log::warn!("bootflag: {e}");
-            return;
+            return None;
         }
     };
-    match flag.disarm() {
-        Ok(()) if matches!(flag, BootFlag::Grub | BootFlag::None) => {}
-        Ok(()) => log::info!("bootflag: {} cleared", config.bootflag),
-        Err(e) => log::warn!("bootflag: cannot clear {}: {e}", config.bootflag),
-    }
+    Some(f(&flag))
 }
 
 /// The failure path: says what happened everywhere it can, disarms a
@@ -724,12 +957,15 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
              operator clears it (bootloader-glue unlock); see cfg:{} and cfg:{LOG}",
             RESULT
         );
-        return After::Stay;
+        return After::Stay("the update lock is set; power-cycle after clearing it");
     }
     let Some(cfg) = s.cfg.as_ref().map(|m| m.path().to_path_buf()) else {
         log::error!("cfg is not mounted: no result can be recorded; rebooting");
         return After::Reboot(delay);
     };
+    if let Some(pending) = s.restoring.clone() {
+        return restore_failed(s, &cfg, &pending, e);
+    }
     let outcome = if cfg.join(LOCK).exists() {
         Outcome::Locked
     } else if s.erased {
@@ -759,10 +995,24 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             After::Reboot(delay)
         }
         Outcome::Failed => {
-            log::error!(
-                "failed after the erase (attempt {}): the instruction stays, the next boot tries again",
-                s.attempt
-            );
+            let pending = s.config.as_ref().and_then(|config| {
+                decide::after_failure(
+                    config,
+                    s.instruction.as_ref(),
+                    &s.version,
+                    s.attempt,
+                    s.erased,
+                    e,
+                )
+            });
+            match pending {
+                Some(pending) => restore_next(s, &cfg, &pending),
+                None => log::error!(
+                    "failed after the erase (attempt {}): the instruction stays, the next boot \
+                     tries again",
+                    s.attempt
+                ),
+            }
             After::Reboot(delay)
         }
         Outcome::Locked => {
@@ -772,22 +1022,86 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
                  image or the device, then clear the lock (bootloader-glue unlock) and reboot",
                 s.attempt.saturating_sub(1)
             );
-            After::Stay
+            After::Stay("the update lock is set; power-cycle after clearing it")
         }
-        Outcome::Success => After::Reboot(delay),
+        Outcome::Success | Outcome::Confirmed | Outcome::Restored => After::Reboot(delay),
     }
+}
+
+/// The last attempt failed after the erase: sets the update lock (the
+/// failing image is not tried again), leaves the restore to the next boot
+/// (`cfg:update/restore`, written before the instruction is moved aside,
+/// so that a power cut between the two still restores) and disarms the
+/// instruction (kept as `cfg:update/instruction.failed`).
+fn restore_next(s: &Session, cfg: &Path, pending: &PendingRestore) {
+    let lock = Lock {
+        attempts: s.attempt,
+    };
+    let steps = [
+        (
+            LOCK,
+            store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes()),
+        ),
+        (
+            RESTORE,
+            store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes()),
+        ),
+        (
+            INSTRUCTION,
+            store::rename_durably(&cfg.join(INSTRUCTION), &cfg.join(INSTRUCTION_FAILED)),
+        ),
+    ];
+    for (rel, done) in steps {
+        if let Err(err) = done {
+            log::error!("cannot write {}: {err}", cfg::shown(rel));
+        }
+    }
+    log::error!(
+        "attempt {} was the last: the update lock is set, the instruction is disarmed (kept as \
+         {}), and the next boot restores {}",
+        s.attempt,
+        cfg::shown(INSTRUCTION_FAILED),
+        pending.image
+    );
+}
+
+/// The restore itself failed: the result names the failure that led to
+/// the restore and what the restore image failed; the device stays on the
+/// console (the restore is still pending: a power cycle tries again).
+fn restore_failed(s: &Session, cfg: &Path, pending: &PendingRestore, e: &UpdateError) -> After {
+    let result = UpdateResult {
+        reason: format!(
+            "cannot restore {} ({}): {}: {}",
+            pending.image, pending.reason, e.file, e.reason
+        ),
+        ..result_of(s, Outcome::Failed, Some(e))
+    };
+    if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
+        log::error!("cannot write cfg:{}: {err}", RESULT);
+    }
+    log::error!(
+        "the last good image {} cannot be restored: {}: {} ({} check). {} remains to be \
+         restored ({}): stage the image of the version to restore there, then power-cycle",
+        pending.image,
+        e.file,
+        e.reason,
+        e.stage,
+        pending.target,
+        pending.reason
+    );
+    After::Stay("the last good image cannot be restored; power-cycle after staging it")
 }
 
 /// Stays on the console: an emergency shell if the initramfs has one,
 /// else the machine waits with the message on screen.
-fn stay() -> ! {
+fn stay(why: &str) -> ! {
     supervisor::disarm();
     nix::unistd::sync();
     if Path::new("/bin/sh").exists() {
         log::error!("starting an emergency shell");
         let _ = std::process::Command::new("/bin/sh").status();
     }
-    log::error!("halted: the update lock is set; power-cycle after clearing it");
+    log::error!("halted: {why}");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -43,6 +43,7 @@ fn the_installed_version_decides_as_documented() {
         target: "system".into(),
         allow_downgrade: false,
         requested: 0,
+        restore: None,
     };
     let target = Partition {
         name: "system".into(),

@@ -31,6 +31,10 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Clears the update lock set after repeated failures
     Unlock(CfgArg),
+    /// Ends the trial of a newly installed system that works: stops the
+    /// boot loader's counting and records outcome=confirmed (run by the
+    /// new system once it is up; nothing to do when nothing is on trial)
+    Confirm(ConfirmArgs),
     /// Prints the grub.cfg fragment that boots the recovery while an
     /// update is pending
     GrubConfig(GrubConfigArgs),
@@ -64,6 +68,14 @@ pub struct RequestArgs {
     /// valid copy (as fw_setenv -f); only with --bootloader uboot
     #[arg(long, value_name = "FILE")]
     pub uboot_defaults: Option<PathBuf>,
+    /// The image to restore if the update fails after the erase or is not
+    /// confirmed [default: the installed version's image beside the new one]
+    #[arg(long, value_name = "PARTITION:PATH", conflicts_with = "no_restore")]
+    pub restore: Option<String>,
+    /// Requests without an image to restore: a failed update cannot be
+    /// undone (warned)
+    #[arg(long)]
+    pub no_restore: bool,
     /// Reboots once the update is requested
     #[arg(long)]
     pub reboot: bool,
@@ -96,6 +108,15 @@ pub struct CancelArgs {
     /// The boot loader's flag to clear (as for request)
     #[arg(long, value_name = "KIND", default_value = "grub")]
     pub bootloader: String,
+    #[command(flatten)]
+    pub cfg: CfgArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// The boot loader that counts [default: the one the trial names]
+    #[arg(long, value_name = "KIND")]
+    pub bootloader: Option<String>,
     #[command(flatten)]
     pub cfg: CfgArg,
 }

@@ -9,9 +9,11 @@
 pub mod args;
 
 use crate::grub::GrubConfig;
-use crate::request::{self, Request};
+use crate::request::{self, Request, Restore};
 use crate::status;
-use args::{CancelArgs, Cli, Command, GrubConfigArgs, RequestArgs, StatusArgs, USAGE_EXIT};
+use args::{
+    CancelArgs, Cli, Command, ConfirmArgs, GrubConfigArgs, RequestArgs, StatusArgs, USAGE_EXIT,
+};
 use clap::Parser;
 use formats::bootflag::BootFlag;
 use formats::cfg::{shown, INSTRUCTION_CANCELLED};
@@ -97,6 +99,16 @@ fn run(command: Command) -> Result<i32, Failure> {
             );
             Ok(0)
         }
+        Command::Confirm(ConfirmArgs { bootloader, cfg }) => {
+            let flag = bootloader.as_deref().map(bootflag).transpose()?;
+            match crate::trial::confirm(&cfg.cfg, flag, now()).map_err(failed)? {
+                Some(version) => println!(
+                    "{version} confirmed: its trial is over, the boot loader no longer counts"
+                ),
+                None => println!("nothing is on trial"),
+            }
+            Ok(0)
+        }
         Command::GrubConfig(a) => {
             print!("{}", grub_config(a)?.fragment());
             Ok(0)
@@ -125,6 +137,12 @@ fn grub_config(a: GrubConfigArgs) -> Result<GrubConfig, Failure> {
     Ok(g)
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn default_keys() -> Vec<PathBuf> {
     // No directory: no keys, and request says that no key is trusted.
     recovery::keys::files_in(Path::new("/etc/reimage/keys")).unwrap_or_default()
@@ -148,6 +166,13 @@ fn request_command(a: RequestArgs) -> Result<i32, Failure> {
             a.manifest
         ))
     })?;
+    let restore = match (&a.restore, a.no_restore) {
+        (Some(image), _) => Restore::Given(PartitionPath::parse(image).ok_or_else(|| {
+            Failure::Usage(format!("--restore {image}: expected PARTITION:PATH"))
+        })?),
+        (None, true) => Restore::Without,
+        (None, false) => Restore::Find,
+    };
     let text = std::fs::read_to_string(&a.config).map_err(|e| {
         Failure::Failed(format!(
             "{}: {e} (the device's recovery.conf; pass --config FILE)",
@@ -170,9 +195,8 @@ fn request_command(a: RequestArgs) -> Result<i32, Failure> {
         config,
         trusted_keys: keys,
         flag,
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        now: now(),
+        restore,
     };
     let done = request::request(&r).map_err(failed)?;
     println!(

@@ -1,0 +1,234 @@
+//! The running system's side of trial boots and restores: the image of
+//! the installed version that a failed update is restored from (found on
+//! storage for `request` and `status`), and `confirm`, which ends the
+//! trial of a new system that works.
+
+use crate::request::{check_cfg, RequestError};
+use formats::bootflag::BootFlag;
+use formats::cfg::{shown, RESULT, TRIAL};
+use formats::instruction::PartitionPath;
+use formats::result::{Installed, Outcome, UpdateResult};
+use formats::trial::Trial;
+use std::path::{Path, PathBuf};
+
+/// The image of `installed` among the staged images (`updates/P-V.manifest`
+/// or the bundle `updates/P-V.swu`) on `partition`, mounted at `root`.
+pub fn restore_image_of(
+    root: &Path,
+    partition: &str,
+    installed: &Installed,
+) -> Option<PartitionPath> {
+    let stem = format!("updates/{}-{}", installed.product, installed.version);
+    ["manifest", "swu"]
+        .iter()
+        .map(|ext| format!("{stem}.{ext}"))
+        .find(|rel| root.join(rel).is_file())
+        .and_then(|rel| PartitionPath::parse(&format!("{partition}:{rel}")))
+}
+
+/// The message of a request without a restore image.
+pub fn no_restore_image(installed: Option<&Installed>) -> String {
+    match installed {
+        Some(i) => format!(
+            "no image of {} to restore: a failed update could not be undone (stage \
+             updates/{}-{}.manifest or .swu beside the new image, or pass --restore \
+             PARTITION:PATH)",
+            i.version, i.product, i.version
+        ),
+        None => "the installed version is unknown (no valid cfg:update/installed): no image \
+                 to restore, a failed update could not be undone (pass --restore PARTITION:PATH)"
+            .into(),
+    }
+}
+
+/// The trial on `cfg`, if any (an unreadable record is an error: it
+/// stands for a trial all the same).
+pub fn read_trial(cfg: &Path) -> Result<Option<Trial>, String> {
+    match std::fs::read(cfg.join(TRIAL)) {
+        Ok(bytes) => Trial::parse(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", shown(TRIAL))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", shown(TRIAL))),
+    }
+}
+
+/// The boot loader of a trial, its files where this system mounted them:
+/// `cfg:PATH` under `cfg`, `PARTITION:PATH` where that partition is.
+pub fn locate(setting: &str, cfg: &Path) -> Result<BootFlag, String> {
+    let place = |p: &Path| -> Result<PathBuf, String> {
+        let Some((partition, rest)) = p.to_str().and_then(|s| s.split_once(':')) else {
+            return Ok(p.to_path_buf());
+        };
+        if partition == recovery::policy::CFG {
+            return Ok(cfg.join(rest));
+        }
+        let root = crate::mounts::mount_point_of(&recovery::partitions::scan(), partition)?;
+        Ok(root.join(rest))
+    };
+    Ok(match BootFlag::parse(setting)? {
+        BootFlag::GrubEnv { file } => BootFlag::GrubEnv {
+            file: place(&file)?,
+        },
+        BootFlag::Uboot { config, defaults } => BootFlag::Uboot {
+            config: place(&config)?,
+            defaults,
+        },
+        flag => flag,
+    })
+}
+
+/// Ends the trial on `cfg`: stops the boot loader's counting (`flag`, or
+/// the trial's own), records `outcome=confirmed`, removes the trial.
+/// Returns the version confirmed, None when nothing was on trial. Each
+/// step can be repeated: a power cut in between leaves a trial that the
+/// next `confirm` ends.
+pub fn confirm(
+    cfg: &Path,
+    flag: Option<BootFlag>,
+    now: u64,
+) -> Result<Option<String>, RequestError> {
+    check_cfg(cfg)?;
+    end_trial(cfg, flag, now)
+}
+
+/// [`confirm`]'s steps, on the records in the directory `cfg`.
+fn end_trial(cfg: &Path, flag: Option<BootFlag>, now: u64) -> Result<Option<String>, RequestError> {
+    let Some(trial) = read_trial(cfg).map_err(RequestError::Partition)? else {
+        return Ok(None);
+    };
+    let flag = match flag {
+        Some(flag) => flag,
+        None => locate(&trial.bootloader, cfg).map_err(RequestError::Partition)?,
+    };
+    flag.disarm_trial(cfg).map_err(RequestError::Disarm)?;
+    let previous = std::fs::read(cfg.join(RESULT))
+        .ok()
+        .and_then(|b| UpdateResult::parse(&b).ok())
+        .filter(|r| r.version == trial.version);
+    let result = match previous {
+        Some(r) => UpdateResult {
+            outcome: Outcome::Confirmed,
+            finished: now,
+            ..r
+        },
+        None => UpdateResult {
+            outcome: Outcome::Confirmed,
+            version: trial.version.clone(),
+            stage: String::new(),
+            reason: String::new(),
+            attempt: 0,
+            started: now,
+            finished: now,
+            duration_ms: 0,
+            bytes: 0,
+            entries: 0,
+            restored: None,
+        },
+    };
+    let write = |rel: &str, data: &[u8]| {
+        formats::store::write_atomic(&cfg.join(rel), data).map_err(|source| RequestError::Write {
+            path: cfg.join(rel),
+            source,
+        })
+    };
+    write(RESULT, result.render().as_bytes())?;
+    formats::store::remove_durably(&cfg.join(TRIAL)).map_err(|source| RequestError::Write {
+        path: cfg.join(TRIAL),
+        source,
+    })?;
+    Ok(Some(trial.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use formats::trial::GRUB_COUNTER;
+
+    #[test]
+    fn finds_the_installed_versions_image_or_its_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("updates")).unwrap();
+        let installed = Installed {
+            product: "demo".into(),
+            version: "1.0".into(),
+        };
+        assert_eq!(restore_image_of(root, "storage", &installed), None);
+        std::fs::write(root.join("updates/demo-1.0.swu"), "").unwrap();
+        assert_eq!(
+            restore_image_of(root, "storage", &installed)
+                .unwrap()
+                .to_string(),
+            "storage:updates/demo-1.0.swu"
+        );
+        std::fs::write(root.join("updates/demo-1.0.manifest"), "").unwrap();
+        assert_eq!(
+            restore_image_of(root, "storage", &installed)
+                .unwrap()
+                .to_string(),
+            "storage:updates/demo-1.0.manifest"
+        );
+        assert!(no_restore_image(Some(&installed))
+            .starts_with("no image of 1.0 to restore: a failed update could not be undone"));
+    }
+
+    #[test]
+    fn locates_the_trials_boot_loader_on_this_system() {
+        let cfg = Path::new("/cfg");
+        assert_eq!(locate("grub", cfg), Ok(BootFlag::Grub));
+        assert_eq!(
+            locate("grubenv:cfg:grubenv", cfg),
+            Ok(BootFlag::GrubEnv {
+                file: "/cfg/grubenv".into()
+            })
+        );
+        assert_eq!(
+            locate("grubenv:/boot/grub/grubenv", cfg),
+            Ok(BootFlag::GrubEnv {
+                file: "/boot/grub/grubenv".into()
+            })
+        );
+    }
+
+    /// `confirm` itself needs `cfg` mounted; its steps on a directory.
+    #[test]
+    fn confirming_stops_the_count_and_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let trial = Trial {
+            version: "2.0".into(),
+            previous: "1.0".into(),
+            restore: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
+            target: "system".into(),
+            limit: 3,
+            bootloader: "grub".into(),
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        BootFlag::Grub.arm_trial(cfg, 3).unwrap();
+        let err = confirm(cfg, None, 5).unwrap_err();
+        assert!(matches!(err, RequestError::NotMounted { .. }), "{err}");
+        assert_eq!(read_trial(cfg), Ok(Some(trial.clone())));
+        assert_eq!(end_trial(cfg, None, 5).unwrap().as_deref(), Some("2.0"));
+        assert_eq!(BootFlag::Grub.trial_left(cfg).unwrap(), None);
+        let block = std::fs::read(cfg.join("grubenv")).unwrap();
+        let env = formats::grubenv::GrubEnv::parse(&block).unwrap();
+        assert_eq!(env.get(GRUB_COUNTER), None);
+        let result = UpdateResult::parse(&std::fs::read(cfg.join(RESULT)).unwrap()).unwrap();
+        assert_eq!(
+            (result.outcome, result.version.as_str()),
+            (Outcome::Confirmed, "2.0")
+        );
+        assert!(!cfg.join(TRIAL).exists());
+        assert_eq!(
+            end_trial(cfg, None, 6).unwrap(),
+            None,
+            "nothing left on trial"
+        );
+        std::fs::write(cfg.join(TRIAL), "torn").unwrap();
+        assert!(read_trial(cfg)
+            .unwrap_err()
+            .starts_with("cfg:update/trial: "));
+    }
+}

@@ -1,0 +1,321 @@
+//! Trial boots and the restore of the last good image, on a real kernel:
+//! through OVMF and GRUB (the full cycle: 1.0 requests 2.0, GRUB counts
+//! 2.0's boots), and with the recovery booted directly on a device whose
+//! records say what happened before (a trial that ran out, an update that
+//! fails after the erase every time).
+
+use formats::instruction::{Instruction, PartitionPath};
+use formats::trial::Trial;
+use qemu_tests::cycle::{boots, Cycle, Variant};
+use qemu_tests::scenario::{failing_tarball, sample_rootfs, Device, PRODUCT};
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const RESTORE_IMAGE: &str = "storage:updates/demo-1.0.manifest";
+
+/// The GRUB environment block on cfg, as `name=value` lines.
+fn grubenv(cycle: &Cycle) -> String {
+    let block = cycle
+        .inspect()
+        .partition("cfg")
+        .read("/grubenv")
+        .expect("no grubenv on cfg");
+    let env = formats::grubenv::GrubEnv::parse(&block).expect("a GRUB environment block");
+    ["reimage_trial", "reimage_update"]
+        .iter()
+        .filter_map(|n| env.get(n).map(|v| format!("{n}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn through_grub_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
+    let cycle = Cycle::new(Variant::Unconfirmed);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("recovery: trial: 2.0 must confirm itself within 3 boots"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring storage:updates/demo-1.0.manifest"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("CRITICAL: restored 1.0: 2.0 not confirmed after 3 boots"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: status exit code 2"), "{}", run.tail());
+    let disk = cycle.inspect();
+    // What the restored 1.0's init made as it booted (mount points, a
+    // /dev/null before devtmpfs) aside.
+    let made_by_init =
+        ["boot", "cfg", "storage", "dev/null"].map(|p| format!("{p}: not in the image"));
+    let differences: Vec<String> = disk
+        .partition("system")
+        .differences_from(&cycle.dir.path().join("system"))
+        .into_iter()
+        .filter(|d| !made_by_init.contains(d))
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "system is not exactly 1.0: {differences:?}"
+    );
+    let cfg = disk.partition("cfg");
+    let result = cfg.read_string("/update/result").unwrap_or_default();
+    for line in [
+        "outcome=restored\n",
+        "version=2.0\n",
+        "stage=trial\n",
+        "restored=1.0\n",
+    ] {
+        assert!(result.contains(line), "{line} not in {result}");
+    }
+    assert!(!cfg.exists("/update/trial") && !cfg.exists("/update/restore"));
+    assert_eq!(grubenv(&cycle), "", "GRUB still counts");
+}
+
+#[test]
+fn through_grub_a_confirmed_2_0_boots_plainly_afterwards() {
+    let cycle = Cycle::new(Variant::Confirms);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("2.0 confirmed: its trial is over"),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("system: confirm exit code 0"), "{}", run.tail());
+    assert!(run.says("OK: 2.0 installed (attempt 1"), "{}", run.tail());
+    assert!(run.says("; confirmed"), "{}", run.tail());
+    assert_eq!(
+        run.console.matches("system: confirm exit code").count(),
+        1,
+        "the second boot of 2.0 was still on trial:\n{}",
+        run.tail()
+    );
+    let cfg = cycle.inspect().partition("cfg");
+    assert!(!cfg.exists("/update/trial"));
+    assert!(cfg
+        .read_string("/update/result")
+        .unwrap_or_default()
+        .contains("outcome=confirmed\n"));
+    assert_eq!(
+        grubenv(&cycle),
+        "",
+        "GRUB still counts after the confirmation"
+    );
+}
+
+/// A device running 2.0 on trial (its trial ran out: the boot loader
+/// booted the recovery), with 1.0's image staged; returns 1.0's tree.
+fn on_trial(damage: bool) -> (Device, PathBuf) {
+    let device = Device::new("2.0");
+    let v1 = sample_rootfs(device.dir.path(), "1.0");
+    let image = device.stage(PRODUCT, "1.0", &v1);
+    if damage {
+        let mut payload = fs::read(&image.payload_path).unwrap();
+        let at = payload.len() / 2;
+        payload[at] ^= 0x01;
+        fs::write(&image.payload_path, payload).unwrap();
+    }
+    let trial = Trial {
+        version: "2.0".into(),
+        previous: "1.0".into(),
+        restore: PartitionPath::parse(RESTORE_IMAGE).unwrap(),
+        target: "system".into(),
+        limit: 3,
+        bootloader: "grub".into(),
+    };
+    fs::write(device.cfg.join(formats::cfg::TRIAL), trial.render()).unwrap();
+    device.build_disk();
+    (device, v1)
+}
+
+fn assert_restored(device: &Device, v1: &std::path::Path, context: &str) {
+    let disk = device.inspect();
+    let differences = disk.partition("system").differences_from(v1);
+    assert!(
+        differences.is_empty(),
+        "{context}: system is not exactly 1.0: {differences:?}"
+    );
+    let cfg = disk.partition("cfg");
+    let result = cfg.read_string("/update/result").unwrap_or_default();
+    assert!(result.contains("outcome=restored\n"), "{context}: {result}");
+    assert!(result.contains("restored=1.0\n"), "{context}: {result}");
+    assert!(!cfg.exists("/update/trial"), "{context}: the trial is left");
+    assert!(
+        !cfg.exists("/update/restore"),
+        "{context}: the restore is left"
+    );
+    assert!(cfg
+        .read_string("/update/installed")
+        .unwrap_or_default()
+        .contains("version=1.0\n"));
+}
+
+#[test]
+fn a_power_cut_in_the_middle_of_the_restore_is_finished_by_the_next_boot() {
+    let (device, v1) = on_trial(false);
+    let run = device.boot("recovery.fault=restore-after-erase", TIMEOUT);
+    assert!(run.ended, "did not stop:\n{}", run.tail());
+    assert!(
+        run.says("fault point RestoreAfterErase: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let disk = device.inspect();
+    assert!(
+        !disk.partition("system").exists("/etc/version"),
+        "the cut came before the erase"
+    );
+    // (cfg's records are in its journal until the next mount replays it:
+    // debugfs does not, so the pending restore is proven by the next boot.)
+    let run = device.boot("", TIMEOUT);
+    assert!(run.ended, "did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("done: the last good image is restored"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the cut");
+}
+
+#[test]
+fn a_restore_image_with_a_flipped_byte_is_refused_on_the_console() {
+    let (device, _) = on_trial(true);
+    let before = device.inspect().hash("system");
+    let run = device.boot_as("", |b| {
+        b.timeout = TIMEOUT;
+        b.until = Some("halted: the last good image cannot be restored".into());
+    });
+    assert!(run.stopped, "did not stay on the console:\n{}", run.tail());
+    assert!(
+        run.says("the last good image storage:updates/demo-1.0.manifest cannot be restored: "),
+        "{}",
+        run.tail()
+    );
+    assert!(run.says("demo-1.0.tar.zst"), "{}", run.tail());
+    assert!(run.says("BLAKE3"), "{}", run.tail());
+    assert!(run.says("(payload check)"), "{}", run.tail());
+    let disk = device.inspect();
+    assert_eq!(disk.hash("system"), before, "the system was touched");
+    let cfg = disk.partition("cfg");
+    let result = cfg.read_string("/update/result").unwrap_or_default();
+    assert!(result.contains("stage=payload\n"), "{result}");
+    assert!(
+        result.contains("reason=cannot restore storage:updates/demo-1.0.manifest (2.0 not confirmed after 3 boots): "),
+        "{result}"
+    );
+    assert!(cfg.exists("/update/trial") || cfg.exists("/update/restore"));
+}
+
+/// An image that verifies but fails while extracting, every time: the
+/// third attempt leaves a pending restore and the lock, the fourth boot
+/// restores 1.0, and the status names both.
+#[test]
+fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
+    let device = Device::new("1.0");
+    let v1 = device.system.clone();
+    device.stage(PRODUCT, "1.0", &v1);
+    let v2 = sample_rootfs(device.dir.path(), "2.0");
+    let tarball = device.dir.path().join("bad.tar");
+    failing_tarball(&v2, &tarball);
+    device.stage(PRODUCT, "2.0", &tarball);
+    let instruction = Instruction {
+        manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
+        target: "system".into(),
+        allow_downgrade: false,
+        requested: 1_700_000_000,
+        restore: PartitionPath::parse(RESTORE_IMAGE),
+    };
+    bootloader_glue::request::write_instruction(&device.cfg, &instruction).unwrap();
+    device.build_disk();
+
+    for attempt in 1..=3 {
+        let run = device.boot("", TIMEOUT);
+        assert!(
+            run.ended,
+            "attempt {attempt}: did not reboot:\n{}",
+            run.tail()
+        );
+        let result = device
+            .inspect()
+            .partition("cfg")
+            .read_string("/update/result")
+            .unwrap_or_default();
+        assert!(result.contains("outcome=failed\n"), "{attempt}: {result}");
+    }
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/lock"));
+    assert!(cfg.exists("/update/restore"));
+    assert!(cfg.exists("/update/instruction.failed"));
+    assert!(!cfg.exists("/update/instruction"));
+
+    let run = device.boot("", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert_restored(&device, &v1, "after the failures");
+    let dump = tempfile::tempdir().unwrap();
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/lock"), "the lock is gone");
+    cfg.dump(dump.path());
+    let status = bootloader_glue::status::records(dump.path());
+    assert_eq!(status.code as i32, 2, "{}", status.line());
+    assert!(
+        status
+            .message
+            .starts_with("restored 1.0: 2.0 failed at extract on attempt 3 of 3: "),
+        "{}",
+        status.message
+    );
+    assert!(
+        status
+            .message
+            .ends_with("; the update lock is set: fix the image, then bootloader-glue unlock"),
+        "{}",
+        status.message
+    );
+}

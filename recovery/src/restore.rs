@@ -1,0 +1,210 @@
+//! The recovery's decisions about trial boots and restores, as pure
+//! functions over the records on `cfg` ([`formats::trial`]), so that each
+//! can be tested on the host; [`crate::update`] carries them out.
+//!
+//! - [`plan`]: what a boot does: finish a pending restore, restore a
+//!   system whose trial ran out, run the update, or nothing.
+//! - [`after_failure`]: an update that failed after the erase on its last
+//!   attempt restores the last good image (when the instruction names one).
+//! - [`trial_after_install`]: the trial record a successful install
+//!   leaves, and [`previous_version`], the version it replaced.
+
+use crate::error::UpdateError;
+use formats::config::Config;
+use formats::instruction::Instruction;
+use formats::trial::{PendingRestore, Trial};
+
+/// What this boot of the recovery does, from what it found on `cfg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Restore (`record`: write `cfg:update/restore` first, so that a
+    /// power cut during the restore leaves it to the next boot).
+    Restore {
+        pending: PendingRestore,
+        record: bool,
+    },
+    /// Run the update the instruction asks for.
+    Update,
+    /// No instruction, nothing on trial.
+    Nothing,
+}
+
+/// A pending restore comes first (it was decided on by an earlier boot,
+/// which may have erased the system); then the instruction; a trial found
+/// with no instruction ran out: the boot loader booted the recovery
+/// because the new system was not confirmed in time.
+pub fn plan(pending: Option<PendingRestore>, instruction: bool, trial: Option<&Trial>) -> Plan {
+    match (pending, instruction, trial) {
+        (Some(pending), _, _) => Plan::Restore {
+            pending,
+            record: false,
+        },
+        (None, true, _) => Plan::Update,
+        (None, false, Some(trial)) => Plan::Restore {
+            pending: trial.expired(),
+            record: true,
+        },
+        (None, false, None) => Plan::Nothing,
+    }
+}
+
+/// After a failure of `version` in its attempt `attempt`: restore when
+/// the system partition was erased, this was the last attempt, and the
+/// instruction names a restore image. The reason names both the failure
+/// and the attempt.
+pub fn after_failure(
+    config: &Config,
+    instruction: Option<&Instruction>,
+    version: &str,
+    attempt: u64,
+    erased: bool,
+    e: &UpdateError,
+) -> Option<PendingRestore> {
+    let instruction = instruction?;
+    let image = instruction.restore.clone()?;
+    if !erased || attempt < config.max_attempts {
+        return None;
+    }
+    Some(PendingRestore {
+        failed: version.to_string(),
+        stage: e.stage.to_string(),
+        reason: format!(
+            "{version} failed at {} on attempt {attempt} of {}: {}: {}",
+            e.stage, config.max_attempts, e.file, e.reason
+        ),
+        image,
+        target: instruction.target.clone(),
+    })
+}
+
+/// The trial a successful install of `version` starts, or why there is
+/// none: no trial boots configured, or no image to restore.
+pub fn trial_after_install(
+    config: &Config,
+    instruction: &Instruction,
+    version: &str,
+    previous: &str,
+) -> Result<Trial, &'static str> {
+    if config.trial_boots == 0 {
+        return Err("trial-boots=0: the new system is not on trial");
+    }
+    let restore = instruction
+        .restore
+        .clone()
+        .ok_or("the instruction names no image to restore: the new system is not on trial")?;
+    Ok(Trial {
+        version: version.to_string(),
+        previous: previous.to_string(),
+        restore,
+        target: instruction.target.clone(),
+        limit: config.trial_boots,
+        bootloader: config.bootflag.clone(),
+    })
+}
+
+/// The version an install of `version` replaced: from a trial of this
+/// same version already on `cfg` (a retry after a power cut, when
+/// `update/installed` may already name the new version), else the
+/// installed one, else `unknown`.
+pub fn previous_version(
+    existing: Option<&Trial>,
+    version: &str,
+    installed: Option<&str>,
+) -> String {
+    existing
+        .filter(|t| t.version == version)
+        .map(|t| t.previous.clone())
+        .or_else(|| installed.map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Stage;
+    use formats::instruction::PartitionPath;
+
+    fn instruction(restore: bool) -> Instruction {
+        Instruction {
+            manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
+            target: "system".into(),
+            allow_downgrade: false,
+            requested: 1,
+            restore: restore
+                .then(|| PartitionPath::parse("storage:updates/demo-1.0.manifest"))
+                .flatten(),
+        }
+    }
+
+    fn trial() -> Trial {
+        trial_after_install(
+            &Config::for_product("demo"),
+            &instruction(true),
+            "2.0",
+            "1.0",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pending_restore_comes_first_then_the_instruction_then_the_trial() {
+        let pending = trial().expired();
+        assert_eq!(
+            plan(Some(pending.clone()), true, Some(&trial())),
+            Plan::Restore {
+                pending: pending.clone(),
+                record: false
+            }
+        );
+        assert_eq!(plan(None, true, Some(&trial())), Plan::Update);
+        assert_eq!(
+            plan(None, false, Some(&trial())),
+            Plan::Restore {
+                pending,
+                record: true
+            }
+        );
+        assert_eq!(plan(None, false, None), Plan::Nothing);
+    }
+
+    #[test]
+    fn only_the_last_attempt_after_the_erase_with_an_image_restores() {
+        let config = Config::for_product("demo");
+        let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
+        let with = instruction(true);
+        let decide = |ins: Option<&Instruction>, attempt, erased| {
+            after_failure(&config, ins, "2.0", attempt, erased, &e)
+        };
+        assert_eq!(decide(Some(&with), 2, true), None, "attempts are left");
+        assert_eq!(decide(Some(&with), 3, false), None, "nothing was erased");
+        assert_eq!(decide(Some(&instruction(false)), 3, true), None, "no image");
+        assert_eq!(decide(None, 3, true), None);
+        let p = decide(Some(&with), 3, true).unwrap();
+        assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
+        assert_eq!(p.stage, "extract");
+        assert_eq!(
+            p.reason,
+            "2.0 failed at extract on attempt 3 of 3: storage:x.tar.zst: no space"
+        );
+    }
+
+    #[test]
+    fn a_retried_install_keeps_the_version_it_replaced() {
+        let t = trial();
+        assert_eq!(previous_version(Some(&t), "2.0", Some("2.0")), "1.0");
+        assert_eq!(previous_version(Some(&t), "3.0", Some("2.0")), "2.0");
+        assert_eq!(previous_version(None, "2.0", Some("1.0")), "1.0");
+        assert_eq!(previous_version(None, "2.0", None), "unknown");
+    }
+
+    #[test]
+    fn a_trial_needs_boots_and_an_image() {
+        let t = trial();
+        assert_eq!((t.limit, t.bootloader.as_str()), (3, "grub"));
+        assert_eq!(t.restore.to_string(), "storage:updates/demo-1.0.manifest");
+        let mut config = Config::for_product("demo");
+        assert!(trial_after_install(&config, &instruction(false), "2.0", "1.0").is_err());
+        config.trial_boots = 0;
+        assert!(trial_after_install(&config, &instruction(true), "2.0", "1.0").is_err());
+    }
+}
