@@ -687,16 +687,21 @@ fn clear_warning(config: &Config) {
 /// instruction names. Failures are logged: the image is staged all the same.
 fn prune(config: &Config, product: &str, staged: &str) {
     let installed = installed_version(config);
-    let named: Option<String> = fs::read(config.cfg.join(INSTRUCTION))
+    // A pending instruction's image and its restore image (the installed
+    // version's, which a failed update is restored from) stay.
+    let named: Vec<String> = fs::read(config.cfg.join(INSTRUCTION))
         .ok()
         .and_then(|raw| Instruction::parse(&raw).ok())
-        .and_then(|i| {
-            let name = Path::new(&i.manifest.path)
-                .file_name()?
-                .to_str()?
-                .to_string();
-            storage::version_of(product, &name).map(str::to_string)
-        });
+        .map(|i| {
+            std::iter::once(i.manifest)
+                .chain(i.restore)
+                .filter_map(|p| {
+                    let name = Path::new(&p.path).file_name()?.to_str()?.to_string();
+                    storage::version_of(product, &name).map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let keep = Keep {
         installed: installed.as_deref(),
         staged: Some(staged),
@@ -730,6 +735,9 @@ pub fn install(config: &Config, staged: &Staged) -> Result<Requested, FlowError>
         trusted_keys,
         flag,
         now: now(),
+        // The installed version's image beside the staged one, which
+        // retention keeps ([`prune`]): request refuses without it.
+        restore: request::Restore::Find,
     };
     let done = request::request(&r)?;
     log::info!(
