@@ -262,6 +262,7 @@ fn report_and_status_after_the_reboot() {
         duration_ms: 1000,
         bytes: 6,
         entries: 2,
+        restored: None,
     };
     std::fs::write(cfg.join(formats::cfg::RESULT), result.render()).unwrap();
     let seen = root.join("post-update.seen");
