@@ -14,7 +14,7 @@
 use crate::post_update;
 use crate::source::{Report, Source, SourceError};
 use formats::action::Action;
-use formats::cfg::{shown, ACTION, INSTRUCTION, RESULT};
+use formats::cfg::{shown, ACTION, INSTRUCTION, RESULT, TRIAL};
 use formats::result::{Outcome, UpdateResult};
 use std::io;
 use std::path::Path;
@@ -47,16 +47,20 @@ fn io_error(rel: &str) -> impl FnOnce(io::Error) -> OutcomeError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The instruction is still there: the recovery has not finished with
-    /// it (the reboot has not happened yet, or it will try again).
+    /// it (the reboot has not happened yet, or it will try again); or the
+    /// new system is on trial (`cfg:update/trial`): it is not kept until
+    /// it confirms itself (`bootloader-glue confirm`), and the boot loader
+    /// may still have the recovery restore the old one.
     Pending,
     /// The update is over: tell the source this.
     Closed { success: bool, details: String },
 }
 
 /// The outcome of `action`, given the bytes of `cfg:update/result` (if
-/// any) and whether `cfg:update/instruction` is still there.
-pub fn judge(action: &Action, result: Option<&[u8]>, instruction_pending: bool) -> Verdict {
-    if instruction_pending {
+/// any) and whether `cfg:update/instruction` or `cfg:update/trial` is
+/// still there.
+pub fn judge(action: &Action, result: Option<&[u8]>, pending: bool) -> Verdict {
+    if pending {
         return Verdict::Pending;
     }
     let failure = |details: String| Verdict::Closed {
@@ -96,6 +100,11 @@ pub fn judge(action: &Action, result: Option<&[u8]>, instruction_pending: bool) 
         Outcome::Success | Outcome::Confirmed => failure(format!(
             "the recovery installed {}, not {}",
             r.version, action.new_version
+        )),
+        Outcome::Restored => failure(format!(
+            "restored {}: {}",
+            r.restored.as_deref().unwrap_or("the last good image"),
+            r.reason
         )),
         outcome => failure(format!(
             "{} {} at stage {}: {}",
@@ -195,12 +204,13 @@ pub fn report(
     let Some(mut action) = current(cfg_root)? else {
         return Ok(Reported::Nothing);
     };
-    let pending = cfg_root.join(INSTRUCTION).exists();
+    let pending = cfg_root.join(INSTRUCTION).exists() || cfg_root.join(TRIAL).exists();
     let result = read(cfg_root, RESULT)?;
     let (success, mut details) = match judge(&action, result.as_deref(), pending) {
         Verdict::Pending => {
             log::info!(
-                "update to {} (offer {} of {}): the instruction is still pending",
+                "update to {} (offer {} of {}): the instruction is still pending, or the \
+                 new system on trial",
                 action.new_version,
                 action.offer,
                 action.source
@@ -435,7 +445,7 @@ mod tests {
             judge(&a, Some(r.as_bytes()), false),
             Verdict::Closed {
                 success: false,
-                details: "2.0 restored at stage signature: signed by an untrusted key".into()
+                details: "restored 1.0: signed by an untrusted key".into()
             }
         );
         let other = result(Outcome::Success, "3.0");
@@ -478,6 +488,11 @@ mod tests {
         // The recovery installs 2.0: the instruction goes, a result comes.
         std::fs::remove_file(cfg.join(INSTRUCTION)).unwrap();
         std::fs::write(cfg.join(RESULT), result(Outcome::Success, "2.0")).unwrap();
+        // On trial until it confirms itself: still nothing said.
+        std::fs::write(cfg.join(TRIAL), "the trial").unwrap();
+        assert_eq!(report(cfg, &mut source, None).unwrap(), Reported::Pending);
+        assert!(source.reports.is_empty());
+        std::fs::remove_file(cfg.join(TRIAL)).unwrap();
         let seen = cfg.join("post-update.seen");
         let post = post(format!(
             "echo \"$REIMAGE_OLD_VERSION $REIMAGE_NEW_VERSION\" >> '{}'",
