@@ -2,7 +2,9 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::cfg::{shown, INSTALLED, INSTRUCTION, LOCK, RESULT, TRIAL};
+use formats::cfg::{
+    shown, DownloadFailed, Lock, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT, TRIAL,
+};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use recovery::policy::InstalledVersion;
@@ -38,6 +40,9 @@ pub struct Status {
     /// The installed version's image on storage, which a failed update
     /// is restored from (None: not there, or not looked for).
     pub restore_image: Option<String>,
+    /// The agent's warning flag: the last round of download attempts
+    /// failed, with the reason.
+    pub download_failed: Option<String>,
 }
 
 impl Status {
@@ -78,6 +83,7 @@ impl Status {
             "message": self.message,
             "locked": self.locked,
             "restore_image": self.restore_image,
+            "download_failed": self.download_failed,
             "pending": self.pending.as_ref().map(|p| p.manifest.to_string()),
             "installed": self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version)),
             "outcome": r.map(|r| r.outcome.name()),
@@ -101,6 +107,7 @@ impl Status {
             pending: None,
             locked: false,
             restore_image: None,
+            download_failed: None,
         }
     }
 
@@ -114,7 +121,8 @@ impl Status {
             return;
         };
         self.restore_image =
-            crate::trial::restore_image_of(storage, partition, installed).map(|p| p.to_string());
+            crate::trial::restore_image_of(storage, partition, crate::trial::IMAGES_DIR, installed)
+                .map(|p| p.to_string());
         self.message += &match &self.restore_image {
             Some(image) => format!("; restore image {image}"),
             None => format!("; no image of {} to restore", installed.version),
@@ -186,6 +194,14 @@ pub fn records(cfg: &Path) -> Status {
             .filter(|_| r.outcome == Outcome::Restored)
             .map(|v| format!("restored {v}: {}", r.reason))
     });
+    let download_failed = match read(DOWNLOAD_FAILED) {
+        Ok(Some(bytes)) => Some(match DownloadFailed::parse(&bytes) {
+            Ok(d) => format!("{} after {} attempt(s): {}", d.image, d.attempts, d.reason),
+            Err(e) => format!("{} is there but unreadable ({e})", shown(DOWNLOAD_FAILED)),
+        }),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    };
     let (code, message) = if let (true, Some(restored)) = (locked, &restored) {
         (
             Code::Critical,
@@ -194,9 +210,17 @@ pub fn records(cfg: &Path) -> Status {
             ),
         )
     } else if locked {
-        let why = result.as_ref().map_or(String::new(), |r| {
-            format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
-        });
+        // The agent says why in the lock; the recovery, in the result.
+        let agents = std::fs::read_to_string(cfg.join(LOCK))
+            .ok()
+            .and_then(|text| Lock::parse(&text).ok())
+            .filter(|lock| !lock.reason.is_empty());
+        let why = match agents {
+            Some(lock) => format!(": {}", lock.reason),
+            None => result.as_ref().map_or(String::new(), |r| {
+                format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
+            }),
+        };
         (Code::Critical, format!("the update lock is set after repeated failures{why}; fix it, then bootloader-glue unlock"))
     } else if let Some(e) = torn {
         (
@@ -271,6 +295,16 @@ pub fn records(cfg: &Path) -> Status {
         ),
         _ => (code, message),
     };
+    // The agent's warning flag: a failed download never hides a worse
+    // state, and is never hidden by a better one.
+    let (code, message) = match &download_failed {
+        Some(why) if code == Code::Ok => (
+            Code::Warning,
+            format!("update download failed: {why}; {message}"),
+        ),
+        Some(why) => (code, format!("{message}; update download failed: {why}")),
+        None => (code, message),
+    };
     let installed = match installed {
         InstalledVersion::Known(i) => Some(i),
         _ => None,
@@ -283,6 +317,7 @@ pub fn records(cfg: &Path) -> Status {
         pending,
         locked,
         restore_image: None,
+        download_failed,
     }
 }
 
@@ -345,6 +380,19 @@ mod tests {
         std::fs::write(cfg.join(LOCK), "").unwrap();
         assert_eq!(status(cfg).code, Code::Critical);
         assert!(status(cfg).json().contains("\"locked\":true"));
+        assert!(status(cfg).message.contains("2.0 failed at signature"));
+        // A lock the agent set says why itself.
+        let lock = Lock {
+            attempts: 10,
+            reason: "acme-2.0: the round before the install failed".into(),
+        };
+        std::fs::write(cfg.join(LOCK), lock.render()).unwrap();
+        assert_eq!(
+            status(cfg).line(),
+            "CRITICAL: the update lock is set after repeated failures: acme-2.0: the round \
+             before the install failed; fix it, then bootloader-glue unlock \
+             | attempt=1 duration=1.500s bytes=10B entries=3"
+        );
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);
@@ -499,5 +547,43 @@ mod tests {
             json.contains(r#""reason":"a\ttab, a \"quote\", a \\ and \u0001""#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn the_agents_warning_flag_is_a_warning_and_never_hides_worse() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
+        let flag = DownloadFailed {
+            image: "p-3.0".into(),
+            attempts: 10,
+            at: 1,
+            reason: "all 10 attempt(s) failed: HTTP 500".into(),
+        };
+        std::fs::write(cfg.join(DOWNLOAD_FAILED), flag.render()).unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Warning);
+        assert!(
+            s.line().starts_with(
+                "WARNING: update download failed: p-3.0 after 10 attempt(s): all 10 attempt(s) failed: HTTP 500; 2.0 installed"
+            ),
+            "{}",
+            s.line()
+        );
+        assert!(
+            s.json().contains("\"download_failed\":\"p-3.0 after 10"),
+            "{}",
+            s.json()
+        );
+        std::fs::write(cfg.join(LOCK), "").unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Critical);
+        assert!(s.message.ends_with("; update download failed: p-3.0 after 10 attempt(s): all 10 attempt(s) failed: HTTP 500"), "{}", s.message);
+        std::fs::remove_file(cfg.join(LOCK)).unwrap();
+        std::fs::write(cfg.join(DOWNLOAD_FAILED), "torn").unwrap();
+        assert!(records(cfg)
+            .message
+            .contains("cfg:update/download-failed is there but unreadable"));
     }
 }

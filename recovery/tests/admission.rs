@@ -16,20 +16,26 @@ use recovery::partitions::Partition;
 use recovery::policy::InstalledVersion;
 use std::fs;
 
-#[test]
-fn the_installed_version_decides_as_documented() {
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let root = work.path().join("root");
+/// An image of testprod 2.0 in `work/out`, and the public key it is signed with.
+fn image_2_0(work: &std::path::Path) -> (std::path::PathBuf, image_builder::image::ImageSummary) {
+    let root = work.join("root");
     fs::create_dir_all(&root).unwrap();
     fs::write(root.join("hello"), "hello\n").unwrap();
-    let (public, secret) = keypair(work.path(), "k");
+    let (public, secret) = keypair(work, "k");
     let image = build(
         Source::Rootfs(root),
         &secret,
-        &work.path().join("out"),
+        &work.join("out"),
         "2.0",
         false,
     );
+    (public, image)
+}
+
+#[test]
+fn the_installed_version_decides_as_documented() {
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (public, image) = image_2_0(work.path());
     let cfg = work.path().join("cfg");
     fs::create_dir_all(cfg.join("update")).unwrap();
     let instruction = Instruction {
@@ -81,4 +87,50 @@ fn the_installed_version_decides_as_documented() {
             InstalledVersion::Unreadable { .. }
         ));
     }
+}
+
+/// The admission before the payload (what the agent runs on a manifest
+/// and signature fetched from a server) decides signature, product and
+/// version as `admit` does, and needs no payload.
+#[test]
+fn the_head_is_admitted_without_the_payload_by_the_same_rules() {
+    use recovery::admission::{admit_head, HeadAdmission};
+    use recovery::source::ImageSource;
+    use recovery::Stage;
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (public, image) = image_2_0(work.path());
+    let (stranger, _) = keypair(work.path(), "s");
+    fs::remove_file(&image.payload_path).unwrap();
+    let source = ImageSource::read(&image.manifest_path).unwrap();
+    let cfg = work.path().join("cfg");
+    fs::create_dir_all(cfg.join("update")).unwrap();
+    let head = |config: &Config, keys: &[std::path::PathBuf]| {
+        admit_head(&HeadAdmission {
+            config,
+            allow_downgrade: false,
+            source: &source,
+            trusted_keys: keys,
+            cfg: &cfg,
+        })
+    };
+    let config = Config::for_product("testprod");
+    let keys = [public.clone()];
+    let admitted = head(&config, &keys).unwrap();
+    assert_eq!(admitted.manifest.version, "2.0");
+    let err = head(&config, &[stranger]).unwrap_err();
+    assert_eq!(err.stage, Stage::Signature, "{err}");
+    let err = head(&Config::for_product("other"), &keys).unwrap_err();
+    assert!(err.reason.starts_with("product: "), "{err}");
+    let newer = Installed {
+        product: "testprod".into(),
+        version: "3.0".into(),
+    };
+    fs::write(cfg.join(INSTALLED), newer.render()).unwrap();
+    let err = head(&config, &keys).unwrap_err();
+    assert!(err.reason.starts_with("version: 2.0 is older"), "{err}");
+    let allow = Config {
+        downgrade: Downgrade::Allow,
+        ..config
+    };
+    head(&allow, &keys).unwrap();
 }
