@@ -1,8 +1,10 @@
 //! A small blocking HTTP/1.1 client over rustls (ureq with the `ring`
 //! provider): timeouts, a user agent, bounded redirects and headers, and
 //! which certificate authorities to trust (Mozilla's roots, an extra CA
-//! file of the vendor's, or only that file).
+//! file of the vendor's, or only that file); credentials sent to one host
+//! only; small JSON calls with a bounded answer for a fleet server's API.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -26,6 +28,42 @@ pub struct HttpConfig {
     pub webpki_roots: bool,
     /// Redirects followed before giving up.
     pub max_redirects: u32,
+    /// An `Authorization` header for one server (a hawkBit token), sent
+    /// with every request to that host and to no other (nor along a redirect).
+    pub authorization: Option<Authorization>,
+}
+
+/// An `Authorization` header value and the one host (`host[:port]`, as in
+/// the URL) it is sent to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub authority: String,
+    pub value: String,
+}
+
+impl fmt::Debug for Authorization {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorization")
+            .field("authority", &self.authority)
+            .field("value", &"(secret)")
+            .finish()
+    }
+}
+
+/// The methods of a fleet server's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Put,
+    Post,
+}
+
+/// An API answer: the status and the whole (bounded) body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
 }
 
 /// The longest status line plus headers accepted.
@@ -40,6 +78,7 @@ impl Default for HttpConfig {
             ca_files: Vec::new(),
             webpki_roots: true,
             max_redirects: 5,
+            authorization: None,
         }
     }
 }
@@ -62,6 +101,8 @@ pub enum HttpError {
     TooManyRedirects { url: String, max: u32 },
     #[error("{url}: the answer's headers are larger than {MAX_HEADER_SIZE} bytes")]
     HeaderTooLarge { url: String },
+    #[error("{url}: the answer's body is larger than {max} bytes")]
+    BodyTooLarge { url: String, max: u64 },
     #[error("{url}: {cause}")]
     Transport { url: String, cause: String },
 }
@@ -86,6 +127,16 @@ impl HttpError {
 pub struct Client {
     agent: ureq::Agent,
     max_redirects: u32,
+    authorization: Option<Authorization>,
+}
+
+impl fmt::Debug for Client {
+    /// Short, and without the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("authorization", &self.authorization)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parts of an answer a download looks at, and its body.
@@ -140,6 +191,7 @@ impl Client {
         Ok(Client {
             agent,
             max_redirects: config.max_redirects,
+            authorization: config.authorization.clone(),
         })
     }
 
@@ -149,6 +201,9 @@ impl Client {
             url: url.to_string(),
         })?;
         let mut request = self.agent.get(url);
+        if let Some(value) = self.authorization_for(host) {
+            request = request.header("Authorization", value);
+        }
         if from > 0 {
             request = request.header("Range", format!("bytes={from}-"));
         }
@@ -177,6 +232,73 @@ impl Client {
             last_modified: header("last-modified"),
             body: response.into_body().into_reader(),
         })
+    }
+
+    /// The `Authorization` value for requests to `host`, if it is the
+    /// configured one.
+    fn authorization_for(&self, host: &str) -> Option<&str> {
+        self.authorization
+            .as_ref()
+            .filter(|a| a.authority.eq_ignore_ascii_case(host))
+            .map(|a| a.value.as_str())
+    }
+
+    /// A call to a fleet server's API: `json` as the body of a PUT or POST,
+    /// `Accept: application/json`, no redirect followed (a 3xx is the
+    /// caller's to refuse), and at most `max_body` bytes of answer read.
+    pub fn call(
+        &self,
+        method: Method,
+        url: &str,
+        json: Option<&[u8]>,
+        max_body: u64,
+    ) -> Result<Reply, HttpError> {
+        let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
+            url: url.to_string(),
+        })?;
+        let auth = self.authorization_for(host);
+        let fail = |e| classify(e, url, host, 0);
+        let response = match method {
+            Method::Get => {
+                let mut r = self.agent.get(url).header("Accept", "application/json");
+                if let Some(value) = auth {
+                    r = r.header("Authorization", value);
+                }
+                r.config().max_redirects(0).build().call()
+            }
+            Method::Put | Method::Post => {
+                let mut r = if method == Method::Put {
+                    self.agent.put(url)
+                } else {
+                    self.agent.post(url)
+                };
+                r = r
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json");
+                if let Some(value) = auth {
+                    r = r.header("Authorization", value);
+                }
+                r.config()
+                    .max_redirects(0)
+                    .build()
+                    .send(json.unwrap_or_default())
+            }
+        }
+        .map_err(fail)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(max_body)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => HttpError::BodyTooLarge {
+                    url: url.to_string(),
+                    max: max_body,
+                },
+                other => fail(other),
+            })?;
+        Ok(Reply { status, body })
     }
 }
 

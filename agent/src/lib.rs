@@ -9,10 +9,12 @@
 //! - [`retry`]: attempts with capped exponential backoff.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
+//! - [`hawkbit`]: the hawkBit DDI source (hawkBit, gooseBit).
 //! - [`cli`]: the command line.
 
 pub mod cli;
 pub mod download;
+pub mod hawkbit;
 pub mod http;
 pub mod partial;
 pub mod retry;

@@ -5,6 +5,7 @@
 //! payload is fetched.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -102,4 +103,16 @@ pub trait Source: fmt::Debug {
     /// Tells the source how an offer is going. A source with no feedback
     /// channel (the static feed) only logs.
     fn report(&mut self, offer_id: &str, report: &Report) -> Result<(), SourceError>;
+    /// Checks a downloaded artifact against what the source said about it
+    /// beyond its size (hawkBit's sha1/sha256), after the flow has checked
+    /// it against the signed manifest. A source that says nothing more
+    /// (the static feed) has nothing to check.
+    fn check_artifact(
+        &self,
+        _offer_id: &str,
+        _name: &str,
+        _path: &Path,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
