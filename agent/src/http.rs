@@ -8,6 +8,8 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -103,6 +105,8 @@ pub enum HttpError {
     HeaderTooLarge { url: String },
     #[error("{url}: the answer's body is larger than {max} bytes")]
     BodyTooLarge { url: String, max: u64 },
+    #[error("{url}: cancelled")]
+    Cancelled { url: String },
     #[error("{url}: {cause}")]
     Transport { url: String, cause: String },
 }
@@ -118,6 +122,7 @@ impl HttpError {
                 | HttpError::BadUrl { .. }
                 | HttpError::Untrusted { .. }
                 | HttpError::TooManyRedirects { .. }
+                | HttpError::Cancelled { .. }
         )
     }
 }
@@ -128,6 +133,23 @@ pub struct Client {
     agent: ureq::Agent,
     max_redirects: u32,
     authorization: Option<Authorization>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Stops a client's transfers from another place (a fleet server's
+/// cancel, seen by a poll during a download): the body being read fails
+/// at its next read and every later request fails at once, not retried.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl fmt::Debug for Client {
@@ -147,10 +169,14 @@ pub struct Response {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     body: ureq::BodyReader<'static>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(io::Error::other("cancelled"));
+        }
         self.body.read(buf)
     }
 }
@@ -192,11 +218,27 @@ impl Client {
             agent,
             max_redirects: config.max_redirects,
             authorization: config.authorization.clone(),
+            cancelled: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What stops this client's transfers.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancelled.clone())
+    }
+
+    fn check_cancelled(&self, url: &str) -> Result<(), HttpError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(HttpError::Cancelled {
+                url: url.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// `GET url`, from byte `from` on (a `Range` request) when it is not 0.
     pub fn get(&self, url: &str, from: u64) -> Result<Response, HttpError> {
+        self.check_cancelled(url)?;
         let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
             url: url.to_string(),
         })?;
@@ -231,6 +273,7 @@ impl Client {
             etag: header("etag"),
             last_modified: header("last-modified"),
             body: response.into_body().into_reader(),
+            cancelled: self.cancelled.clone(),
         })
     }
 

@@ -371,7 +371,13 @@ impl Source for Hawkbit {
                 } else {
                     Finished::Failure
                 };
-                self.feedback(&url, Execution::Closed, finished, None, std::slice::from_ref(details))?;
+                self.feedback(
+                    &url,
+                    Execution::Closed,
+                    finished,
+                    None,
+                    std::slice::from_ref(details),
+                )?;
                 self.deployments.remove(&id);
             }
             Report::Cancelled { accepted, details } => {
@@ -385,7 +391,13 @@ impl Source for Hawkbit {
                 } else {
                     (Execution::Rejected, Finished::None)
                 };
-                self.feedback(&url, execution, finished, None, std::slice::from_ref(details))?;
+                self.feedback(
+                    &url,
+                    execution,
+                    finished,
+                    None,
+                    std::slice::from_ref(details),
+                )?;
                 self.cancels.remove(&id);
                 if *accepted {
                     self.deployments.remove(&id);

@@ -1,0 +1,417 @@
+//! The hawkBit source against our fake DDI server (`server::ddi`), for what
+//! gooseBit does not do: a GatewayToken, cancelAction while downloading
+//! and after the instruction, skip and a closed maintenance window,
+//! hostile answers. (The real-server tests are in
+//! `qemu-tests/tests/goosebit.rs`.)
+
+mod server;
+
+use agent::download::{self, DownloadError, Request};
+use agent::hawkbit::{Config, Hawkbit, Token};
+use agent::http::{Client, HttpConfig};
+use agent::retry::Policy;
+use agent::source::{CancelWatch, Check, Mode, Offer, Report, Source, SourceError};
+use server::ddi::{Call, State};
+use server::{Fault, Plan, Server};
+use std::time::Duration;
+
+const NAME: &str = "demo-2.0.swu";
+
+fn file() -> Vec<u8> {
+    (0..400_000u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn deployment(
+    download: &str,
+    update: &str,
+    window: Option<&str>,
+    size: usize,
+) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "id": "7",
+        "deployment": {
+            "download": download,
+            "update": update,
+            "chunks": [{
+                "part": "os", "version": "2.0", "name": "demo",
+                "artifacts": [{
+                    "filename": NAME,
+                    "size": size,
+                    "hashes": {"sha1": "0000000000000000000000000000000000000000"},
+                    "_links": {"download-http": {"href": format!("{{server}}/files/{NAME}")}},
+                }],
+            }],
+        },
+    });
+    if let Some(w) = window {
+        d["deployment"]["maintenanceWindow"] = w.into();
+    }
+    d
+}
+
+fn state(deployment: Option<serde_json::Value>) -> State {
+    State {
+        sleep: "00:00:30".into(),
+        ask_config: true,
+        deployment,
+        ..State::default()
+    }
+}
+
+fn config(server: &Server, token: Option<Token>) -> Config {
+    Config {
+        server: format!("http://{}", server.addr()),
+        tenant: "DEFAULT".into(),
+        controller_id: "dev-9".into(),
+        token,
+        other_hosts: vec![],
+        attributes: vec![
+            ("hw_boardname".into(), "demo".into()),
+            ("hw_revision".into(), "1.0".into()),
+        ],
+        poll: Duration::from_secs(60),
+    }
+}
+
+fn source(config: &Config) -> Hawkbit {
+    Hawkbit::new(
+        config.clone(),
+        &HttpConfig {
+            read_timeout: Duration::from_secs(5),
+            ..HttpConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A server that offers action 7, `forced`, of an artifact of `size` bytes.
+fn forced(size: usize) -> State {
+    state(Some(deployment("forced", "forced", None, size)))
+}
+
+/// A source for `server` and what its first check offers.
+fn offered_by(server: &Server) -> (Hawkbit, Offer) {
+    let mut hawkbit = source(&config(server, None));
+    let offer = offered(hawkbit.check(Some("1.0")).unwrap());
+    (hawkbit, offer)
+}
+
+fn offered(check: Check) -> Offer {
+    match check {
+        Check::Offer(o) => o,
+        other => panic!("expected an offer: {other:?}"),
+    }
+}
+
+/// Takes the offer: `proceeding` at once.
+fn accept(source: &mut Hawkbit, id: &str) {
+    let accepted = Report::Proceeding {
+        what: "accepted".into(),
+        percent: None,
+    };
+    source.report(id, &accepted).unwrap();
+}
+
+/// Answers the cancel of action 7; the call that carried the answer.
+fn cancel_answer(source: &mut Hawkbit, server: &Server, accepted: bool, details: &str) -> Call {
+    let answer = Report::Cancelled {
+        accepted,
+        details: details.into(),
+    };
+    source.report("7", &answer).unwrap();
+    server.ddi().calls().last().unwrap().clone()
+}
+
+fn paths(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+#[test]
+fn a_gateway_token_goes_with_every_call_and_config_data_only_when_it_changes() {
+    let server = Server::start(file(), Plan::good()).with_ddi(State {
+        auth: Some("GatewayToken gw-secret".into()),
+        ..state(None)
+    });
+    let config = config(&server, Some(Token::Gateway("gw-secret".into())));
+    let mut hawkbit = source(&config);
+    match hawkbit.check(Some("1.0")).unwrap() {
+        Check::Nothing { again_after } => assert_eq!(again_after, Duration::from_secs(30)),
+        other => panic!("{other:?}"),
+    }
+    hawkbit.check(Some("1.0")).unwrap();
+    hawkbit.check(Some("1.1")).unwrap();
+    let calls = server.ddi().calls();
+    assert_eq!(
+        paths(&calls),
+        [
+            "GET ",
+            "PUT /configData",
+            "GET ",
+            "GET ",
+            "GET ",
+            "PUT /configData",
+            "GET "
+        ]
+    );
+    assert!(calls
+        .iter()
+        .all(|c| c.authorization.as_deref() == Some("GatewayToken gw-secret")));
+    assert_eq!(
+        calls[1].json(),
+        serde_json::json!({"mode": "merge", "data": {
+            "hw_boardname": "demo", "hw_revision": "1.0", "sw_version": "1.0"}})
+    );
+    assert_eq!(calls[5].json()["data"]["sw_version"], "1.1");
+
+    let wrong = config_with_token(&server, Token::Target("gw-secret".into()));
+    let err = source(&wrong).check(Some("1.0")).unwrap_err();
+    assert!(
+        matches!(err, SourceError::Refused { .. }) && err.to_string().contains("HTTP 401"),
+        "{err}"
+    );
+}
+
+fn config_with_token(server: &Server, token: Token) -> Config {
+    config(server, Some(token))
+}
+
+#[test]
+fn skip_and_a_closed_window_are_offered_to_download_and_wait() {
+    let f = file();
+    let server = Server::start(f.clone(), Plan::good()).with_ddi(state(Some(deployment(
+        "attempt",
+        "skip",
+        Some("unavailable"),
+        f.len(),
+    ))));
+    let (mut hawkbit, offer) = offered_by(&server);
+    assert_eq!(offer.id, "7");
+    assert_eq!(
+        (offer.download, offer.install, offer.window_open),
+        (Mode::Attempt, Mode::Skip, false)
+    );
+    assert_eq!(
+        offer.artifacts[0].url,
+        format!("http://{}/files/{NAME}", server.addr())
+    );
+    assert_eq!(offer.artifacts[0].size, Some(f.len() as u64));
+    // The link followed is the one given, query and all.
+    let calls = server.ddi().calls();
+    assert_eq!(calls.last().unwrap().path, "/deploymentBase/7");
+
+    // forced / available: the other values map too.
+    server
+        .ddi()
+        .set(|s| s.deployment = Some(deployment("forced", "attempt", Some("available"), 1)));
+    let offer = offered(hawkbit.check(Some("1.0")).unwrap());
+    assert_eq!(
+        (offer.download, offer.install, offer.window_open),
+        (Mode::Forced, Mode::Attempt, true)
+    );
+}
+
+#[test]
+fn a_wrong_sha1_from_the_server_is_refused_after_the_download() {
+    let f = file();
+    let server = Server::start(f.clone(), Plan::good()).with_ddi(forced(f.len()));
+    let (hawkbit, offer) = offered_by(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(NAME);
+    std::fs::write(&path, &f).unwrap();
+    let err = hawkbit.check_artifact(&offer.id, NAME, &path).unwrap_err();
+    assert!(err.to_string().contains("sha1"), "{err}");
+    assert!(hawkbit.check_artifact(&offer.id, "other", &path).is_ok());
+}
+
+#[test]
+fn a_cancel_while_downloading_stops_the_download_and_is_acknowledged() {
+    // 16 MiB in about 2 s: the download reports progress every 4 MiB
+    // (its checkpoint), and the watch polls from there.
+    let f: Vec<u8> = (0..16 << 20).map(|i: u32| (i ^ (i >> 9)) as u8).collect();
+    let slow = Fault::Slow {
+        chunk: 128 * 1024,
+        pause: Duration::from_millis(15),
+    };
+    let server = Server::start(f.clone(), Plan::always(slow)).with_ddi(forced(f.len()));
+    let (mut hawkbit, offer) = offered_by(&server);
+    accept(&mut hawkbit, &offer.id);
+
+    let client = Client::new(&HttpConfig::default()).unwrap();
+    let mut watch = CancelWatch::new(&offer.id, client.canceller(), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let request = Request {
+        url: offer.artifacts[0].url.clone(),
+        dir: dir.path().to_path_buf(),
+        name: NAME.into(),
+        size: Some(f.len() as u64),
+        blake3: Some(*blake3::hash(&f).as_bytes()),
+        max_size: 1 << 30,
+    };
+    let policy = Policy {
+        attempts: 10,
+        first_wait: Duration::from_millis(1),
+        max_wait: Duration::from_millis(1),
+    };
+    let failed =
+        download::with_retries(&client, &request, &policy, std::thread::sleep, &mut |_| {
+            // Polls before the cancel find the offer still there.
+            watch.tick(&mut hawkbit, Some("1.0"));
+            // The operator cancels while the bytes come in (the first
+            // progress is at 4 MiB); the next poll sees it.
+            server.ddi().set(|s| s.cancel = Some("7".into()));
+            watch.tick(&mut hawkbit, Some("1.0"));
+        })
+        .unwrap_err();
+    assert!(watch.cancelled);
+    // The transfer stopped at once: one cut attempt, then no more requests.
+    assert_eq!(failed.errors.len(), 2, "{failed}");
+    assert!(
+        matches!(
+            failed.errors[1],
+            DownloadError::Http(agent::http::HttpError::Cancelled { .. })
+        ),
+        "{failed}"
+    );
+    assert!(
+        server.served() < f.len() as u64,
+        "served {}",
+        server.served()
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    let ack = cancel_answer(&mut hawkbit, &server, true, "cancelled while downloading");
+    assert_eq!(ack.path, "/cancelAction/7/feedback");
+    assert_eq!(ack.json()["status"]["execution"], "closed");
+    assert_eq!(ack.json()["status"]["result"]["finished"], "success");
+    assert_eq!(
+        ack.json()["status"]["details"][0],
+        "cancelled while downloading"
+    );
+    // The action is gone on the server.
+    assert!(matches!(
+        hawkbit.check(Some("1.0")).unwrap(),
+        Check::Nothing { .. }
+    ));
+}
+
+#[test]
+fn a_cancel_once_the_instruction_is_written_is_rejected() {
+    let server = Server::start(file(), Plan::good()).with_ddi(forced(1));
+    let config = config(&server, None);
+    let mut hawkbit = source(&config);
+    offered(hawkbit.check(Some("1.0")).unwrap());
+    server.ddi().set(|s| s.cancel = Some("7".into()));
+    assert_eq!(
+        hawkbit.check(Some("1.0")).unwrap(),
+        Check::Cancel { id: "7".into() }
+    );
+    let answer = cancel_answer(
+        &mut hawkbit,
+        &server,
+        false,
+        "the update is already requested",
+    );
+    assert_eq!(answer.path, "/cancelAction/7/feedback");
+    assert_eq!(answer.json()["status"]["execution"], "rejected");
+    // The deployment is still there: the server was not told it ended.
+    assert!(matches!(
+        hawkbit.check(Some("1.0")).unwrap(),
+        Check::Offer(_)
+    ));
+}
+
+#[test]
+fn feedback_follows_the_stages_with_progress_every_ten_percent() {
+    let server = Server::start(file(), Plan::good()).with_ddi(forced(1));
+    let (mut hawkbit, offer) = offered_by(&server);
+    for p in [0u8, 3, 9, 10, 55, 56, 100] {
+        hawkbit
+            .report(
+                &offer.id,
+                &Report::Proceeding {
+                    what: "downloading".into(),
+                    percent: Some(p),
+                },
+            )
+            .unwrap();
+    }
+    hawkbit.report(&offer.id, &Report::Downloaded).unwrap();
+    hawkbit
+        .report(
+            &offer.id,
+            &Report::Closed {
+                success: false,
+                details: "refused: signature".into(),
+            },
+        )
+        .unwrap();
+    let feedback: Vec<serde_json::Value> = server
+        .ddi()
+        .calls()
+        .iter()
+        .filter(|c| c.path == "/deploymentBase/7/feedback")
+        .map(Call::json)
+        .collect();
+    let shown: Vec<String> = feedback
+        .iter()
+        .map(|f| format!("{} {}", f["status"]["execution"], f["status"]["details"][0]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "\"proceeding\" \"downloading: Downloaded 0%\"",
+            "\"proceeding\" \"downloading: Downloaded 10%\"",
+            "\"proceeding\" \"downloading: Downloaded 55%\"",
+            "\"proceeding\" \"downloading: Downloaded 100%\"",
+            "\"downloaded\" \"downloaded and verified; waiting to install\"",
+            "\"closed\" \"refused: signature\"",
+        ]
+    );
+    assert_eq!(
+        feedback[2]["status"]["result"]["progress"],
+        serde_json::json!({"cnt": 55, "of": 100})
+    );
+    assert_eq!(feedback[5]["status"]["result"]["finished"], "failure");
+}
+
+#[test]
+fn hostile_answers_are_refused_without_following_them() {
+    let server = Server::start(file(), Plan::good()).with_ddi(state(None));
+    let config = config(&server, None);
+    let cases = [
+        (
+            r#"{"_links":{"deploymentBase":{"href":"http://169.254.169.254/latest/meta-data"}}}"#
+                .to_string(),
+            "not to the configured server",
+        ),
+        (
+            format!(r#"{{"pad":"{}"}}"#, "x".repeat(300 * 1024)),
+            "larger than",
+        ),
+        (
+            r#"{"config":{"polling":{"sleep":"forever"}}}"#.to_string(),
+            "HH:MM:SS",
+        ),
+        ("<html>".to_string(), "expected an object"),
+    ];
+    for (raw, expected) in cases {
+        server.ddi().set(|s| {
+            s.raw_poll = Some(raw.clone());
+            s.ask_config = false;
+        });
+        let err = source(&config).check(Some("1.0")).unwrap_err();
+        assert!(
+            matches!(err, SourceError::Refused { .. }) && err.to_string().contains(expected),
+            "{expected}: {err}"
+        );
+    }
+    // Only polls were made: no link was followed.
+    assert!(server
+        .ddi()
+        .calls()
+        .iter()
+        .all(|c| c.path.is_empty() || c.method == "PUT"));
+}
