@@ -1,10 +1,14 @@
-//! The command line: `reimage-agent download URL --into DIR`, for trying a
-//! download by hand. Exit codes: 0 done, 1 the download failed, 2 bad
-//! usage or setup.
+//! The command line: the one-shot commands `check`, `download` and
+//! `install` (for cron and timers; they read `agent.conf`), and
+//! `fetch URL --into DIR`, for trying a download by hand. Exit codes: 0
+//! done (or nothing to do), 1 failed, 2 bad usage or setup.
 
+use crate::config::{self, Config};
 use crate::download::{self, Request};
+use crate::flow::{self, FlowError};
 use crate::http::{Client, HttpConfig};
 use crate::retry::Policy;
+use crate::source::{Check, Offer};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,13 +30,50 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Download one file into DIR: resumes a partial download, checks the
-    /// size and BLAKE3 when given, retries with backoff.
-    Download(DownloadArgs),
+    /// Asks the source whether there is an update, and prints what it offers.
+    Check(ConfigArg),
+    /// Downloads the offered update into storage: admitted by its signed
+    /// manifest first, then downloaded, verified; no instruction.
+    Download(ConfigArg),
+    /// Downloads the offered update if it is not staged yet, then asks for
+    /// its installation (writes the instruction).
+    Install(InstallArgs),
+    /// Downloads one file into DIR by hand: resumes a partial download,
+    /// checks the size and BLAKE3 when given, retries with backoff.
+    Fetch(FetchArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct DownloadArgs {
+pub struct ConfigArg {
+    /// The agent's configuration.
+    #[arg(long, value_name = "FILE", default_value = config::PATH)]
+    pub config: PathBuf,
+}
+
+impl ConfigArg {
+    /// Reads and parses the configuration file.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(&self.config).with_context(|| {
+            format!(
+                "{}: the agent's configuration (pass --config FILE)",
+                self.config.display()
+            )
+        })?;
+        Config::parse(&text).with_context(|| format!("{}", self.config.display()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Reboots once the update is requested.
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
     /// http:// or https:// URL of the file.
     pub url: String,
     /// Directory to put the file in (on storage).
@@ -108,32 +149,116 @@ pub fn main() -> i32 {
             log::error!("{e:#}");
             2
         }
-        Err(Failure::Download(e)) => {
-            log::error!("{e}");
+        Err(Failure::Failed(e)) => {
+            log::error!("{e:#}");
             1
         }
     }
 }
 
 enum Failure {
+    /// Bad usage or setup: nothing was tried.
     Setup(anyhow::Error),
-    Download(download::DownloadFailed),
+    Failed(anyhow::Error),
+}
+
+impl From<FlowError> for Failure {
+    fn from(e: FlowError) -> Failure {
+        match e {
+            FlowError::Setup(_) => Failure::Setup(e.into()),
+            e => Failure::Failed(e.into()),
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Download(args) => {
+        Command::Fetch(args) => {
             let (client, request, policy) = prepare(&args).map_err(Failure::Setup)?;
             let done =
                 download::with_retries(&client, &request, &policy, std::thread::sleep, &mut |_| {})
-                    .map_err(Failure::Download)?;
+                    .map_err(|e| Failure::Failed(e.into()))?;
             println!("{}", done.path.display());
+            Ok(())
+        }
+        Command::Check(args) => {
+            let config = args.load().map_err(Failure::Setup)?;
+            let mut source = flow::source(&config)?;
+            match flow::check(&config, source.as_mut())? {
+                Check::Offer(offer) => print_offer(&offer),
+                Check::Nothing { .. } => println!("nothing to do: no newer update offered"),
+                Check::Cancel { id } => println!("the source cancels offer {id}"),
+            }
+            Ok(())
+        }
+        Command::Download(args) => {
+            let config = args.load().map_err(Failure::Setup)?;
+            let mut source = flow::source(&config)?;
+            let Some(offer) = offered(&config, source.as_mut())? else {
+                return Ok(());
+            };
+            let staged = flow::stage(&config, source.as_mut(), &offer)?;
+            println!("{}", staged.image.display());
+            Ok(())
+        }
+        Command::Install(args) => {
+            let config = args.config.load().map_err(Failure::Setup)?;
+            let mut source = flow::source(&config)?;
+            let Some(offer) = offered(&config, source.as_mut())? else {
+                return Ok(());
+            };
+            let staged = flow::stage(&config, source.as_mut(), &offer)?;
+            let done = flow::install(&config, &staged)?;
+            println!(
+                "update to {} {} requested: cfg backed up to {}; the next boot installs it",
+                done.product,
+                done.version,
+                done.backup.display()
+            );
+            if args.reboot {
+                println!("rebooting");
+                nix::unistd::sync();
+                let Err(err) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+                return Err(Failure::Failed(anyhow::anyhow!("cannot reboot: {err}")));
+            }
             Ok(())
         }
     }
 }
 
-fn prepare(args: &DownloadArgs) -> anyhow::Result<(Client, Request, Policy)> {
+/// The offer, if the source has one; `None` (printed) otherwise.
+fn offered(
+    config: &Config,
+    source: &mut dyn crate::source::Source,
+) -> Result<Option<Offer>, Failure> {
+    match flow::check(config, source)? {
+        Check::Offer(offer) => {
+            print_offer(&offer);
+            Ok(Some(offer))
+        }
+        Check::Nothing { .. } => {
+            println!("nothing to do: no newer update offered");
+            Ok(None)
+        }
+        Check::Cancel { id } => {
+            println!("nothing to do: the source cancels offer {id}");
+            Ok(None)
+        }
+    }
+}
+
+fn print_offer(offer: &Offer) {
+    println!(
+        "offered: {} (offer {})",
+        offer.version.as_deref().unwrap_or("an unnamed version"),
+        offer.id
+    );
+    for a in &offer.artifacts {
+        println!("  {} {}", a.name, a.url);
+    }
+}
+
+fn prepare(args: &FetchArgs) -> anyhow::Result<(Client, Request, Policy)> {
     let blake3 = match &args.blake3 {
         Some(hex) => Some(
             formats::manifest::parse_hex32(hex)
@@ -191,29 +316,35 @@ mod tests {
     fn the_file_name_comes_from_the_url() {
         let cli = Cli::try_parse_from([
             "reimage-agent",
-            "download",
+            "fetch",
             "http://127.0.0.1:1/a/acme-2.0.tar.zst?x=1",
             "--into",
             "/tmp/x",
         ])
         .unwrap();
-        let Command::Download(args) = cli.command;
+        let Command::Fetch(args) = cli.command else {
+            panic!("fetch")
+        };
         let (_, request, policy) = prepare(&args).unwrap();
         assert_eq!(request.name, "acme-2.0.tar.zst");
         assert_eq!(policy.attempts, 10);
-        let cli = Cli::try_parse_from(["reimage-agent", "download", "http://h/", "--into", "/x"])
-            .unwrap();
-        let Command::Download(args) = cli.command;
+        let cli =
+            Cli::try_parse_from(["reimage-agent", "fetch", "http://h/", "--into", "/x"]).unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("fetch")
+        };
         assert!(prepare(&args).err().unwrap().to_string().contains("--name"));
         // No path at all: the host is not a file name.
         let cli =
-            Cli::try_parse_from(["reimage-agent", "download", "http://h", "--into", "/x"]).unwrap();
-        let Command::Download(args) = cli.command;
+            Cli::try_parse_from(["reimage-agent", "fetch", "http://h", "--into", "/x"]).unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("fetch")
+        };
         assert!(prepare(&args).err().unwrap().to_string().contains("--name"));
         // --attempts 0 is a usage error that names the option.
         let err = Cli::try_parse_from([
             "reimage-agent",
-            "download",
+            "fetch",
             "http://h/f",
             "--into",
             "/x",
@@ -229,7 +360,7 @@ mod tests {
     fn ca_only_needs_a_ca() {
         assert!(Cli::try_parse_from([
             "reimage-agent",
-            "download",
+            "fetch",
             "http://h/f",
             "--into",
             "/x",

@@ -442,7 +442,7 @@ fn judge(
 }
 
 /// `bytes START-END/TOTAL` (TOTAL may be `*`).
-fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, end) = range.split_once('-')?;

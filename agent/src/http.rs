@@ -238,6 +238,12 @@ impl Client {
 
     /// `GET url`, from byte `from` on (a `Range` request) when it is not 0.
     pub fn get(&self, url: &str, from: u64) -> Result<Response, HttpError> {
+        self.get_range(url, from, None)
+    }
+
+    /// `GET url` for bytes `from` to `to` (inclusive; to the end when
+    /// `None`): a `Range` request unless it is the whole file.
+    pub fn get_range(&self, url: &str, from: u64, to: Option<u64>) -> Result<Response, HttpError> {
         self.check_cancelled(url)?;
         let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
             url: url.to_string(),
@@ -246,8 +252,10 @@ impl Client {
         if let Some(value) = self.authorization_for(host) {
             request = request.header("Authorization", value);
         }
-        if from > 0 {
-            request = request.header("Range", format!("bytes={from}-"));
+        match to {
+            Some(to) => request = request.header("Range", format!("bytes={from}-{to}")),
+            None if from > 0 => request = request.header("Range", format!("bytes={from}-")),
+            None => {}
         }
         let response = request
             .call()
@@ -342,6 +350,148 @@ impl Client {
                 other => fail(other),
             })?;
         Ok(Reply { status, body })
+    }
+}
+
+/// Why a small file (a feed's `latest`, a manifest, a signature, a
+/// bundle's head) could not be fetched.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("{url}: HTTP {status} (expected {expected})")]
+    Status {
+        url: String,
+        status: u16,
+        expected: &'static str,
+    },
+    #[error("{url}: larger than the {max} bytes accepted")]
+    TooLarge { url: String, max: u64 },
+    #[error("{url}: {what}")]
+    Answer { url: String, what: String },
+    #[error("{url}: reading the answer: {source}")]
+    Read { url: String, source: io::Error },
+}
+
+impl FetchError {
+    /// Whether trying again later can help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            FetchError::Http(e) => e.retryable(),
+            FetchError::Status { status, .. } => {
+                !(400..500).contains(status) || matches!(status, 408 | 429)
+            }
+            FetchError::TooLarge { .. } | FetchError::Answer { .. } => false,
+            FetchError::Read { .. } => true,
+        }
+    }
+}
+
+/// Reads at most `max` bytes of a body; `Err(None)` when there are more.
+fn read_at_most(body: &mut impl Read, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    body.take(max + 1).read_to_end(&mut out)?;
+    Ok((out.len() as u64 <= max).then_some(out))
+}
+
+impl Client {
+    /// The whole of a small file (200 only), refused when it is larger
+    /// than `max` bytes: by its `Content-Length`, or by reading one byte
+    /// more than `max`.
+    pub fn get_small(&self, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let mut response = self.get(url, 0)?;
+        if response.status != 200 {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: response.status,
+                expected: "200",
+            });
+        }
+        let too_large = || FetchError::TooLarge {
+            url: url.to_string(),
+            max,
+        };
+        if response.content_length.is_some_and(|len| len > max) {
+            return Err(too_large());
+        }
+        read_at_most(&mut response, max)
+            .map_err(|source| FetchError::Read {
+                url: url.to_string(),
+                source,
+            })?
+            .ok_or_else(too_large)
+    }
+
+    /// The first `max` bytes of a file (all of it if it is shorter) by a
+    /// `Range` request, and the file's whole length: from `Content-Range`
+    /// (206), or `Content-Length` (a 200 from a server that ignores Range;
+    /// only `max` bytes of it are read).
+    pub fn get_head(&self, url: &str, max: u64) -> Result<(Vec<u8>, u64), FetchError> {
+        let answer = |what: String| FetchError::Answer {
+            url: url.to_string(),
+            what,
+        };
+        let mut response = self.get_range(url, 0, Some(max.saturating_sub(1)))?;
+        let (len, want) = match response.status {
+            206 => {
+                let range = response
+                    .content_range
+                    .as_deref()
+                    .ok_or_else(|| answer("206 without Content-Range".into()))?;
+                let (start, end, total) =
+                    crate::download::parse_content_range(range).ok_or_else(|| {
+                        answer(format!(
+                            "Content-Range {range:?}: expected bytes START-END/TOTAL"
+                        ))
+                    })?;
+                let total = total.ok_or_else(|| {
+                    answer(format!(
+                        "Content-Range {range:?}: the file's length is needed"
+                    ))
+                })?;
+                if start != 0 || end + 1 != total.min(max) {
+                    return Err(answer(format!(
+                        "Content-Range {range:?}: asked for bytes 0-{}",
+                        max - 1
+                    )));
+                }
+                (total, end + 1)
+            }
+            200 => {
+                let total = response.content_length.ok_or_else(|| {
+                    answer(
+                        "200 without Content-Length to a Range request: the length is needed"
+                            .into(),
+                    )
+                })?;
+                (total, total.min(max))
+            }
+            status => {
+                return Err(FetchError::Status {
+                    url: url.to_string(),
+                    status,
+                    expected: "206 or 200",
+                })
+            }
+        };
+        let mut head = Vec::new();
+        (&mut response)
+            .take(want)
+            .read_to_end(&mut head)
+            .map_err(|source| FetchError::Read {
+                url: url.to_string(),
+                source,
+            })?;
+        if (head.len() as u64) < want {
+            return Err(FetchError::Read {
+                url: url.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the answer ended after {} of {want} bytes", head.len()),
+                ),
+            });
+        }
+        Ok((head, len))
     }
 }
 

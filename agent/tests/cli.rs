@@ -1,4 +1,5 @@
-//! The `reimage-agent` binary: help, version, and a download by hand.
+//! The `reimage-agent` binary: help, version, a download by hand, the
+//! one-shot commands against a feed, and the operations guide's table.
 
 mod server;
 
@@ -17,14 +18,25 @@ fn help_and_version() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("reimage-agent {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = agent().args(["download", "--help"]).output().unwrap();
+    let out = agent().args(["fetch", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && help.contains("--blake3") && help.contains("--ca"),
         "{help}"
     );
-    let out = agent().arg("download").output().unwrap();
+    let out = agent().arg("fetch").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // The one-shot commands need their configuration.
+    let out = agent()
+        .args(["download", "--config", "/nonexistent/agent.conf"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/agent.conf: the agent's configuration"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -34,7 +46,7 @@ fn download_by_hand_resumes_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let hash = blake3::hash(&file).to_hex().to_string();
     let out = agent()
-        .args(["download", &server.url("acme-2.0.tar.zst"), "--into"])
+        .args(["fetch", &server.url("acme-2.0.tar.zst"), "--into"])
         .arg(dir.path())
         .args([
             "--size",
@@ -59,7 +71,7 @@ fn download_by_hand_resumes_and_verifies() {
 
     let wrong = "00".repeat(32);
     let out = agent()
-        .args(["download", &server.url("other.bin"), "--into"])
+        .args(["fetch", &server.url("other.bin"), "--into"])
         .arg(dir.path())
         .args([
             "--blake3",
@@ -90,7 +102,7 @@ fn https_trusts_what_ca_names() {
     let url = server.url("f.bin");
 
     let out = agent()
-        .args(["download", &url, "--into"])
+        .args(["fetch", &url, "--into"])
         .arg(dir.path())
         .arg("--ca")
         .arg(&ca)
@@ -105,7 +117,7 @@ fn https_trusts_what_ca_names() {
     assert_eq!(std::fs::read(dir.path().join("f.bin")).unwrap(), file);
 
     let out = agent()
-        .args(["download", &url, "--name", "g.bin", "--into"])
+        .args(["fetch", &url, "--name", "g.bin", "--into"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -116,4 +128,101 @@ fn https_trusts_what_ca_names() {
         "{stderr}"
     );
     assert!(stderr.contains("gave up after 1 attempt(s)"), "{stderr}");
+}
+
+/// A feed with `latest` and a bundle of 2.0, the device's files, and an
+/// `agent.conf` that names them.
+struct Device {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl Device {
+    fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tree = root.join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("hello"), "hello\n").unwrap();
+        let (public, secret) = image_builder::keygen::keygen(&root.join("vendor")).unwrap();
+        let mut files = vec![("/acme/latest".into(), b"2.0\n".to_vec())];
+        // The bundle only: the feed's default layout.
+        files.extend(
+            server::publish(&tree, "acme", "2.0", secret, &root.join("out"))
+                .into_iter()
+                .take(1),
+        );
+        let server = Server::start_files(files, Plan::good());
+        std::fs::write(root.join("recovery.conf"), "product=acme\n").unwrap();
+        std::fs::create_dir_all(root.join("cfg/update")).unwrap();
+        let conf = format!(
+            "feed=http://{}\nrecovery-config={}\ntrusted-keys={}\nstorage-dir={}\ncfg={}\n\
+             backoff=0,0\nmin-free=0\n",
+            server.addr(),
+            root.join("recovery.conf").display(),
+            public.display(),
+            root.join("storage").display(),
+            root.join("cfg").display(),
+        );
+        std::fs::write(root.join("agent.conf"), conf).unwrap();
+        Device { dir, server }
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = agent()
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("agent.conf"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn check_download_and_install_from_a_feed() {
+    let device = Device::new();
+    let (code, out, err) = device.run(&["check"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("offered: 2.0 (offer 2.0)\n  acme-2.0.swu http://"),
+        "{out}"
+    );
+    assert_eq!(device.server.served_of("/acme/acme-2.0.swu"), 0);
+
+    let (code, out, err) = device.run(&["download"]);
+    assert_eq!(code, Some(0), "{err}");
+    let staged = device.dir.path().join("storage/acme-2.0.swu");
+    assert!(out.ends_with(&format!("{}\n", staged.display())), "{out}");
+    assert!(staged.exists());
+    assert!(err.contains("staged, verified"), "{err}");
+
+    // The cfg here is a plain directory, not the mounted partition: the
+    // image is staged already, and the request is refused, naming cfg.
+    let (code, _, err) = device.run(&["install"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("on storage already, verified"), "{err}");
+    assert!(err.contains("is not a mount point"), "{err}");
+}
+
+include!("../../build-support/doc_reference.rs");
+include!("../../build-support/clap_options.rs");
+
+/// The table of flags in docs/operations.md is the command line's: each
+/// subcommand's row (`reimage-agent NAME`) names exactly the flags it takes.
+#[test]
+fn the_operations_guide_lists_every_flag() {
+    use clap::CommandFactory;
+    let doc = operations_doc();
+    let mut cli = agent::cli::Cli::command();
+    cli.build();
+    // `build` adds clap's own `help` subcommand; it has no row.
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let options = clap_options(sub);
+        assert_documented(&doc, &format!("reimage-agent {}", sub.get_name()), &options);
+    }
 }

@@ -16,15 +16,7 @@ const LEN: usize = 1_000_000;
 
 /// Bytes that differ everywhere, so a misplaced range shows.
 fn content(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    server::noise(len, 0x1234_5678)
 }
 
 fn client() -> Client {

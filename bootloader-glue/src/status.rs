@@ -2,7 +2,7 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::cfg::{shown, INSTALLED, INSTRUCTION, LOCK, RESULT};
+use formats::cfg::{shown, DownloadFailed, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use recovery::policy::InstalledVersion;
@@ -35,6 +35,9 @@ pub struct Status {
     pub installed: Option<Installed>,
     pub pending: Option<Instruction>,
     pub locked: bool,
+    /// The agent's warning flag: the last round of download attempts
+    /// failed, with the reason.
+    pub download_failed: Option<String>,
 }
 
 impl Status {
@@ -74,6 +77,7 @@ impl Status {
             "status": self.code.name(),
             "message": self.message,
             "locked": self.locked,
+            "download_failed": self.download_failed,
             "pending": self.pending.as_ref().map(|p| p.manifest.to_string()),
             "installed": self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version)),
             "outcome": r.map(|r| r.outcome.name()),
@@ -96,6 +100,7 @@ impl Status {
             installed: None,
             pending: None,
             locked: false,
+            download_failed: None,
         }
     }
 }
@@ -150,6 +155,14 @@ pub fn records(cfg: &Path) -> Status {
         Err(e) => return Status::unknown(e),
     };
     let locked = cfg.join(LOCK).exists();
+    let download_failed = match read(DOWNLOAD_FAILED) {
+        Ok(Some(bytes)) => Some(match DownloadFailed::parse(&bytes) {
+            Ok(d) => format!("{} after {} attempt(s): {}", d.image, d.attempts, d.reason),
+            Err(e) => format!("{} is there but unreadable ({e})", shown(DOWNLOAD_FAILED)),
+        }),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    };
     let (code, message) = if locked {
         let why = result.as_ref().map_or(String::new(), |r| {
             format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
@@ -215,6 +228,16 @@ pub fn records(cfg: &Path) -> Status {
         ),
         _ => (code, message),
     };
+    // The agent's warning flag: a failed download never hides a worse
+    // state, and is never hidden by a better one.
+    let (code, message) = match &download_failed {
+        Some(why) if code == Code::Ok => (
+            Code::Warning,
+            format!("update download failed: {why}; {message}"),
+        ),
+        Some(why) => (code, format!("{message}; update download failed: {why}")),
+        None => (code, message),
+    };
     let installed = match installed {
         InstalledVersion::Known(i) => Some(i),
         _ => None,
@@ -226,6 +249,7 @@ pub fn records(cfg: &Path) -> Status {
         installed,
         pending,
         locked,
+        download_failed,
     }
 }
 
@@ -367,5 +391,43 @@ mod tests {
             json.contains(r#""reason":"a\ttab, a \"quote\", a \\ and \u0001""#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn the_agents_warning_flag_is_a_warning_and_never_hides_worse() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path();
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::write(cfg.join(RESULT), result(Outcome::Success).render()).unwrap();
+        let flag = DownloadFailed {
+            image: "p-3.0".into(),
+            attempts: 10,
+            at: 1,
+            reason: "all 10 attempt(s) failed: HTTP 500".into(),
+        };
+        std::fs::write(cfg.join(DOWNLOAD_FAILED), flag.render()).unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Warning);
+        assert!(
+            s.line().starts_with(
+                "WARNING: update download failed: p-3.0 after 10 attempt(s): all 10 attempt(s) failed: HTTP 500; 2.0 installed"
+            ),
+            "{}",
+            s.line()
+        );
+        assert!(
+            s.json().contains("\"download_failed\":\"p-3.0 after 10"),
+            "{}",
+            s.json()
+        );
+        std::fs::write(cfg.join(LOCK), "").unwrap();
+        let s = records(cfg);
+        assert_eq!(s.code, Code::Critical);
+        assert!(s.message.ends_with("; update download failed: p-3.0 after 10 attempt(s): all 10 attempt(s) failed: HTTP 500"), "{}", s.message);
+        std::fs::remove_file(cfg.join(LOCK)).unwrap();
+        std::fs::write(cfg.join(DOWNLOAD_FAILED), "torn").unwrap();
+        assert!(records(cfg)
+            .message
+            .contains("cfg:update/download-failed is there but unreadable"));
     }
 }

@@ -4,7 +4,7 @@
 //! the tests) names these files through this module, never by a literal.
 //! See `docs/update-records.md`.
 
-use crate::keyvalue::one_line;
+use crate::keyvalue::{self, one_line};
 
 /// The update instruction ([`crate::instruction`]): written by the running
 /// system, removed by the recovery once the new system is on disk.
@@ -25,6 +25,11 @@ pub const ATTEMPTS: &str = "update/attempts";
 pub const LOCK: &str = "update/lock";
 /// The recovery's log, appended to on every boot of the recovery.
 pub const RECOVERY_LOG: &str = "update/recovery.log";
+
+/// The warning flag of the update agent ([`DownloadFailed`]): set after the
+/// last of a round of download attempts failed, cleared only by a
+/// complete, verified download. `bootloader-glue status` reports it.
+pub const DOWNLOAD_FAILED: &str = "update/download-failed";
 
 /// How a file on `cfg` is named in messages: `cfg:update/lock`.
 pub fn shown(rel: &str) -> String {
@@ -98,6 +103,61 @@ impl Lock {
     }
 }
 
+/// `cfg:update/download-failed`: what the agent could not download, after
+/// how many attempts, when, and the last attempt's error. Sealed
+/// `key=value` lines, like the other records on `cfg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFailed {
+    /// The image (`P-V`, or the source's name for it when the manifest
+    /// was never read).
+    pub image: String,
+    pub attempts: u64,
+    /// Seconds since 1970.
+    pub at: u64,
+    /// The last attempt's error, on one line.
+    pub reason: String,
+}
+
+/// The longest reason kept: a record on `cfg` stays small.
+pub const MAX_REASON: usize = 1024;
+
+impl DownloadFailed {
+    pub fn render(&self) -> String {
+        let mut reason = one_line(&self.reason);
+        if reason.len() > MAX_REASON {
+            let mut end = MAX_REASON;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push('…');
+        }
+        keyvalue::seal(&format!(
+            "format=1\nimage={}\nattempts={}\nat={}\nreason={reason}\n",
+            one_line(&self.image),
+            self.attempts,
+            self.at
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<DownloadFailed, String> {
+        let body = keyvalue::unseal(bytes).map_err(|e| e.to_string())?;
+        let pairs = keyvalue::parse(body, &["format", "image", "attempts", "at", "reason"])
+            .map_err(|e| e.to_string())?;
+        let get = |key| keyvalue::require(&pairs, key).map_err(|e| e.to_string());
+        let format = get("format")?;
+        if format.value != "1" {
+            return Err(format.bad("expected 1").to_string());
+        }
+        Ok(DownloadFailed {
+            image: get("image")?.value.to_string(),
+            attempts: get("attempts")?.as_u64().map_err(|e| e.to_string())?,
+            at: get("at")?.as_u64().map_err(|e| e.to_string())?,
+            reason: get("reason")?.value.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +188,28 @@ mod tests {
             assert_eq!(n, 0, "{bad:?}");
             assert!(warning.unwrap().starts_with("cfg:update/attempts: "));
         }
+    }
+
+    #[test]
+    fn the_download_warning_round_trips_on_one_line_each() {
+        let w = DownloadFailed {
+            image: "acme-2.0".into(),
+            attempts: 10,
+            at: 1_700_000_000,
+            reason: "all 10 attempt(s) failed:\n  attempt 1: HTTP 500".into(),
+        };
+        let text = w.render();
+        assert!(text.contains("reason=all 10 attempt(s) failed:   attempt 1: HTTP 500\n"));
+        let back = DownloadFailed::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.attempts, 10);
+        assert_eq!(back.image, "acme-2.0");
+        assert!(!back.reason.contains('\n'));
+        assert!(DownloadFailed::parse(&text.as_bytes()[..20]).is_err());
+        let long = DownloadFailed {
+            reason: "é".repeat(MAX_REASON),
+            ..w
+        };
+        let back = DownloadFailed::parse(long.render().as_bytes()).unwrap();
+        assert!(back.reason.len() <= MAX_REASON + '…'.len_utf8());
     }
 }

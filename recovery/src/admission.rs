@@ -5,15 +5,22 @@
 //! refuse: the trusted keys, every check of the image ([`crate::verify`]),
 //! the installed version on `cfg`, then product, version and size against
 //! the target ([`crate::policy`]).
+//!
+//! [`admit_head`] is the part of it that needs no payload and no target:
+//! the signature, product and version. The agent calls it on a manifest
+//! and signature fetched from a server (a bundle's first entries, or two
+//! files), before it downloads a byte of the payload.
 
-use crate::error::UpdateError;
+use crate::error::{Stage, UpdateError};
 use crate::keys;
 use crate::partitions::Partition;
 use crate::policy::{self, InstalledVersion};
+use crate::source::ImageSource;
 use crate::verify::{self, VerifiedImage};
 use formats::cfg::INSTALLED;
 use formats::config::Config;
 use formats::instruction::Instruction;
+use formats::manifest::Manifest;
 use std::path::{Path, PathBuf};
 
 /// What the admission check is given.
@@ -39,15 +46,89 @@ pub struct Admitted {
     pub installed: InstalledVersion,
 }
 
+/// The installed version on the `cfg` partition mounted at `cfg`; an
+/// unreadable record is logged as a warning.
+pub fn installed_on(cfg: &Path) -> InstalledVersion {
+    let installed = InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
+    if let Some(warning) = installed.warning() {
+        log::warn!("{warning}");
+    }
+    installed
+}
+
+/// What the admission before the payload is given.
+pub struct HeadAdmission<'a> {
+    /// The device's policy: product, downgrades.
+    pub config: &'a Config,
+    /// Whether the request would ask for a downgrade.
+    pub allow_downgrade: bool,
+    /// The manifest and signature as fetched; its `path` names where they
+    /// came from (a URL) in messages, its `bundle` the bundle's entries.
+    pub source: &'a ImageSource,
+    /// The trusted public key files.
+    pub trusted_keys: &'a [PathBuf],
+    /// Where the `cfg` partition is mounted.
+    pub cfg: &'a Path,
+}
+
+/// A manifest that may be downloaded: signed by a trusted key, of this
+/// product, a version the policy allows.
+#[derive(Debug, Clone)]
+pub struct AdmittedHead {
+    pub manifest: Manifest,
+    pub installed: InstalledVersion,
+    pub signed_by: String,
+}
+
+/// The admission check before the payload: the signature, the manifest's
+/// fields, for a bundle its payload entry against the manifest, then the
+/// product and version ([`policy::check_release`]). The same rules as
+/// [`admit`], which adds the payload and the target.
+pub fn admit_head(a: &HeadAdmission<'_>) -> Result<AdmittedHead, UpdateError> {
+    let trusted = keys::load(a.trusted_keys)?;
+    let signed_by = verify::check_signature(a.source, &trusted)?;
+    let manifest = Manifest::parse(&a.source.manifest)
+        .map_err(|e| UpdateError::new(Stage::Manifest, a.source.manifest_shown(), e))?;
+    if a.source.bundle.is_some() {
+        let payload = a.source.payload(&manifest)?;
+        if payload.size != manifest.payload_size {
+            return Err(UpdateError::new(
+                Stage::Payload,
+                payload.shown(),
+                format!(
+                    "size: the manifest says {} bytes, the bundle's entry has {}",
+                    manifest.payload_size, payload.size
+                ),
+            ));
+        }
+    }
+    let installed = installed_on(a.cfg);
+    policy::check_release(
+        a.config,
+        a.allow_downgrade,
+        &manifest,
+        &installed,
+        &a.source.manifest_shown(),
+    )?;
+    log::info!(
+        "admitted before download: {} {} (installed: {}), signed by {signed_by}",
+        manifest.product,
+        manifest.version,
+        installed.known().map_or("unknown", |i| i.version.as_str()),
+    );
+    Ok(AdmittedHead {
+        manifest,
+        installed,
+        signed_by,
+    })
+}
+
 /// Runs the admission check. An unreadable `cfg:update/installed` is
 /// logged as a warning, and refused where the downgrade policy needs it.
 pub fn admit(a: &Admission<'_>) -> Result<Admitted, UpdateError> {
     let trusted = keys::load(a.trusted_keys)?;
     let image = verify::verify(a.manifest, &trusted)?;
-    let installed = InstalledVersion::from_read(std::fs::read(a.cfg.join(INSTALLED)));
-    if let Some(warning) = installed.warning() {
-        log::warn!("{warning}");
-    }
+    let installed = installed_on(a.cfg);
     policy::check_image(
         a.config,
         a.instruction,

@@ -125,34 +125,29 @@ pub fn usable_bytes(partition: &Partition) -> u64 {
     partition.size / 10 * 9
 }
 
-/// Whether a downgrade may be installed under this policy and instruction.
-fn downgrade_allowed(config: &Config, instruction: &Instruction) -> bool {
-    match config.downgrade {
-        Downgrade::Allow => true,
-        Downgrade::Refuse => false,
-        Downgrade::Instruction => instruction.allow_downgrade,
-    }
-}
-
-/// Checks the verified image against the device. An unreadable installed
-/// version is refused only where the downgrade policy needs the version;
-/// elsewhere it is as good as none (see `docs/update-records.md`).
-pub fn check_image(
+/// The part of [`check_image`] that needs no target: the product, and the
+/// version against the installed one under the downgrade policy (with
+/// `allow_downgrade` the instruction's wish). `file` names the manifest in
+/// the refusal. The agent calls it before it fetches a payload.
+pub fn check_release(
     config: &Config,
-    instruction: &Instruction,
+    allow_downgrade: bool,
     manifest: &Manifest,
     installed: &InstalledVersion,
-    target: &Partition,
+    file: &str,
 ) -> Result<(), UpdateError> {
-    let file = instruction.manifest.to_string();
-    let refuse = |reason: String| UpdateError::new(Stage::Policy, &file, reason);
+    let refuse = |reason: String| UpdateError::new(Stage::Policy, file, reason);
     if manifest.product != config.product {
         return Err(refuse(format!(
             "product: this device runs {}, the image is for {}",
             config.product, manifest.product
         )));
     }
-    let allowed = downgrade_allowed(config, instruction);
+    let allowed = match config.downgrade {
+        Downgrade::Allow => true,
+        Downgrade::Refuse => false,
+        Downgrade::Instruction => allow_downgrade,
+    };
     match installed {
         InstalledVersion::Known(installed) => {
             let older = version::compare(&manifest.version, &installed.version) == Ordering::Less;
@@ -169,6 +164,28 @@ pub fn check_image(
         // a device whose cfg took a bad sector.
         InstalledVersion::Unreadable { .. } | InstalledVersion::Missing => {}
     }
+    Ok(())
+}
+
+/// Checks the verified image against the device. An unreadable installed
+/// version is refused only where the downgrade policy needs the version;
+/// elsewhere it is as good as none (see `docs/update-records.md`).
+pub fn check_image(
+    config: &Config,
+    instruction: &Instruction,
+    manifest: &Manifest,
+    installed: &InstalledVersion,
+    target: &Partition,
+) -> Result<(), UpdateError> {
+    let file = instruction.manifest.to_string();
+    check_release(
+        config,
+        instruction.allow_downgrade,
+        manifest,
+        installed,
+        &file,
+    )?;
+    let refuse = |reason: String| UpdateError::new(Stage::Policy, &file, reason);
     let (needed, usable) = (needed_bytes(manifest), usable_bytes(target));
     if needed > usable {
         return Err(refuse(format!(

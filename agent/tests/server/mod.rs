@@ -1,5 +1,5 @@
 //! A fault-injecting HTTP/1.1 server for the agent's tests: serves one
-//! file on 127.0.0.1 (a thread per connection, `Connection: close`),
+//! file at any path (or several files, each at its path) on 127.0.0.1 (a thread per connection, `Connection: close`),
 //! optionally over TLS, with a planned fault per request. It counts the
 //! body bytes it wrote, so tests can assert on what a download cost. It
 //! stops when dropped.
@@ -9,12 +9,72 @@
 pub mod ddi;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+/// Bytes that differ everywhere (and do not compress), so a misplaced
+/// range shows.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// An image of `product` `version` built from `tree` and signed with
+/// `key`, into `out`: its three files and its bundle, as a feed
+/// publishes them: `(/<product>/<file name>, bytes)`, the bundle first.
+pub fn publish(
+    tree: &std::path::Path,
+    product: &str,
+    version: &str,
+    key: std::path::PathBuf,
+    out: &std::path::Path,
+) -> Vec<(String, Vec<u8>)> {
+    let summary = image_builder::image::build(&image_builder::image::ImageRequest {
+        source: image_builder::image::Source::Rootfs(tree.to_path_buf()),
+        product: product.into(),
+        version: version.into(),
+        key,
+        out_dir: out.to_path_buf(),
+        compression: image_builder::payload::Compression {
+            level: 1,
+            threads: 1,
+        },
+        created: 1_700_000_000,
+        allow_unsafe_paths: false,
+        show_progress: false,
+    })
+    .unwrap();
+    let bundle = image_builder::bundle::build(&image_builder::bundle::BundleRequest {
+        manifest: summary.manifest_path.clone(),
+        out_dir: out.to_path_buf(),
+        hardware: vec![],
+    })
+    .unwrap();
+    [
+        &bundle.path,
+        &summary.manifest_path,
+        &summary.signature_path,
+        &summary.payload_path,
+    ]
+    .into_iter()
+    .map(|path| {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        (format!("/{product}/{name}"), std::fs::read(path).unwrap())
+    })
+    .collect()
+}
 
 /// What the server does to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +135,9 @@ pub struct Identity {
 }
 
 struct Shared {
-    file: Vec<u8>,
+    /// `(path, bytes)`; one file with the path `*` is served at any path.
+    files: Vec<(String, Vec<u8>)>,
+    served_by_path: Mutex<HashMap<String, u64>>,
     plan: Plan,
     served: AtomicU64,
     requests: Mutex<Vec<Option<u64>>>,
@@ -93,7 +155,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(file: Vec<u8>, plan: Plan) -> Server {
-        Server::spawn(file, plan, None)
+        Server::spawn(vec![("*".into(), file)], plan, None)
+    }
+
+    /// Serves each file at its path (`/acme/latest`); other paths get 404.
+    pub fn start_files(files: Vec<(String, Vec<u8>)>, plan: Plan) -> Server {
+        Server::spawn(files, plan, None)
     }
 
     pub fn start_tls(file: Vec<u8>, plan: Plan, identity: &Identity) -> Server {
@@ -107,14 +174,19 @@ impl Server {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8.clone())),
             )
             .unwrap();
-        Server::spawn(file, plan, Some(Arc::new(config)))
+        Server::spawn(vec![("*".into(), file)], plan, Some(Arc::new(config)))
     }
 
-    fn spawn(file: Vec<u8>, plan: Plan, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+    fn spawn(
+        files: Vec<(String, Vec<u8>)>,
+        plan: Plan,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            file,
+            files,
+            served_by_path: Mutex::new(HashMap::new()),
             plan,
             served: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
@@ -178,6 +250,12 @@ impl Server {
         self.shared.served.load(Ordering::SeqCst)
     }
 
+    /// Body bytes written for one path (`/acme/latest`).
+    pub fn served_of(&self, path: &str) -> u64 {
+        let by_path = self.shared.served_by_path.lock().unwrap();
+        by_path.get(path).copied().unwrap_or(0)
+    }
+
     /// The `Range: bytes=N-` start of each request (None: no Range).
     pub fn requests(&self) -> Vec<Option<u64>> {
         self.shared.requests.lock().unwrap().clone()
@@ -232,14 +310,39 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
             return Ok(true);
         }
     }
-    let range = head.lines().find_map(|line| {
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("/")
+        .to_string();
+    let ranges = head.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
         if !name.eq_ignore_ascii_case("range") {
             return None;
         }
-        let value = value.trim().strip_prefix("bytes=")?.strip_suffix('-')?;
-        value.parse::<u64>().ok()
+        let (start, end) = value.trim().strip_prefix("bytes=")?.split_once('-')?;
+        let end = if end.is_empty() {
+            None
+        } else {
+            Some(end.parse::<u64>().ok()?)
+        };
+        Some((start.parse::<u64>().ok()?, end))
     });
+    let range = ranges.map(|(start, _)| start);
+    let file = match s.files.as_slice() {
+        [(any, file)] if any == "*" => file,
+        files => match files.iter().find(|(p, _)| *p == path) {
+            Some((_, file)) => file,
+            None => {
+                s.requests.lock().unwrap().push(range);
+                stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
+                return Ok(true);
+            }
+        },
+    };
     let index = {
         let mut requests = s.requests.lock().unwrap();
         requests.push(range);
@@ -259,11 +362,15 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
         )?;
         return Ok(true);
     }
-    let len = s.file.len() as u64;
-    let start = match range {
-        Some(start) if fault != Fault::IgnoreRange => start,
-        _ => 0,
+    let len = file.len() as u64;
+    let (start, last) = match ranges {
+        Some((start, end)) if fault != Fault::IgnoreRange => (
+            start,
+            end.map_or(len.saturating_sub(1), |e| e.min(len.saturating_sub(1))),
+        ),
+        _ => (0, len.saturating_sub(1)),
     };
+    let partial = ranges.is_some() && fault != Fault::IgnoreRange;
     if start >= len && start > 0 {
         write!(
             stream,
@@ -276,16 +383,16 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
     } else {
         "\"v1\"".to_string()
     };
-    let mut head = if start > 0 {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
-            len - 1
-        )
+    // A range from 0 to the end is answered 200, as most servers do.
+    let whole = start == 0 && last + 1 == len;
+    let mut head = if partial && !whole {
+        format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{last}/{len}\r\n")
     } else {
         "HTTP/1.1 200 OK\r\n".to_string()
     };
+    let end = if len == 0 { 0 } else { last + 1 };
     if fault != Fault::NoLength {
-        head += &format!("Content-Length: {}\r\n", len - start);
+        head += &format!("Content-Length: {}\r\n", end - start);
     }
     if fault == Fault::HugeHeader {
         head += &format!("X-Filler: {}\r\n", "x".repeat(20 * 1024));
@@ -294,9 +401,9 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
         "ETag: {etag}\r\nLast-Modified: Tue, 24 Nov 2026 01:00:00 GMT\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes())?;
-    let mut body = s.file[start as usize..].to_vec();
+    let mut body = file[start as usize..end as usize].to_vec();
     if let Fault::WrongByte(at) = fault {
-        if at >= start && at < len {
+        if at >= start && at < end {
             body[(at - start) as usize] ^= 0x55;
         }
     }
@@ -312,6 +419,11 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
         stream.write_all(piece)?;
         stream.flush()?;
         s.served.fetch_add(piece.len() as u64, Ordering::SeqCst);
+        *s.served_by_path
+            .lock()
+            .unwrap()
+            .entry(path.clone())
+            .or_default() += piece.len() as u64;
         if let Some(pause) = pause {
             thread::sleep(pause);
         }

@@ -1,0 +1,356 @@
+//! The agent's flow against the static feed on the fault-injecting test
+//! server: the signature before the payload, the warning flag, free space
+//! and old images, a corrupt bundle fetched again.
+
+mod server;
+
+use agent::config::{Config, FeedLayout};
+use agent::feed::Feed;
+use agent::flow::{self, AttemptError, FlowError};
+use agent::http::{Client, HttpConfig};
+use agent::retry::Policy;
+use agent::source::{Check, Offer, Source};
+use bootloader_glue::status::{records, Code};
+use formats::cfg::{DownloadFailed, DOWNLOAD_FAILED, INSTALLED};
+use recovery::Stage;
+use server::{noise, Fault, Plan, Server};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PRODUCT: &str = "acme";
+
+/// An image of 2.0 (three files and the bundle), signed by a trusted key
+/// or by another one; the device's keys, recovery.conf, cfg and storage.
+struct Fixture {
+    dir: tempfile::TempDir,
+    trusted: PathBuf,
+    /// `(path on the server, bytes)` of the image's files.
+    files: Vec<(String, Vec<u8>)>,
+    bundle_len: u64,
+    payload_len: u64,
+}
+
+impl Fixture {
+    fn new(signed_by_trusted: bool) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tree = root.join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        fs::write(tree.join("big"), noise(600_000, 7)).unwrap();
+        fs::write(tree.join("hello"), "hello\n").unwrap();
+        let (trusted, trusted_secret) =
+            image_builder::keygen::keygen(&root.join("vendor")).unwrap();
+        let (_, other_secret) = image_builder::keygen::keygen(&root.join("stranger")).unwrap();
+        let key = if signed_by_trusted {
+            trusted_secret
+        } else {
+            other_secret
+        };
+        let mut files = vec![(format!("/{PRODUCT}/latest"), b"2.0\n".to_vec())];
+        files.extend(server::publish(
+            &tree,
+            PRODUCT,
+            "2.0",
+            key,
+            &root.join("out"),
+        ));
+        fs::write(root.join("recovery.conf"), format!("product={PRODUCT}\n")).unwrap();
+        fs::create_dir_all(root.join("cfg/update")).unwrap();
+        fs::create_dir_all(root.join("storage")).unwrap();
+        let len_of = |name: &str| {
+            files
+                .iter()
+                .find(|(p, _)| p.ends_with(name))
+                .unwrap()
+                .1
+                .len() as u64
+        };
+        let (bundle_len, payload_len) = (len_of(".swu"), len_of(".tar.zst"));
+        assert!(
+            payload_len > formats::bundle::HEAD_MAX as u64,
+            "the test needs a payload larger than a bundle's head"
+        );
+        Fixture {
+            dir,
+            trusted,
+            files,
+            bundle_len,
+            payload_len,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.root().join("cfg")
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.root().join("storage")
+    }
+
+    fn config(&self, server: &Server, layout: FeedLayout) -> Config {
+        Config {
+            feed: Some(format!("http://{}", server.addr())),
+            feed_layout: layout,
+            recovery_config: self.root().join("recovery.conf"),
+            trusted_keys: vec![self.trusted.clone()],
+            storage_dir: self.storage(),
+            cfg: self.cfg(),
+            retry: Policy {
+                attempts: 10,
+                first_wait: Duration::from_millis(1),
+                max_wait: Duration::from_millis(2),
+            },
+            min_free: 0,
+            read_timeout: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    fn server(&self, plan: Plan) -> Server {
+        Server::start_files(self.files.clone(), plan)
+    }
+
+    fn storage_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.storage())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn feed(config: &Config) -> Feed {
+    let client = Client::new(&HttpConfig {
+        read_timeout: Duration::from_secs(5),
+        ..HttpConfig::default()
+    })
+    .unwrap();
+    Feed::new(
+        client,
+        config.feed.as_deref().unwrap(),
+        PRODUCT,
+        config.feed_layout,
+    )
+}
+
+fn offer(config: &Config, source: &mut dyn Source) -> Offer {
+    match flow::check(config, source).unwrap() {
+        Check::Offer(offer) => offer,
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
+const BUNDLE: &str = "/acme/acme-2.0.swu";
+
+#[test]
+fn a_bundle_is_admitted_by_its_head_then_downloaded_and_verified() {
+    let fx = Fixture::new(true);
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    assert_eq!(offer.version.as_deref(), Some("2.0"));
+    let staged = flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(staged.image, fx.storage().join("acme-2.0.swu"));
+    assert_eq!(staged.manifest.version, "2.0");
+    assert_eq!(staged.attempts, 1);
+    assert_eq!(fs::metadata(&staged.image).unwrap().len(), fx.bundle_len);
+    // The head (one Range request), then the whole bundle.
+    assert_eq!(
+        server.served_of(BUNDLE),
+        formats::bundle::HEAD_MAX as u64 + fx.bundle_len
+    );
+    // A second stage finds it on storage and fetches no byte of it.
+    let again = flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(again.fetched, 0);
+    assert_eq!(
+        server.served_of(BUNDLE),
+        2 * formats::bundle::HEAD_MAX as u64 + fx.bundle_len
+    );
+    // Installed now: the feed offers nothing.
+    let installed = formats::result::Installed {
+        product: PRODUCT.into(),
+        version: "2.0".into(),
+    };
+    fs::write(fx.cfg().join(INSTALLED), installed.render()).unwrap();
+    assert!(matches!(
+        flow::check(&config, &mut source).unwrap(),
+        Check::Nothing { .. }
+    ));
+}
+
+#[test]
+fn three_files_are_admitted_by_manifest_and_signature_then_the_payload_follows() {
+    let fx = Fixture::new(true);
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Files);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let staged = flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(staged.image, fx.storage().join("acme-2.0.manifest"));
+    assert_eq!(server.served_of("/acme/acme-2.0.tar.zst"), fx.payload_len);
+    assert_eq!(
+        fx.storage_names(),
+        [
+            "acme-2.0.manifest",
+            "acme-2.0.manifest.minisig",
+            "acme-2.0.tar.zst"
+        ]
+    );
+}
+
+#[test]
+fn an_untrusted_signature_is_refused_before_a_byte_of_payload() {
+    let fx = Fixture::new(false);
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let err = flow::stage(&config, &mut source, &offer).unwrap_err();
+    let refused = err
+        .refused()
+        .unwrap_or_else(|| panic!("not refused: {err}"));
+    assert_eq!(refused.stage, Stage::Signature, "{err}");
+    // One attempt, and only the head was served: no payload byte.
+    assert_eq!(
+        server.served_of(BUNDLE),
+        formats::bundle::HEAD_MAX as u64,
+        "{err}"
+    );
+    assert!(fx.storage_names().is_empty(), "{:?}", fx.storage_names());
+
+    // The same with three files: the manifest and the signature only.
+    let config = fx.config(&server, FeedLayout::Files);
+    let mut source = feed(&config);
+    let offer = self::offer(&config, &mut source);
+    let err = flow::stage(&config, &mut source, &offer).unwrap_err();
+    assert_eq!(
+        err.refused().map(|e| e.stage),
+        Some(Stage::Signature),
+        "{err}"
+    );
+    assert_eq!(server.served_of("/acme/acme-2.0.tar.zst"), 0);
+    assert!(server.served_of("/acme/acme-2.0.manifest") > 0);
+}
+
+#[test]
+fn ten_failures_set_the_warning_flag_and_a_good_download_clears_it() {
+    let fx = Fixture::new(true);
+    // `latest` answers; every request after it fails.
+    let broken = fx.server(Plan {
+        first: vec![Fault::None],
+        then: Fault::Status500,
+    });
+    let config = fx.config(&broken, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let err = flow::stage(&config, &mut source, &offer).unwrap_err();
+    let FlowError::Stage { failure, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(failure.errors.len(), 10, "{err}");
+    assert!(matches!(failure.errors[9], AttemptError::Fetch { .. }));
+    let record = fs::read(fx.cfg().join(DOWNLOAD_FAILED)).unwrap();
+    let record = DownloadFailed::parse(&record).unwrap();
+    assert_eq!(record.attempts, 10);
+    assert!(record.reason.contains("HTTP 500"), "{}", record.reason);
+
+    // What monitoring sees: WARNING (exit code 1) with the reason.
+    let status = records(&fx.cfg());
+    assert_eq!(status.code, Code::Warning, "{}", status.line());
+    assert_eq!(status.code as i32, 1);
+    assert!(
+        status
+            .line()
+            .starts_with("WARNING: update download failed: "),
+        "{}",
+        status.line()
+    );
+    assert!(status.line().contains("HTTP 500"), "{}", status.line());
+    assert!(
+        status.json().contains("\"download_failed\":"),
+        "{}",
+        status.json()
+    );
+
+    // A later complete, verified download clears it.
+    let good = fx.server(Plan::good());
+    let config = fx.config(&good, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = self::offer(&config, &mut source);
+    flow::stage(&config, &mut source, &offer).unwrap();
+    assert!(!fx.cfg().join(DOWNLOAD_FAILED).exists());
+    let status = records(&fx.cfg());
+    assert_eq!(status.code, Code::Ok, "{}", status.line());
+}
+
+#[test]
+fn a_bundle_damaged_on_the_way_is_refused_and_fetched_again() {
+    let fx = Fixture::new(true);
+    // latest, head, then the bundle with a wrong byte in its payload.
+    let server = fx.server(Plan::first(vec![
+        Fault::None,
+        Fault::None,
+        Fault::WrongByte(fx.bundle_len / 2),
+    ]));
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let staged = flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(staged.attempts, 2);
+    assert_eq!(
+        server.served_of(BUNDLE),
+        formats::bundle::HEAD_MAX as u64 + 2 * fx.bundle_len
+    );
+    assert!(!fx.cfg().join(DOWNLOAD_FAILED).exists());
+}
+
+#[test]
+fn too_little_free_space_is_refused_before_the_download_naming_dir_and_numbers() {
+    let fx = Fixture::new(true);
+    let server = fx.server(Plan::good());
+    let mut config = fx.config(&server, FeedLayout::Bundle);
+    config.min_free = u64::MAX / 4;
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    let err = flow::stage(&config, &mut source, &offer)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not enough free space"), "{err}");
+    assert!(err.contains(&fx.storage().display().to_string()), "{err}");
+    assert!(err.contains(&fx.bundle_len.to_string()), "{err}");
+    assert_eq!(server.served_of(BUNDLE), formats::bundle::HEAD_MAX as u64);
+}
+
+#[test]
+fn old_images_are_deleted_after_a_download_but_not_the_installed_one() {
+    let fx = Fixture::new(true);
+    let installed = formats::result::Installed {
+        product: PRODUCT.into(),
+        version: "1.0".into(),
+    };
+    fs::write(fx.cfg().join(INSTALLED), installed.render()).unwrap();
+    for name in [
+        "acme-1.0.swu",
+        "acme-1.5.swu",
+        "acme-1.6.swu.part",
+        "notes.txt",
+    ] {
+        fs::write(fx.storage().join(name), name).unwrap();
+    }
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Bundle);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(
+        fx.storage_names(),
+        ["acme-1.0.swu", "acme-2.0.swu", "notes.txt"]
+    );
+}
