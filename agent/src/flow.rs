@@ -157,7 +157,7 @@ pub fn recovery_config(config: &Config) -> Result<formats::config::Config, FlowE
         .map_err(|e| FlowError::Setup(format!("{}: {e}", path.display())))
 }
 
-/// The source the config names. hawkBit is built by its own module.
+/// The source the config names.
 pub fn source(config: &Config) -> Result<Box<dyn Source>, FlowError> {
     match config.source {
         crate::config::SourceKind::Feed => {
@@ -173,9 +173,16 @@ pub fn source(config: &Config) -> Result<Box<dyn Source>, FlowError> {
                 config.feed_layout,
             )))
         }
-        crate::config::SourceKind::Hawkbit => Err(FlowError::Setup(
-            "source=hawkbit: not built into this agent yet".into(),
-        )),
+        crate::config::SourceKind::Hawkbit => {
+            let recovery = recovery_config(config)?;
+            let settings = config
+                .hawkbit
+                .source_config(&recovery.product)
+                .map_err(FlowError::Setup)?;
+            let hawkbit = crate::hawkbit::Hawkbit::new(settings, &config.http())
+                .map_err(|e| FlowError::Setup(e.to_string()))?;
+            Ok(Box::new(hawkbit))
+        }
     }
 }
 

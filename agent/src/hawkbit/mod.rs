@@ -453,3 +453,145 @@ impl Source for Hawkbit {
         Ok(())
     }
 }
+
+/// The `hawkbit-*` keys of `agent.conf` (the agent's config has one field
+/// of this type; its parser hands these keys to [`Settings::set`]).
+pub const KEYS: &[&str] = &[
+    "hawkbit-server",
+    "hawkbit-tenant",
+    "hawkbit-controller-id",
+    "hawkbit-target-token",
+    "hawkbit-gateway-token",
+    "hawkbit-hardware",
+    "hawkbit-allow-hosts",
+    "hawkbit-poll",
+];
+
+/// The hawkBit section of `agent.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub server: Option<String>,
+    pub tenant: String,
+    pub controller_id: Option<String>,
+    pub token: Option<Token>,
+    /// `hw_revision`; `hw_boardname` is the product.
+    pub hardware: Option<String>,
+    pub allow_hosts: Vec<String>,
+    pub poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            server: None,
+            tenant: "DEFAULT".into(),
+            controller_id: None,
+            token: None,
+            hardware: None,
+            allow_hosts: Vec::new(),
+            poll: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Settings {
+    /// Takes one `hawkbit-*` pair.
+    pub fn set(
+        &mut self,
+        pair: &formats::keyvalue::Pair<'_>,
+    ) -> Result<(), formats::keyvalue::KeyValueError> {
+        let v = pair.value;
+        let token = |v: &str| {
+            if v.is_empty() || v.len() > MAX_TOKEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                Err(pair.bad(&format!(
+                    "expected 1 to {MAX_TOKEN} visible ASCII characters"
+                )))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        match pair.key {
+            "hawkbit-server" => {
+                let url = v.trim_end_matches('/');
+                LinkPolicy::for_server(url, &[])
+                    .map_err(|_| pair.bad("expected an http:// or https:// URL with a host"))?;
+                if !crate::partial::is_keepable(url, ddi::MAX_URL) {
+                    return Err(pair.bad("expected a URL of visible ASCII characters"));
+                }
+                self.server = Some(url.to_string());
+            }
+            "hawkbit-tenant" => self.tenant = pair.as_name()?.to_string(),
+            "hawkbit-controller-id" => {
+                let id = pair.as_name()?;
+                ddi::check_id("hawkbit-controller-id", id).map_err(|e| pair.bad(&e.reason))?;
+                self.controller_id = Some(id.to_string());
+            }
+            "hawkbit-target-token" => self.token = Some(Token::Target(token(v)?)),
+            "hawkbit-gateway-token" => self.token = Some(Token::Gateway(token(v)?)),
+            "hawkbit-hardware" => self.hardware = Some(pair.as_name()?.to_string()),
+            "hawkbit-allow-hosts" => {
+                let hosts: Vec<&str> = v.split(' ').filter(|w| !w.is_empty()).collect();
+                if hosts.iter().any(|h| {
+                    h.contains(['/', '@', '?', '#']) || !h.bytes().all(|b| b.is_ascii_graphic())
+                }) {
+                    return Err(pair.bad("expected host[:port]s separated by spaces"));
+                }
+                self.allow_hosts = hosts.into_iter().map(str::to_string).collect();
+            }
+            "hawkbit-poll" => {
+                let n = pair.as_u64()?;
+                if !(5..=86_400).contains(&n) {
+                    return Err(pair.bad("expected 5 to 86400 seconds"));
+                }
+                self.poll = Duration::from_secs(n);
+            }
+            _ => unreachable!("only the keys of hawkbit::KEYS come here"),
+        }
+        Ok(())
+    }
+
+    /// What `source=hawkbit` needs and is missing, if anything.
+    pub fn missing(&self) -> Option<&'static str> {
+        if self.server.is_none() {
+            Some("hawkbit-server")
+        } else if self.controller_id.is_none() {
+            Some("hawkbit-controller-id")
+        } else {
+            None
+        }
+    }
+
+    /// The `Authorization` header for the server (see [`Config::authorization`]).
+    pub fn authorization(&self) -> Option<Authorization> {
+        Config {
+            server: self.server.clone()?,
+            tenant: String::new(),
+            controller_id: String::new(),
+            token: self.token.clone(),
+            other_hosts: Vec::new(),
+            attributes: Vec::new(),
+            poll: self.poll,
+        }
+        .authorization()
+    }
+
+    /// The source's configuration for a device of `product`.
+    pub fn source_config(&self, product: &str) -> Result<Config, String> {
+        if let Some(key) = self.missing() {
+            return Err(format!("source=hawkbit needs {key}="));
+        }
+        let mut attributes = vec![("hw_boardname".to_string(), product.to_string())];
+        if let Some(revision) = &self.hardware {
+            attributes.push(("hw_revision".into(), revision.clone()));
+        }
+        Ok(Config {
+            server: self.server.clone().unwrap_or_default(),
+            tenant: self.tenant.clone(),
+            controller_id: self.controller_id.clone().unwrap_or_default(),
+            token: self.token.clone(),
+            other_hosts: self.allow_hosts.clone(),
+            attributes,
+            poll: self.poll,
+        })
+    }
+}
