@@ -9,7 +9,6 @@ mod server;
 use agent::download::{self, DownloadError, Request};
 use agent::hawkbit::{Config, Hawkbit, Token};
 use agent::http::{Client, HttpConfig};
-use agent::retry::Policy;
 use agent::source::{CancelWatch, Check, Mode, Offer, Report, Source, SourceError};
 use server::ddi::{Call, State};
 use server::{Fault, Plan, Server};
@@ -250,11 +249,7 @@ fn a_cancel_while_downloading_stops_the_download_and_is_acknowledged() {
         blake3: Some(*blake3::hash(&f).as_bytes()),
         max_size: 1 << 30,
     };
-    let policy = Policy {
-        attempts: 10,
-        first_wait: Duration::from_millis(1),
-        max_wait: Duration::from_millis(1),
-    };
+    let policy = server::fast_retries();
     let failed =
         download::with_retries(&client, &request, &policy, std::thread::sleep, &mut |_| {
             // Polls before the cancel find the offer still there.
@@ -414,4 +409,78 @@ fn hostile_answers_are_refused_without_following_them() {
         .calls()
         .iter()
         .all(|c| c.path.is_empty() || c.method == "PUT"));
+}
+
+#[test]
+fn the_flow_acknowledges_a_cancel_while_downloading_and_keeps_nothing() {
+    use agent::config::{Config as AgentConfig, SourceKind};
+    use agent::flow::{self, FlowError};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let tree = root.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    // Incompressible, so the bundle is larger than two progress steps.
+    std::fs::write(tree.join("big"), server::noise(9 << 20, 3)).unwrap();
+    let (trusted, secret) = image_builder::keygen::keygen(&root.join("vendor")).unwrap();
+    let files = server::publish(&tree, "acme", "2.0", secret, &root.join("out"));
+    let (path, bundle) = files
+        .iter()
+        .find(|(p, _)| p.ends_with(".swu"))
+        .unwrap()
+        .clone();
+    std::fs::write(root.join("recovery.conf"), "product=acme\n").unwrap();
+    std::fs::create_dir_all(root.join("cfg/update")).unwrap();
+    std::fs::create_dir_all(root.join("storage")).unwrap();
+
+    let slow = Fault::Slow {
+        chunk: 256 * 1024,
+        pause: Duration::from_millis(10),
+    };
+    let mut d = deployment("forced", "forced", None, bundle.len());
+    let artifact = &mut d["deployment"]["chunks"][0]["artifacts"][0];
+    artifact["filename"] = "acme-2.0.swu".into();
+    artifact["_links"] = serde_json::json!({"download": {"href": format!("{{server}}{path}")}});
+    artifact["hashes"] = serde_json::json!({});
+    let server = Server::start_files(files, Plan::always(slow)).with_ddi(state(Some(d)));
+    let mut config = AgentConfig {
+        source: SourceKind::Hawkbit,
+        recovery_config: root.join("recovery.conf"),
+        trusted_keys: vec![trusted],
+        storage_dir: root.join("storage"),
+        cfg: root.join("cfg"),
+        retry: server::fast_retries(),
+        min_free: 0,
+        read_timeout: Duration::from_secs(5),
+        ..AgentConfig::default()
+    };
+    config.hawkbit.server = Some(format!("http://{}", server.addr()));
+    config.hawkbit.controller_id = Some("dev-9".into());
+    config.hawkbit.poll = Duration::ZERO;
+
+    let mut source = flow::source(&config).unwrap();
+    let offer = offered(flow::check(&config, source.as_mut()).unwrap());
+    assert_eq!(offer.artifacts[0].name, "acme-2.0.swu");
+    // The operator cancels once the device has taken the offer.
+    server.ddi().set(|s| s.cancel = Some("7".into()));
+    let err = flow::stage(&config, source.as_mut(), &offer).unwrap_err();
+    assert!(
+        matches!(err, FlowError::Cancelled { ref id } if id == "7"),
+        "{err}"
+    );
+
+    assert!(
+        server.served_of(&path) < bundle.len() as u64,
+        "the whole bundle was sent"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.join("storage")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!root
+        .join("cfg")
+        .join(formats::cfg::DOWNLOAD_FAILED)
+        .exists());
+    let calls = server.ddi().calls();
+    let ack = calls.last().unwrap();
+    assert_eq!(ack.path, "/cancelAction/7/feedback");
+    assert_eq!(ack.json()["status"]["execution"], "closed");
+    assert_eq!(ack.json()["status"]["result"]["finished"], "success");
 }

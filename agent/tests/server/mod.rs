@@ -31,6 +31,15 @@ pub fn noise(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Ten attempts with waits of a millisecond or two.
+pub fn fast_retries() -> agent::retry::Policy {
+    agent::retry::Policy {
+        attempts: 10,
+        first_wait: std::time::Duration::from_millis(1),
+        max_wait: std::time::Duration::from_millis(2),
+    }
+}
+
 /// An image of `product` `version` built from `tree` and signed with
 /// `key`, into `out`: its three files and its bundle, as a feed
 /// publishes them: `(/<product>/<file name>, bytes)`, the bundle first.
