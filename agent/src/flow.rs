@@ -621,6 +621,22 @@ pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<
     }
     match result {
         Ok((manifest, image, fetched, attempts)) => {
+            // What the server said of the file beyond its size (hawkBit's
+            // sha1/sha256) must hold too; the signed manifest held already.
+            if let Layout::Bundle(a) = &layout {
+                if let Err(e) = source.check_artifact(&offer.id, &a.name, &image) {
+                    let details = format!("refused: {e}");
+                    tell(
+                        source,
+                        &offer.id,
+                        &Report::Closed {
+                            success: false,
+                            details,
+                        },
+                    );
+                    return Err(FlowError::Source(e));
+                }
+            }
             clear_warning(config);
             prune(config, &recovery.product, &manifest.version);
             tell(source, &offer.id, &Report::Downloaded);

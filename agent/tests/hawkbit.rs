@@ -411,51 +411,82 @@ fn hostile_answers_are_refused_without_following_them() {
         .all(|c| c.path.is_empty() || c.method == "PUT"));
 }
 
+/// A signed bundle of acme 2.0 (`big` bytes of noise) on the fake server,
+/// offered as action 7 with the `hashes` made of it, and an agent.conf.
+struct FlowFixture {
+    dir: tempfile::TempDir,
+    server: Server,
+    path: String,
+    bundle: Vec<u8>,
+}
+
+impl FlowFixture {
+    fn new(big: usize, plan: Plan, hashes: fn(&[u8]) -> serde_json::Value) -> FlowFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tree = root.join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("big"), server::noise(big, 3)).unwrap();
+        let (trusted, secret) = image_builder::keygen::keygen(&root.join("vendor")).unwrap();
+        let files = server::publish(&tree, "acme", "2.0", secret, &root.join("out"));
+        let (path, bundle) = files
+            .iter()
+            .find(|(p, _)| p.ends_with(".swu"))
+            .unwrap()
+            .clone();
+        std::fs::write(root.join("recovery.conf"), "product=acme\n").unwrap();
+        std::fs::write(root.join("trusted.pub"), std::fs::read(trusted).unwrap()).unwrap();
+        std::fs::create_dir_all(root.join("cfg/update")).unwrap();
+        std::fs::create_dir_all(root.join("storage")).unwrap();
+        let mut d = deployment("forced", "forced", None, bundle.len());
+        let artifact = &mut d["deployment"]["chunks"][0]["artifacts"][0];
+        artifact["filename"] = "acme-2.0.swu".into();
+        artifact["_links"] = serde_json::json!({"download": {"href": format!("{{server}}{path}")}});
+        artifact["hashes"] = hashes(&bundle);
+        let server = Server::start_files(files, plan).with_ddi(state(Some(d)));
+        FlowFixture {
+            dir,
+            server,
+            path,
+            bundle,
+        }
+    }
+
+    fn root(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> agent::config::Config {
+        let root = self.root();
+        let mut config = agent::config::Config {
+            source: agent::config::SourceKind::Hawkbit,
+            recovery_config: root.join("recovery.conf"),
+            trusted_keys: vec![root.join("trusted.pub")],
+            storage_dir: root.join("storage"),
+            cfg: root.join("cfg"),
+            retry: server::fast_retries(),
+            min_free: 0,
+            read_timeout: Duration::from_secs(5),
+            ..agent::config::Config::default()
+        };
+        config.hawkbit.server = Some(format!("http://{}", self.server.addr()));
+        config.hawkbit.controller_id = Some("dev-9".into());
+        config.hawkbit.poll = Duration::ZERO;
+        config
+    }
+}
+
 #[test]
 fn the_flow_acknowledges_a_cancel_while_downloading_and_keeps_nothing() {
-    use agent::config::{Config as AgentConfig, SourceKind};
     use agent::flow::{self, FlowError};
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let tree = root.join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
     // Incompressible, so the bundle is larger than two progress steps.
-    std::fs::write(tree.join("big"), server::noise(9 << 20, 3)).unwrap();
-    let (trusted, secret) = image_builder::keygen::keygen(&root.join("vendor")).unwrap();
-    let files = server::publish(&tree, "acme", "2.0", secret, &root.join("out"));
-    let (path, bundle) = files
-        .iter()
-        .find(|(p, _)| p.ends_with(".swu"))
-        .unwrap()
-        .clone();
-    std::fs::write(root.join("recovery.conf"), "product=acme\n").unwrap();
-    std::fs::create_dir_all(root.join("cfg/update")).unwrap();
-    std::fs::create_dir_all(root.join("storage")).unwrap();
-
     let slow = Fault::Slow {
         chunk: 256 * 1024,
         pause: Duration::from_millis(10),
     };
-    let mut d = deployment("forced", "forced", None, bundle.len());
-    let artifact = &mut d["deployment"]["chunks"][0]["artifacts"][0];
-    artifact["filename"] = "acme-2.0.swu".into();
-    artifact["_links"] = serde_json::json!({"download": {"href": format!("{{server}}{path}")}});
-    artifact["hashes"] = serde_json::json!({});
-    let server = Server::start_files(files, Plan::always(slow)).with_ddi(state(Some(d)));
-    let mut config = AgentConfig {
-        source: SourceKind::Hawkbit,
-        recovery_config: root.join("recovery.conf"),
-        trusted_keys: vec![trusted],
-        storage_dir: root.join("storage"),
-        cfg: root.join("cfg"),
-        retry: server::fast_retries(),
-        min_free: 0,
-        read_timeout: Duration::from_secs(5),
-        ..AgentConfig::default()
-    };
-    config.hawkbit.server = Some(format!("http://{}", server.addr()));
-    config.hawkbit.controller_id = Some("dev-9".into());
-    config.hawkbit.poll = Duration::ZERO;
+    let fx = FlowFixture::new(9 << 20, Plan::always(slow), |_| serde_json::json!({}));
+    let (root, server, path, bundle) = (fx.root(), &fx.server, &fx.path, &fx.bundle);
+    let config = fx.config();
 
     let mut source = flow::source(&config).unwrap();
     let offer = offered(flow::check(&config, source.as_mut()).unwrap());
@@ -469,7 +500,7 @@ fn the_flow_acknowledges_a_cancel_while_downloading_and_keeps_nothing() {
     );
 
     assert!(
-        server.served_of(&path) < bundle.len() as u64,
+        server.served_of(path) < bundle.len() as u64,
         "the whole bundle was sent"
     );
     let left: Vec<_> = std::fs::read_dir(root.join("storage")).unwrap().collect();
@@ -483,4 +514,36 @@ fn the_flow_acknowledges_a_cancel_while_downloading_and_keeps_nothing() {
     assert_eq!(ack.path, "/cancelAction/7/feedback");
     assert_eq!(ack.json()["status"]["execution"], "closed");
     assert_eq!(ack.json()["status"]["result"]["finished"], "success");
+}
+
+#[test]
+fn the_flow_refuses_a_bundle_whose_sha1_is_not_the_servers() {
+    use agent::flow;
+    let zeros = |_: &[u8]| serde_json::json!({"sha1": "0".repeat(40)});
+    let fx = FlowFixture::new(100_000, Plan::good(), zeros);
+    let config = fx.config();
+    let mut source = flow::source(&config).unwrap();
+    let offer = offered(flow::check(&config, source.as_mut()).unwrap());
+    let err = flow::stage(&config, source.as_mut(), &offer).unwrap_err();
+    assert!(err.to_string().contains("sha1"), "{err}");
+    let calls = fx.server.ddi().calls();
+    let closed = calls.last().unwrap().json();
+    assert_eq!(closed["status"]["execution"], "closed");
+    assert_eq!(closed["status"]["result"]["finished"], "failure");
+    assert!(closed["status"]["details"][0]
+        .as_str()
+        .unwrap()
+        .contains("sha1"));
+    // The right sha1 passes.
+    let right = |b: &[u8]| serde_json::json!({ "sha1": ring_sha1(b) });
+    let fx = FlowFixture::new(100_000, Plan::good(), right);
+    let config = fx.config();
+    let mut source = flow::source(&config).unwrap();
+    let offer = offered(flow::check(&config, source.as_mut()).unwrap());
+    flow::stage(&config, source.as_mut(), &offer).unwrap();
+}
+
+fn ring_sha1(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
+    formats::manifest::hex(d.as_ref())
 }

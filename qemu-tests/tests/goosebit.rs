@@ -382,4 +382,44 @@ mod agent_on_goosebit {
         );
         assert_eq!(std::fs::metadata(path).unwrap().len(), b.size);
     }
+
+    #[test]
+    fn the_agents_flow_stages_a_bundle_from_goosebit() {
+        use agent::config::{Config as AgentConfig, SourceKind};
+        use agent::flow;
+        let device = Device::new("1.0");
+        let (b, key_pub) = bundle_2_0(&device, "vendor");
+        let server = Server::start();
+        server.roll_out(&b.path);
+        let recovery_conf = device.dir.path().join("recovery.conf");
+        std::fs::write(&recovery_conf, format!("product={PRODUCT}\n")).unwrap();
+        let mut config = AgentConfig {
+            source: SourceKind::Hawkbit,
+            recovery_config: recovery_conf,
+            trusted_keys: vec![key_pub],
+            storage_dir: device.storage.join("updates"),
+            cfg: device.cfg.clone(),
+            min_free: 0,
+            ..AgentConfig::default()
+        };
+        config.hawkbit.server = Some(server.base.clone());
+        config.hawkbit.controller_id = Some("dev-f".into());
+        config.hawkbit.hardware = Some("1.0".into());
+
+        let mut source = flow::source(&config).unwrap();
+        let offer = offered(flow::check(&config, source.as_mut()).unwrap());
+        let dev = server.device("dev-f");
+        assert_eq!(dev["sw_version"], "1.0", "{dev}");
+        assert_eq!(dev["hardware"]["revision"], "1.0", "{dev}");
+        let staged = flow::stage(&config, source.as_mut(), &offer)
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_eq!(staged.manifest.version, "2.0");
+        assert_eq!(std::fs::metadata(&staged.image).unwrap().len(), b.size);
+        let dev = server.device("dev-f");
+        assert_eq!(dev["last_state"], "Running", "{dev}");
+        let (log, progress) = server.device_log("dev-f");
+        assert!(log.contains("Downloaded 100%"), "{log}");
+        assert!(log.contains("downloaded and verified"), "{log}");
+        assert_eq!(progress, Some(100), "{log}");
+    }
 }
