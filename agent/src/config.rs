@@ -41,7 +41,7 @@ pub const CORE_KEYS: &[&str] = &[
 ];
 
 /// Every section's keys: one strict parser over all of them.
-pub const SECTIONS: &[&[&str]] = &[CORE_KEYS, crate::hawkbit::KEYS];
+pub const SECTIONS: &[&[&str]] = &[CORE_KEYS, crate::hawkbit::KEYS, crate::daemon::KEYS];
 
 /// Where updates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// The `hawkbit-*` keys ([`crate::hawkbit::Settings`]).
     pub hawkbit: crate::hawkbit::Settings,
+    /// The daemon's section: windows, polling, post-update command, reboot.
+    pub daemon: crate::daemon::DaemonConfig,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -132,6 +134,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             hawkbit: crate::hawkbit::Settings::default(),
+            daemon: crate::daemon::DaemonConfig::default(),
         }
     }
 }
@@ -238,6 +241,7 @@ impl Config {
             "connect-timeout" => self.connect_timeout = seconds(pair)?,
             "read-timeout" => self.read_timeout = seconds(pair)?,
             key if crate::hawkbit::KEYS.contains(&key) => self.hawkbit.set(pair)?,
+            key if crate::daemon::KEYS.contains(&key) => self.daemon.set(pair)?,
             _ => unreachable!("keyvalue::parse admits only the sections' keys"),
         }
         Ok(())
@@ -305,7 +309,8 @@ fn yes_no(pair: &Pair<'_>) -> Result<bool, KeyValueError> {
     }
 }
 
-fn seconds(pair: &Pair<'_>) -> Result<Duration, KeyValueError> {
+/// A number of seconds, at least 1.
+pub(crate) fn seconds(pair: &Pair<'_>) -> Result<Duration, KeyValueError> {
     let n = pair.as_u64()?;
     if n == 0 {
         return Err(pair.bad("expected at least 1 second"));

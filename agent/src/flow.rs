@@ -15,6 +15,7 @@
 use crate::config::Config;
 use crate::download::{self, DownloadError, Progress};
 use crate::http::{Client, FetchError};
+use crate::outcome;
 use crate::retry::{self, Exhausted, Retryable};
 use crate::source::{Artifact, CancelWatch, Check, Offer, Report, Source, SourceError};
 use crate::storage::{self, Keep, StorageError};
@@ -113,6 +114,9 @@ pub enum FlowError {
     /// partial download is gone and the cancel acknowledged.
     #[error("offer {id}: cancelled by the server while downloading")]
     Cancelled { id: String },
+    /// The record of the update in flight could not be written.
+    #[error(transparent)]
+    Outcome(#[from] crate::outcome::OutcomeError),
 }
 
 /// How often a download asks a fleet server whether its offer was
@@ -798,7 +802,20 @@ pub fn install(config: &Config, staged: &Staged) -> Result<Requested, FlowError>
         flag,
         now: now(),
     };
-    let done = request::request(&r)?;
+    // Kept before the instruction, for the report after the reboot.
+    let old = installed_version(config).unwrap_or_default();
+    outcome::begin(
+        &config.cfg,
+        &staged.source,
+        &staged.offer_id,
+        &old,
+        &staged.manifest.version,
+    )?;
+    let done = request::request(&r).inspect_err(|_| {
+        if let Err(e) = outcome::abandon(&config.cfg) {
+            log::error!("{e}");
+        }
+    })?;
     log::info!(
         "update to {} {} requested (offer {} from {})",
         done.product,

@@ -2,7 +2,9 @@
 //! a Nagios plugin, so that monitoring can alert on a failed or stuck
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use formats::cfg::{shown, DownloadFailed, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT};
+use formats::cfg::{
+    shown, DownloadFailed, Lock, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT,
+};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use recovery::policy::InstalledVersion;
@@ -164,9 +166,17 @@ pub fn records(cfg: &Path) -> Status {
         Err(e) => Some(e),
     };
     let (code, message) = if locked {
-        let why = result.as_ref().map_or(String::new(), |r| {
-            format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
-        });
+        // The agent says why in the lock; the recovery, in the result.
+        let agents = std::fs::read_to_string(cfg.join(LOCK))
+            .ok()
+            .and_then(|text| Lock::parse(&text).ok())
+            .filter(|lock| !lock.reason.is_empty());
+        let why = match agents {
+            Some(lock) => format!(": {}", lock.reason),
+            None => result.as_ref().map_or(String::new(), |r| {
+                format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
+            }),
+        };
         (Code::Critical, format!("the update lock is set after repeated failures{why}; fix it, then bootloader-glue unlock"))
     } else if let Some(e) = torn {
         (
@@ -311,6 +321,19 @@ mod tests {
         std::fs::write(cfg.join(LOCK), "").unwrap();
         assert_eq!(status(cfg).code, Code::Critical);
         assert!(status(cfg).json().contains("\"locked\":true"));
+        assert!(status(cfg).message.contains("2.0 failed at signature"));
+        // A lock the agent set says why itself.
+        let lock = Lock {
+            attempts: 10,
+            reason: "acme-2.0: the round before the install failed".into(),
+        };
+        std::fs::write(cfg.join(LOCK), lock.render()).unwrap();
+        assert_eq!(
+            status(cfg).line(),
+            "CRITICAL: the update lock is set after repeated failures: acme-2.0: the round \
+             before the install failed; fix it, then bootloader-glue unlock \
+             | attempt=1 duration=1.500s bytes=10B entries=3"
+        );
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);

@@ -563,7 +563,10 @@ fn count_attempt(
     let attempt = previous + 1;
     s.attempt = attempt;
     if attempt > config.max_attempts {
-        let lock = Lock { attempts: previous };
+        let lock = Lock {
+            attempts: previous,
+            reason: String::new(),
+        };
         store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))?;
         return Err(UpdateError::new(
