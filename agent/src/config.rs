@@ -41,7 +41,7 @@ pub const CORE_KEYS: &[&str] = &[
 ];
 
 /// Every section's keys: one strict parser over all of them.
-pub const SECTIONS: &[&[&str]] = &[CORE_KEYS, crate::daemon::KEYS];
+pub const SECTIONS: &[&[&str]] = &[CORE_KEYS, crate::hawkbit::KEYS, crate::daemon::KEYS];
 
 /// Where updates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,8 @@ pub struct Config {
     pub min_free: u64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// The `hawkbit-*` keys ([`crate::hawkbit::Settings`]).
+    pub hawkbit: crate::hawkbit::Settings,
     /// The daemon's section: windows, polling, post-update command, reboot.
     pub daemon: crate::daemon::DaemonConfig,
 }
@@ -131,6 +133,7 @@ impl Default for Config {
             min_free: 64 << 20,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            hawkbit: crate::hawkbit::Settings::default(),
             daemon: crate::daemon::DaemonConfig::default(),
         }
     }
@@ -154,6 +157,14 @@ impl Config {
                 source_kind: "feed",
                 key: "feed",
             });
+        }
+        if config.source == SourceKind::Hawkbit {
+            if let Some(key) = config.hawkbit.missing() {
+                return Err(ConfigError::Missing {
+                    source_kind: "hawkbit",
+                    key,
+                });
+            }
         }
         Ok(config)
     }
@@ -229,6 +240,7 @@ impl Config {
             "min-free" => self.min_free = size(pair)?,
             "connect-timeout" => self.connect_timeout = seconds(pair)?,
             "read-timeout" => self.read_timeout = seconds(pair)?,
+            key if crate::hawkbit::KEYS.contains(&key) => self.hawkbit.set(pair)?,
             key if crate::daemon::KEYS.contains(&key) => self.daemon.set(pair)?,
             _ => unreachable!("keyvalue::parse admits only the sections' keys"),
         }
@@ -242,6 +254,12 @@ impl Config {
             read_timeout: self.read_timeout,
             ca_files: self.ca.clone(),
             webpki_roots: !self.ca_only,
+            // hawkBit wants the device's token on the downloads too; it goes
+            // to the server's host only.
+            authorization: match self.source {
+                SourceKind::Hawkbit => self.hawkbit.authorization(),
+                SourceKind::Feed => None,
+            },
             ..crate::http::HttpConfig::default()
         }
     }
@@ -375,6 +393,54 @@ mod tests {
         }
         let err = Config::parse("source=feed\n").unwrap_err().to_string();
         assert_eq!(err, "source=feed needs feed=");
-        assert!(Config::parse("source=hawkbit\n").is_ok());
+        let err = Config::parse("source=hawkbit\n").unwrap_err().to_string();
+        assert_eq!(err, "source=hawkbit needs hawkbit-server=");
+    }
+
+    #[test]
+    fn the_hawkbit_section_is_read() {
+        let text = "source=hawkbit\nhawkbit-server=https://hb.example:8443/\n\
+            hawkbit-tenant=acme\nhawkbit-controller-id=gw-0042\nhawkbit-gateway-token=g4t3\n\
+            hawkbit-hardware=1.0\nhawkbit-allow-hosts=cdn.example cdn2.example:443\n\
+            hawkbit-poll=60\n";
+        let c = Config::parse(text).unwrap();
+        let hb = c.hawkbit.source_config("acme-gw").unwrap();
+        assert_eq!(hb.server, "https://hb.example:8443");
+        assert_eq!(
+            (hb.tenant.as_str(), hb.controller_id.as_str()),
+            ("acme", "gw-0042")
+        );
+        assert_eq!(
+            hb.token,
+            Some(crate::hawkbit::Token::Gateway("g4t3".into()))
+        );
+        assert_eq!(hb.other_hosts, ["cdn.example", "cdn2.example:443"]);
+        assert_eq!(hb.poll, Duration::from_secs(60));
+        assert_eq!(
+            hb.attributes,
+            [
+                ("hw_boardname".to_string(), "acme-gw".to_string()),
+                ("hw_revision".to_string(), "1.0".to_string())
+            ]
+        );
+        let auth = c.http().authorization.unwrap();
+        assert_eq!(auth.authority, "hb.example:8443");
+        assert_eq!(auth.value, "GatewayToken g4t3");
+        let missing = Config::parse("source=hawkbit\nhawkbit-server=http://h\n").unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "source=hawkbit needs hawkbit-controller-id="
+        );
+        for (line, needle) in [
+            ("hawkbit-server=ftp://h", "http://"),
+            ("hawkbit-controller-id=../x", "A-Z"),
+            ("hawkbit-target-token=a b", "visible ASCII"),
+            ("hawkbit-allow-hosts=evil.example/x", "host[:port]"),
+            ("hawkbit-poll=1", "5 to 86400"),
+        ] {
+            let text = format!("feed=http://f\n{line}\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
     }
 }

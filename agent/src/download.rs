@@ -135,6 +135,15 @@ pub fn with_retries(
     })
 }
 
+/// Throws a partial download away (its `.part` file and record), as when
+/// the server cancelled the update; the finished file, if any, stays.
+pub fn discard(request: &Request) -> Result<(), DownloadError> {
+    let files = Files::of(request);
+    store::remove_durably(&files.part).map_err(storage(&files.part, "deleting"))?;
+    store::remove_durably(&files.state).map_err(storage(&files.state, "deleting"))?;
+    Ok(())
+}
+
 /// Paths of one download.
 struct Files {
     part: PathBuf,

@@ -17,7 +17,7 @@ use crate::download::{self, DownloadError, Progress};
 use crate::http::{Client, FetchError};
 use crate::outcome;
 use crate::retry::{self, Exhausted, Retryable};
-use crate::source::{Artifact, Check, Offer, Report, Source, SourceError};
+use crate::source::{Artifact, CancelWatch, Check, Offer, Report, Source, SourceError};
 use crate::storage::{self, Keep, StorageError};
 use bootloader_glue::request::{self, RequestError, Requested};
 use formats::bundle::{self, EXTENSION};
@@ -30,7 +30,7 @@ use recovery::source::ImageSource;
 use recovery::{Stage, UpdateError};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 /// The largest bundle accepted from a server (its length is checked
@@ -110,10 +110,19 @@ pub enum FlowError {
     },
     #[error("requesting the update")]
     Install(#[from] RequestError),
+    /// The server cancelled the offer while it was being downloaded; the
+    /// partial download is gone and the cancel acknowledged.
+    #[error("offer {id}: cancelled by the server while downloading")]
+    Cancelled { id: String },
     /// The record of the update in flight could not be written.
     #[error(transparent)]
     Outcome(#[from] crate::outcome::OutcomeError),
 }
+
+/// How often a download asks a fleet server whether its offer was
+/// cancelled, at most (or the poll interval, if shorter); the download's
+/// progress, where it asks, comes every 4 MiB.
+pub const CANCEL_POLL: Duration = Duration::from_secs(60);
 
 impl FlowError {
     /// Whether the image was refused (signature, product, version): the
@@ -161,7 +170,7 @@ pub fn recovery_config(config: &Config) -> Result<formats::config::Config, FlowE
         .map_err(|e| FlowError::Setup(format!("{}: {e}", path.display())))
 }
 
-/// The source the config names. hawkBit is built by its own module.
+/// The source the config names.
 pub fn source(config: &Config) -> Result<Box<dyn Source>, FlowError> {
     match config.source {
         crate::config::SourceKind::Feed => {
@@ -177,9 +186,16 @@ pub fn source(config: &Config) -> Result<Box<dyn Source>, FlowError> {
                 config.feed_layout,
             )))
         }
-        crate::config::SourceKind::Hawkbit => Err(FlowError::Setup(
-            "source=hawkbit: not built into this agent yet".into(),
-        )),
+        crate::config::SourceKind::Hawkbit => {
+            let recovery = recovery_config(config)?;
+            let settings = config
+                .hawkbit
+                .source_config(&recovery.product)
+                .map_err(FlowError::Setup)?;
+            let hawkbit = crate::hawkbit::Hawkbit::new(settings, &config.http())
+                .map_err(|e| FlowError::Setup(e.to_string()))?;
+            Ok(Box::new(hawkbit))
+        }
     }
 }
 
@@ -569,8 +585,17 @@ pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<
     };
     let source_name = source.name().to_string();
     let mut last_percent = None;
+    // Only a fleet server cancels; a feed is not polled during a download.
+    let mut watch = (config.source == crate::config::SourceKind::Hawkbit).then(|| {
+        let every = config.hawkbit.poll.min(CANCEL_POLL);
+        CancelWatch::new(&offer.id, client.canceller(), every)
+    });
+    let installed = installed_version(config);
     let result = retry::run(&config.retry, std::thread::sleep, |attempt| {
         let mut progress = |p: Progress| {
+            if let Some(w) = watch.as_mut() {
+                w.tick(source, installed.as_deref());
+            }
             let Some(total) = p.total.filter(|&t| t > 0) else {
                 return;
             };
@@ -594,8 +619,27 @@ pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<
     let image_name = round.admitted.as_ref().map_or(image_hint, |(_, a)| {
         Manifest::file_stem(&a.manifest.product, &a.manifest.version)
     });
+    if watch.as_ref().is_some_and(|w| w.cancelled) {
+        return cancelled(config, source, offer, &round, result.is_ok());
+    }
     match result {
         Ok((manifest, image, fetched, attempts)) => {
+            // What the server said of the file beyond its size (hawkBit's
+            // sha1/sha256) must hold too; the signed manifest held already.
+            if let Layout::Bundle(a) = &layout {
+                if let Err(e) = source.check_artifact(&offer.id, &a.name, &image) {
+                    let details = format!("refused: {e}");
+                    tell(
+                        source,
+                        &offer.id,
+                        &Report::Closed {
+                            success: false,
+                            details,
+                        },
+                    );
+                    return Err(FlowError::Source(e));
+                }
+            }
             clear_warning(config);
             prune(config, &recovery.product, &manifest.version);
             tell(source, &offer.id, &Report::Downloaded);
@@ -649,6 +693,42 @@ fn check_storage_dir(config: &Config) -> Result<(), FlowError> {
          (create it there once, or set storage-dir=)",
         dir.display()
     )))
+}
+
+/// After the server cancelled the offer during the download: the partial
+/// download is thrown away (unless it finished first) and the cancel
+/// acknowledged; no warning flag, nothing installed.
+fn cancelled(
+    config: &Config,
+    source: &mut dyn Source,
+    offer: &Offer,
+    round: &Round<'_>,
+    finished: bool,
+) -> Result<Staged, FlowError> {
+    if let Some((head, admitted)) = &round.admitted {
+        if let Ok(request) = download_request(config, round.layout, head, &admitted.manifest) {
+            if let Err(e) = download::discard(&request) {
+                log::warn!("{e}");
+            }
+        }
+    }
+    let details = if finished {
+        "cancelled by the server; the downloaded image is kept but not installed"
+    } else {
+        "cancelled by the server while downloading; the partial download is deleted"
+    };
+    log::info!("{}: offer {}: {details}", source.name(), offer.id);
+    tell(
+        source,
+        &offer.id,
+        &Report::Cancelled {
+            accepted: true,
+            details: details.into(),
+        },
+    );
+    Err(FlowError::Cancelled {
+        id: offer.id.clone(),
+    })
 }
 
 /// Reports to the source; a failure to report is logged, not fatal.

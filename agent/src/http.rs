@@ -1,11 +1,15 @@
 //! A small blocking HTTP/1.1 client over rustls (ureq with the `ring`
 //! provider): timeouts, a user agent, bounded redirects and headers, and
 //! which certificate authorities to trust (Mozilla's roots, an extra CA
-//! file of the vendor's, or only that file).
+//! file of the vendor's, or only that file); credentials sent to one host
+//! only; small JSON calls with a bounded answer for a fleet server's API.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -26,6 +30,42 @@ pub struct HttpConfig {
     pub webpki_roots: bool,
     /// Redirects followed before giving up.
     pub max_redirects: u32,
+    /// An `Authorization` header for one server (a hawkBit token), sent
+    /// with every request to that host and to no other (nor along a redirect).
+    pub authorization: Option<Authorization>,
+}
+
+/// An `Authorization` header value and the one host (`host[:port]`, as in
+/// the URL) it is sent to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub authority: String,
+    pub value: String,
+}
+
+impl fmt::Debug for Authorization {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorization")
+            .field("authority", &self.authority)
+            .field("value", &"(secret)")
+            .finish()
+    }
+}
+
+/// The methods of a fleet server's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Put,
+    Post,
+}
+
+/// An API answer: the status and the whole (bounded) body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
 }
 
 /// The longest status line plus headers accepted.
@@ -40,6 +80,7 @@ impl Default for HttpConfig {
             ca_files: Vec::new(),
             webpki_roots: true,
             max_redirects: 5,
+            authorization: None,
         }
     }
 }
@@ -62,6 +103,10 @@ pub enum HttpError {
     TooManyRedirects { url: String, max: u32 },
     #[error("{url}: the answer's headers are larger than {MAX_HEADER_SIZE} bytes")]
     HeaderTooLarge { url: String },
+    #[error("{url}: the answer's body is larger than {max} bytes")]
+    BodyTooLarge { url: String, max: u64 },
+    #[error("{url}: cancelled")]
+    Cancelled { url: String },
     #[error("{url}: {cause}")]
     Transport { url: String, cause: String },
 }
@@ -77,6 +122,7 @@ impl HttpError {
                 | HttpError::BadUrl { .. }
                 | HttpError::Untrusted { .. }
                 | HttpError::TooManyRedirects { .. }
+                | HttpError::Cancelled { .. }
         )
     }
 }
@@ -86,6 +132,33 @@ impl HttpError {
 pub struct Client {
     agent: ureq::Agent,
     max_redirects: u32,
+    authorization: Option<Authorization>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Stops a client's transfers from another place (a fleet server's
+/// cancel, seen by a poll during a download): the body being read fails
+/// at its next read and every later request fails at once, not retried.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for Client {
+    /// Short, and without the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("authorization", &self.authorization)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parts of an answer a download looks at, and its body.
@@ -96,10 +169,14 @@ pub struct Response {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     body: ureq::BodyReader<'static>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(io::Error::other("cancelled"));
+        }
         self.body.read(buf)
     }
 }
@@ -140,7 +217,23 @@ impl Client {
         Ok(Client {
             agent,
             max_redirects: config.max_redirects,
+            authorization: config.authorization.clone(),
+            cancelled: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What stops this client's transfers.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancelled.clone())
+    }
+
+    fn check_cancelled(&self, url: &str) -> Result<(), HttpError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(HttpError::Cancelled {
+                url: url.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// `GET url`, from byte `from` on (a `Range` request) when it is not 0.
@@ -151,10 +244,14 @@ impl Client {
     /// `GET url` for bytes `from` to `to` (inclusive; to the end when
     /// `None`): a `Range` request unless it is the whole file.
     pub fn get_range(&self, url: &str, from: u64, to: Option<u64>) -> Result<Response, HttpError> {
+        self.check_cancelled(url)?;
         let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
             url: url.to_string(),
         })?;
         let mut request = self.agent.get(url);
+        if let Some(value) = self.authorization_for(host) {
+            request = request.header("Authorization", value);
+        }
         match to {
             Some(to) => request = request.header("Range", format!("bytes={from}-{to}")),
             None if from > 0 => request = request.header("Range", format!("bytes={from}-")),
@@ -184,7 +281,75 @@ impl Client {
             etag: header("etag"),
             last_modified: header("last-modified"),
             body: response.into_body().into_reader(),
+            cancelled: self.cancelled.clone(),
         })
+    }
+
+    /// The `Authorization` value for requests to `host`, if it is the
+    /// configured one.
+    fn authorization_for(&self, host: &str) -> Option<&str> {
+        self.authorization
+            .as_ref()
+            .filter(|a| a.authority.eq_ignore_ascii_case(host))
+            .map(|a| a.value.as_str())
+    }
+
+    /// A call to a fleet server's API: `json` as the body of a PUT or POST,
+    /// `Accept: application/json`, no redirect followed (a 3xx is the
+    /// caller's to refuse), and at most `max_body` bytes of answer read.
+    pub fn call(
+        &self,
+        method: Method,
+        url: &str,
+        json: Option<&[u8]>,
+        max_body: u64,
+    ) -> Result<Reply, HttpError> {
+        let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
+            url: url.to_string(),
+        })?;
+        let auth = self.authorization_for(host);
+        let fail = |e| classify(e, url, host, 0);
+        let response = match method {
+            Method::Get => {
+                let mut r = self.agent.get(url).header("Accept", "application/json");
+                if let Some(value) = auth {
+                    r = r.header("Authorization", value);
+                }
+                r.config().max_redirects(0).build().call()
+            }
+            Method::Put | Method::Post => {
+                let mut r = if method == Method::Put {
+                    self.agent.put(url)
+                } else {
+                    self.agent.post(url)
+                };
+                r = r
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json");
+                if let Some(value) = auth {
+                    r = r.header("Authorization", value);
+                }
+                r.config()
+                    .max_redirects(0)
+                    .build()
+                    .send(json.unwrap_or_default())
+            }
+        }
+        .map_err(fail)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(max_body)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => HttpError::BodyTooLarge {
+                    url: url.to_string(),
+                    max: max_body,
+                },
+                other => fail(other),
+            })?;
+        Ok(Reply { status, body })
     }
 }
 

@@ -27,6 +27,7 @@
 //!   flag, lock, the windows' next openings.
 //! - [`source`]: the interface every update source implements (the
 //!   static feed, hawkBit DDI) and the flow calls.
+//! - [`hawkbit`]: the hawkBit DDI source (hawkBit, gooseBit).
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -35,6 +36,7 @@ pub mod daemon;
 pub mod download;
 pub mod feed;
 pub mod flow;
+pub mod hawkbit;
 pub mod http;
 pub mod outcome;
 pub mod partial;

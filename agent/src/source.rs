@@ -4,8 +4,10 @@
 //! that count are the ones in the signed manifest, checked before the
 //! payload is fetched.
 
+use crate::http::Canceller;
 use std::fmt;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// One file of an offer, as the source names it. Everything here came
@@ -102,4 +104,62 @@ pub trait Source: fmt::Debug {
     /// Tells the source how an offer is going. A source with no feedback
     /// channel (the static feed) only logs.
     fn report(&mut self, offer_id: &str, report: &Report) -> Result<(), SourceError>;
+    /// Checks a downloaded artifact against what the source said about it
+    /// beyond its size (hawkBit's sha1/sha256), after the flow has checked
+    /// it against the signed manifest. A source that says nothing more
+    /// (the static feed) has nothing to check.
+    fn check_artifact(
+        &self,
+        _offer_id: &str,
+        _name: &str,
+        _path: &Path,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Asks a source now and then, during a download, whether the offer is
+/// cancelled (hawkBit's `cancelAction`), and stops the download's client
+/// when it is: call [`CancelWatch::tick`] from the download's progress.
+#[derive(Debug)]
+pub struct CancelWatch {
+    offer_id: String,
+    canceller: Canceller,
+    every: Duration,
+    last: Instant,
+    /// The source cancelled the offer (and the transfer was stopped).
+    pub cancelled: bool,
+}
+
+impl CancelWatch {
+    pub fn new(offer_id: &str, canceller: Canceller, every: Duration) -> CancelWatch {
+        CancelWatch {
+            offer_id: offer_id.to_string(),
+            canceller,
+            every,
+            last: Instant::now(),
+            cancelled: false,
+        }
+    }
+
+    /// Polls the source if `every` has passed since the last time. A
+    /// failed poll is logged and does not stop the download.
+    pub fn tick(&mut self, source: &mut dyn Source, installed: Option<&str>) {
+        if self.cancelled || self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        match source.check(installed) {
+            Ok(Check::Cancel { id }) if id == self.offer_id => {
+                log::info!(
+                    "{}: offer {id} cancelled by the server: stopping the download",
+                    source.name()
+                );
+                self.cancelled = true;
+                self.canceller.cancel();
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{}: polling during the download: {e}", source.name()),
+        }
+    }
 }

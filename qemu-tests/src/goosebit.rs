@@ -100,6 +100,12 @@ impl Reply {
 impl Server {
     /// Starts gooseBit on a free port of 127.0.0.1 and creates its admin.
     pub fn start() -> Server {
+        Server::start_with("")
+    }
+
+    /// [`Server::start`] with more settings: YAML lines added to its
+    /// `goosebit.yaml` (e.g. `max_concurrent_updates: 1`).
+    pub fn start_with(settings_yaml: &str) -> Server {
         let venv = venv().unwrap_or_else(|e| panic!("gooseBit: {e}"));
         let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
         let d = dir.path();
@@ -118,8 +124,9 @@ impl Server {
                 "db_uri: sqlite:///{0}/db.sqlite3\nartifacts_dir: {0}/artifacts\n\
                  poll_time: '00:00:05'\nlogging:\n  version: 1\n  disable_existing_loggers: false\n  \
                  handlers: {{console: {{class: logging.StreamHandler}}}}\n  \
-                 root: {{level: INFO, handlers: [console]}}\n",
-                d.display()
+                 root: {{level: INFO, handlers: [console]}}\n{1}",
+                d.display(),
+                settings_yaml
             ),
         )
         .unwrap();
@@ -240,6 +247,58 @@ impl Server {
             "/api/v1/software",
             &["-F", &format!("file=@{}", file.display())],
         )
+    }
+
+    /// `PUT PATH` with a JSON body.
+    pub fn put_json(&self, path: &str, json: &serde_json::Value) -> Reply {
+        self.request(
+            "PUT",
+            path,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &json.to_string(),
+            ],
+        )
+    }
+
+    /// The device `id` as the list `GET /api/v1/devices` shows it (the
+    /// one view that works in every mode), or `Null` when it is unknown.
+    pub fn device(&self, id: &str) -> serde_json::Value {
+        let list = self.request("GET", "/api/v1/devices", &[]);
+        assert_eq!(list.status, 200, "{}", list.body);
+        list.json()["devices"]
+            .as_array()
+            .expect("a device list")
+            .iter()
+            .find(|d| d["id"] == id)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The device's log (`details` of its feedback) and progress.
+    pub fn device_log(&self, id: &str) -> (String, Option<u64>) {
+        let reply = self.request("GET", &format!("/api/v1/devices/{id}/log"), &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json = reply.json();
+        (
+            json["log"].as_str().unwrap_or_default().to_string(),
+            json["progress"].as_u64(),
+        )
+    }
+
+    /// Uploads a bundle and makes it the rollout of feed `default`; its id.
+    pub fn roll_out(&self, bundle: &Path) -> u64 {
+        let uploaded = self.upload(bundle);
+        assert_eq!(uploaded.status, 200, "{}\n{}", uploaded.body, self.log());
+        let id = uploaded.json()["id"].as_u64().expect("a software id");
+        let rollout = self.put_json(
+            "/api/v1/rollouts",
+            &serde_json::json!({"name": "rollout", "feed": "default", "software_id": id}),
+        );
+        assert_eq!(rollout.status, 200, "{}", rollout.body);
+        id
     }
 }
 

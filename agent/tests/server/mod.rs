@@ -6,12 +6,14 @@
 
 #![allow(dead_code)] // each test file uses its own part of it
 
+pub mod ddi;
+
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -27,6 +29,15 @@ pub fn noise(len: usize, seed: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Ten attempts with waits of a millisecond or two.
+pub fn fast_retries() -> agent::retry::Policy {
+    agent::retry::Policy {
+        attempts: 10,
+        first_wait: std::time::Duration::from_millis(1),
+        max_wait: std::time::Duration::from_millis(2),
+    }
 }
 
 /// An image of `product` `version` built from `tree` and signed with
@@ -141,6 +152,8 @@ struct Shared {
     requests: Mutex<Vec<Option<u64>>>,
     stop: AtomicBool,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// A fake hawkBit DDI API beside the file ([`ddi`]).
+    api: OnceLock<Arc<ddi::Api>>,
 }
 
 pub struct Server {
@@ -188,6 +201,7 @@ impl Server {
             requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             tls,
+            api: OnceLock::new(),
         });
         let s = shared.clone();
         let accept = thread::spawn(move || {
@@ -220,6 +234,20 @@ impl Server {
             "http"
         };
         format!("{scheme}://{}/{name}", self.addr)
+    }
+
+    /// Serves a fake hawkBit DDI API under `/DEFAULT/controller/v1/` as
+    /// well; the file stays at every other path (the artifact's link).
+    pub fn with_ddi(self, state: ddi::State) -> Server {
+        let api = Arc::new(ddi::Api::new(state));
+        let _ = api.server.set(format!("http://{}", self.addr));
+        let _ = self.shared.api.set(api);
+        self
+    }
+
+    /// The fake DDI API (after [`Server::with_ddi`]).
+    pub fn ddi(&self) -> Arc<ddi::Api> {
+        self.shared.api.get().expect("started with_ddi").clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -285,6 +313,11 @@ fn respond(s: &Shared, stream: &mut (impl Read + Write)) -> io::Result<bool> {
     let head = read_head(stream)?;
     if s.stop.load(Ordering::SeqCst) {
         return Ok(false);
+    }
+    if let Some(api) = s.api.get() {
+        if api.respond(&head, stream)? {
+            return Ok(true);
+        }
     }
     let path = head
         .lines()
