@@ -1,14 +1,18 @@
-//! The command line: the one-shot commands `check`, `download` and
-//! `install` (for cron and timers; they read `agent.conf`), and
+//! The command line: the daemon `run`, the one-shot commands `check`,
+//! `download`, `install` and `report` (for cron and timers; they read
+//! `agent.conf`), `status`, and
 //! `fetch URL --into DIR`, for trying a download by hand. Exit codes: 0
 //! done (or nothing to do), 1 failed, 2 bad usage or setup.
 
 use crate::config::{self, Config};
+use crate::daemon::{self, Clock, Daemon, Reboot, SystemClock};
 use crate::download::{self, Request};
 use crate::flow::{self, FlowError};
 use crate::http::{Client, HttpConfig};
+use crate::outcome::{self, Reported};
 use crate::retry::Policy;
 use crate::source::{Check, Offer};
+use crate::status::Status;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +42,16 @@ pub enum Command {
     /// Downloads the offered update if it is not staged yet, then asks for
     /// its installation (writes the instruction).
     Install(InstallArgs),
+    /// The daemon: reports the last update's outcome, then polls the
+    /// source, downloads in the download window and installs in the
+    /// install window (after another round of attempts), and reboots.
+    Run(ConfigArg),
+    /// Reports the outcome of the last update to the source once the new
+    /// system has booted (and runs the post-update command once).
+    Report(ConfigArg),
+    /// What the agent is doing: source, offer, staged image, warning flag,
+    /// update lock, the windows' next openings.
+    Status(StatusArgs),
     /// Downloads one file into DIR by hand: resumes a partial download,
     /// checks the size and BLAKE3 when given, retries with backoff.
     Fetch(FetchArgs),
@@ -61,6 +75,15 @@ impl ConfigArg {
         })?;
         Config::parse(&text).with_context(|| format!("{}", self.config.display()))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// One JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -217,9 +240,49 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             if args.reboot {
                 println!("rebooting");
-                nix::unistd::sync();
-                let Err(err) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-                return Err(Failure::Failed(anyhow::anyhow!("cannot reboot: {err}")));
+                daemon::reboot(&Reboot::Now).map_err(|e| Failure::Failed(anyhow::anyhow!(e)))?;
+            }
+            Ok(())
+        }
+        Command::Run(args) => {
+            let config = args.load().map_err(Failure::Setup)?;
+            let mut source = flow::source(&config)?;
+            log::info!(
+                "running: source {}, download window {}, install window {}",
+                source.name(),
+                config.daemon.windows.download,
+                config.daemon.windows.install
+            );
+            let mut daemon = Daemon::new(&config, source.as_mut(), SystemClock);
+            daemon
+                .run()
+                .map_err(|e| Failure::Failed(anyhow::anyhow!(e)))
+        }
+        Command::Report(args) => {
+            let config = args.load().map_err(Failure::Setup)?;
+            let mut source = flow::source(&config)?;
+            let post = config.daemon.post_update();
+            match outcome::report(&config.cfg, source.as_mut(), post.as_ref())
+                .map_err(|e| Failure::Failed(e.into()))?
+            {
+                Reported::Nothing => println!("nothing to report: no update in flight"),
+                Reported::Pending => {
+                    println!("nothing to report yet: the instruction is pending, the next boot installs the update")
+                }
+                Reported::Closed { success, details } => println!(
+                    "reported {}: {details}",
+                    if success { "success" } else { "failure" }
+                ),
+            }
+            Ok(())
+        }
+        Command::Status(args) => {
+            let config = args.config.load().map_err(Failure::Setup)?;
+            let status = Status::gather(&config, SystemClock.now());
+            if args.json {
+                println!("{}", status.json());
+            } else {
+                print!("{}", status.text());
             }
             Ok(())
         }

@@ -41,7 +41,7 @@ pub const CORE_KEYS: &[&str] = &[
 ];
 
 /// Every section's keys: one strict parser over all of them.
-pub const SECTIONS: &[&[&str]] = &[CORE_KEYS];
+pub const SECTIONS: &[&[&str]] = &[CORE_KEYS, crate::daemon::KEYS];
 
 /// Where updates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,8 @@ pub struct Config {
     pub min_free: u64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// The daemon's section: windows, polling, post-update command, reboot.
+    pub daemon: crate::daemon::DaemonConfig,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -129,6 +131,7 @@ impl Default for Config {
             min_free: 64 << 20,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            daemon: crate::daemon::DaemonConfig::default(),
         }
     }
 }
@@ -226,6 +229,7 @@ impl Config {
             "min-free" => self.min_free = size(pair)?,
             "connect-timeout" => self.connect_timeout = seconds(pair)?,
             "read-timeout" => self.read_timeout = seconds(pair)?,
+            key if crate::daemon::KEYS.contains(&key) => self.daemon.set(pair)?,
             _ => unreachable!("keyvalue::parse admits only the sections' keys"),
         }
         Ok(())
@@ -287,7 +291,8 @@ fn yes_no(pair: &Pair<'_>) -> Result<bool, KeyValueError> {
     }
 }
 
-fn seconds(pair: &Pair<'_>) -> Result<Duration, KeyValueError> {
+/// A number of seconds, at least 1.
+pub(crate) fn seconds(pair: &Pair<'_>) -> Result<Duration, KeyValueError> {
     let n = pair.as_u64()?;
     if n == 0 {
         return Err(pair.bad("expected at least 1 second"));

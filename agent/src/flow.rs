@@ -15,6 +15,7 @@
 use crate::config::Config;
 use crate::download::{self, DownloadError, Progress};
 use crate::http::{Client, FetchError};
+use crate::outcome;
 use crate::retry::{self, Exhausted, Retryable};
 use crate::source::{Artifact, Check, Offer, Report, Source, SourceError};
 use crate::storage::{self, Keep, StorageError};
@@ -109,6 +110,9 @@ pub enum FlowError {
     },
     #[error("requesting the update")]
     Install(#[from] RequestError),
+    /// The record of the update in flight could not be written.
+    #[error(transparent)]
+    Outcome(#[from] crate::outcome::OutcomeError),
 }
 
 impl FlowError {
@@ -683,29 +687,40 @@ fn clear_warning(config: &Config) {
     }
 }
 
-/// Deletes old images; keeps the installed, the staged and what a pending
-/// instruction names. Failures are logged: the image is staged all the same.
+/// Deletes old images; keeps the installed, the staged, what a pending
+/// instruction names and every image a restore may come from
+/// ([`bootloader_glue::trial::restore_images`]). Failures are logged: the
+/// image is staged all the same; when the records cannot be read, nothing
+/// is deleted.
 fn prune(config: &Config, product: &str, staged: &str) {
     let installed = installed_version(config);
-    // A pending instruction's image and its restore image (the installed
-    // version's, which a failed update is restored from) stay.
-    let named: Vec<String> = fs::read(config.cfg.join(INSTRUCTION))
+    let manifest: Option<String> = fs::read(config.cfg.join(INSTRUCTION))
         .ok()
         .and_then(|raw| Instruction::parse(&raw).ok())
-        .map(|i| {
-            std::iter::once(i.manifest)
-                .chain(i.restore)
-                .filter_map(|p| {
-                    let name = Path::new(&p.path).file_name()?.to_str()?.to_string();
-                    storage::version_of(product, &name).map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .and_then(|i| {
+            Some(
+                Path::new(&i.manifest.path)
+                    .file_name()?
+                    .to_str()?
+                    .to_string(),
+            )
+        });
+    let restore = match bootloader_glue::trial::restore_images(&config.cfg, &config.storage_dir) {
+        Ok(names) => names,
+        Err(e) => {
+            log::warn!("old images not deleted: the images a restore may need are unknown: {e}");
+            return;
+        }
+    };
+    let named: Vec<&str> = manifest
+        .iter()
+        .chain(&restore)
+        .filter_map(|name| storage::version_of(product, name))
+        .collect();
     let keep = Keep {
         installed: installed.as_deref(),
         staged: Some(staged),
-        named: named.iter().map(String::as_str).collect(),
+        named,
         count: config.keep,
     };
     if let Err(e) = storage::prune(&config.storage_dir, product, &keep) {
@@ -735,11 +750,25 @@ pub fn install(config: &Config, staged: &Staged) -> Result<Requested, FlowError>
         trusted_keys,
         flag,
         now: now(),
-        // The installed version's image beside the staged one, which
-        // retention keeps ([`prune`]): request refuses without it.
+        // The installed version's image, beside the new one: the agent's
+        // retention keeps it (`prune`), and request refuses without it
+        // unless the recovery's config says `restore-image=optional`.
         restore: request::Restore::Find,
     };
-    let done = request::request(&r)?;
+    // Kept before the instruction, for the report after the reboot.
+    let old = installed_version(config).unwrap_or_default();
+    outcome::begin(
+        &config.cfg,
+        &staged.source,
+        &staged.offer_id,
+        &old,
+        &staged.manifest.version,
+    )?;
+    let done = request::request(&r).inspect_err(|_| {
+        if let Err(e) = outcome::abandon(&config.cfg) {
+            log::error!("{e}");
+        }
+    })?;
     log::info!(
         "update to {} {} requested (offer {} from {})",
         done.product,

@@ -232,3 +232,64 @@ fn the_operations_guide_lists_every_flag() {
         assert_documented(&doc, &format!("reimage-agent {}", sub.get_name()), &options);
     }
 }
+
+/// `report` after the reboot: the outcome the recovery left for the
+/// update in flight, with the post-update command run once; `status`.
+#[test]
+fn report_and_status_after_the_reboot() {
+    let device = Device::new();
+    let root = device.dir.path();
+    let cfg = root.join("cfg");
+    let (code, out, err) = device.run(&["report"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "nothing to report: no update in flight\n");
+
+    // As if this agent had asked for 2.0 and the recovery installed it.
+    agent::outcome::begin(&cfg, "feed", "2.0", "1.0", "2.0").unwrap();
+    let (_, out, _) = device.run(&["status"]);
+    assert!(
+        out.contains("in flight: 1.0 -> 2.0 (offer 2.0 of feed)"),
+        "{out}"
+    );
+    let result = formats::result::UpdateResult {
+        outcome: formats::result::Outcome::Success,
+        version: "2.0".into(),
+        stage: String::new(),
+        reason: String::new(),
+        attempt: 1,
+        started: 1,
+        finished: 2,
+        duration_ms: 1000,
+        bytes: 6,
+        entries: 2,
+        restored: None,
+    };
+    std::fs::write(cfg.join(formats::cfg::RESULT), result.render()).unwrap();
+    let seen = root.join("post-update.seen");
+    let conf = root.join("agent.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text += &format!(
+        "post-update=echo \"$REIMAGE_OLD_VERSION $REIMAGE_NEW_VERSION\" >> {}\n",
+        seen.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let (code, out, err) = device.run(&["report"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "reported success: 2.0 installed and booted (from 1.0, attempt 1, 2 entries)\n"
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "1.0 2.0\n");
+    assert!(!cfg.join(formats::cfg::ACTION).exists());
+
+    let (code, out, err) = device.run(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["in_flight"], serde_json::Value::Null);
+    assert_eq!(json["locked"], false);
+    assert_eq!(json["install_window"]["window"], "always");
+    assert!(json["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("feed http://127.0.0.1:"));
+}

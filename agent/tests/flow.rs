@@ -115,6 +115,22 @@ impl Fixture {
         Server::start_files(self.files.clone(), plan)
     }
 
+    /// Records `version` as the installed one on cfg.
+    fn install(&self, version: &str) {
+        let installed = formats::result::Installed {
+            product: PRODUCT.into(),
+            version: version.into(),
+        };
+        fs::write(self.cfg().join(INSTALLED), installed.render()).unwrap();
+    }
+
+    /// Puts files named `names` (their name their content) on storage.
+    fn put(&self, names: &[&str]) {
+        for name in names {
+            fs::write(self.storage().join(name), name).unwrap();
+        }
+    }
+
     fn storage_names(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.storage())
             .unwrap()
@@ -335,14 +351,8 @@ fn stage_beside(
     instruction: Option<formats::instruction::Instruction>,
 ) -> Vec<String> {
     let fx = Fixture::new(true);
-    let installed = formats::result::Installed {
-        product: PRODUCT.into(),
-        version: "1.0".into(),
-    };
-    fs::write(fx.cfg().join(INSTALLED), installed.render()).unwrap();
-    for name in names {
-        fs::write(fx.storage().join(name), name).unwrap();
-    }
+    fx.install("1.0");
+    fx.put(names);
     if let Some(instruction) = instruction {
         fs::write(
             fx.cfg().join(formats::cfg::INSTRUCTION),
@@ -400,6 +410,57 @@ fn a_pending_instruction_keeps_its_image_and_its_restore_image() {
             "acme-2.0.swu"
         ]
     );
+}
+
+/// On trial, 1.5 is installed and 1.0's image is what the recovery
+/// restores if 1.5 is not confirmed: the download of 2.0 deletes neither
+/// (nor 1.0's signature and payload), only the other old image.
+#[test]
+fn old_images_are_deleted_but_never_the_image_a_restore_needs() {
+    use formats::cfg::TRIAL;
+    use formats::instruction::PartitionPath;
+    use formats::trial::Trial;
+    let fx = Fixture::new(true);
+    fx.install("1.5");
+    let trial = Trial {
+        version: "1.5".into(),
+        previous: "1.0".into(),
+        restore: PartitionPath::parse("storage:updates/acme-1.0.manifest").unwrap(),
+        target: "system".into(),
+        limit: 3,
+        bootloader: "grub".into(),
+    };
+    fs::write(fx.cfg().join(TRIAL), trial.render()).unwrap();
+    fx.put(&[
+        "acme-1.0.manifest",
+        "acme-1.0.manifest.minisig",
+        "acme-1.0.tar.zst",
+        "acme-1.2.swu",
+        "acme-1.5.swu",
+    ]);
+    let server = fx.server(Plan::good());
+    let config = Config {
+        keep: 1,
+        ..fx.config(&server, FeedLayout::Bundle)
+    };
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    flow::stage(&config, &mut source, &offer).unwrap();
+    assert_eq!(
+        fx.storage_names(),
+        [
+            "acme-1.0.manifest",
+            "acme-1.0.manifest.minisig",
+            "acme-1.0.tar.zst",
+            "acme-1.5.swu",
+            "acme-2.0.swu"
+        ]
+    );
+    // A trial record that cannot be read may name any image: none goes.
+    fs::write(fx.cfg().join(TRIAL), "torn").unwrap();
+    fs::write(fx.storage().join("acme-1.2.swu"), "x").unwrap();
+    flow::stage(&config, &mut source, &offer).unwrap();
+    assert!(fx.storage_names().contains(&"acme-1.2.swu".to_string()));
 }
 
 #[test]

@@ -174,9 +174,16 @@ fn restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, R
     let found = match &r.restore {
         Restore::Given(image) => return Ok(Some(image.clone())),
         Restore::Without => None,
-        Restore::Find => installed
-            .known()
-            .and_then(|i| crate::trial::restore_image_of(storage, &r.manifest.partition, i)),
+        Restore::Find => {
+            // Beside the new image.
+            let dir = Path::new(&r.manifest.path)
+                .parent()
+                .and_then(Path::to_str)
+                .unwrap_or("");
+            installed.known().and_then(|i| {
+                crate::trial::restore_image_of(storage, &r.manifest.partition, dir, i)
+            })
+        }
     };
     if found.is_none() {
         let why = crate::trial::no_restore_image(installed.known());
@@ -362,6 +369,14 @@ mod tests {
         assert_eq!(
             restore_image(&r, &storage).unwrap().unwrap().to_string(),
             "storage:updates/p-1.0.manifest"
+        );
+        // Beside the new image, wherever the agent's storage-dir put it.
+        std::fs::create_dir_all(storage.join("agent/images")).unwrap();
+        std::fs::write(storage.join("agent/images/p-1.0.swu"), "").unwrap();
+        r.manifest = PartitionPath::parse("storage:agent/images/p-2.0.swu").unwrap();
+        assert_eq!(
+            restore_image(&r, &storage).unwrap().unwrap().to_string(),
+            "storage:agent/images/p-1.0.swu"
         );
         let given = PartitionPath::parse("storage:old/p-1.0.swu").unwrap();
         r.restore = Restore::Given(given.clone());

@@ -3,7 +3,7 @@
 //! update: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
 use formats::cfg::{
-    shown, DownloadFailed, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT, TRIAL,
+    shown, DownloadFailed, Lock, DOWNLOAD_FAILED, INSTALLED, INSTRUCTION, LOCK, RESULT, TRIAL,
 };
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
@@ -37,12 +37,12 @@ pub struct Status {
     pub installed: Option<Installed>,
     pub pending: Option<Instruction>,
     pub locked: bool,
-    /// The agent's warning flag: the last round of download attempts
-    /// failed, with the reason.
-    pub download_failed: Option<String>,
     /// The installed version's image on storage, which a failed update
     /// is restored from (None: not there, or not looked for).
     pub restore_image: Option<String>,
+    /// The agent's warning flag: the last round of download attempts
+    /// failed, with the reason.
+    pub download_failed: Option<String>,
 }
 
 impl Status {
@@ -82,8 +82,8 @@ impl Status {
             "status": self.code.name(),
             "message": self.message,
             "locked": self.locked,
-            "download_failed": self.download_failed,
             "restore_image": self.restore_image,
+            "download_failed": self.download_failed,
             "pending": self.pending.as_ref().map(|p| p.manifest.to_string()),
             "installed": self.installed.as_ref().map(|i| format!("{} {}", i.product, i.version)),
             "outcome": r.map(|r| r.outcome.name()),
@@ -106,8 +106,8 @@ impl Status {
             installed: None,
             pending: None,
             locked: false,
-            download_failed: None,
             restore_image: None,
+            download_failed: None,
         }
     }
 
@@ -121,7 +121,8 @@ impl Status {
             return;
         };
         self.restore_image =
-            crate::trial::restore_image_of(storage, partition, installed).map(|p| p.to_string());
+            crate::trial::restore_image_of(storage, partition, crate::trial::IMAGES_DIR, installed)
+                .map(|p| p.to_string());
         self.message += &match &self.restore_image {
             Some(image) => format!("; restore image {image}"),
             None => format!("; no image of {} to restore", installed.version),
@@ -186,6 +187,13 @@ pub fn records(cfg: &Path) -> Status {
         Err(e) => return Status::unknown(e),
     };
     let locked = cfg.join(LOCK).exists();
+    let on_trial = cfg.join(TRIAL).exists();
+    let restored = result.as_ref().and_then(|r| {
+        r.restored
+            .as_ref()
+            .filter(|_| r.outcome == Outcome::Restored)
+            .map(|v| format!("restored {v}: {}", r.reason))
+    });
     let download_failed = match read(DOWNLOAD_FAILED) {
         Ok(Some(bytes)) => Some(match DownloadFailed::parse(&bytes) {
             Ok(d) => format!("{} after {} attempt(s): {}", d.image, d.attempts, d.reason),
@@ -194,13 +202,6 @@ pub fn records(cfg: &Path) -> Status {
         Ok(None) => None,
         Err(e) => Some(e),
     };
-    let on_trial = cfg.join(TRIAL).exists();
-    let restored = result.as_ref().and_then(|r| {
-        r.restored
-            .as_ref()
-            .filter(|_| r.outcome == Outcome::Restored)
-            .map(|v| format!("restored {v}: {}", r.reason))
-    });
     let (code, message) = if let (true, Some(restored)) = (locked, &restored) {
         (
             Code::Critical,
@@ -209,9 +210,17 @@ pub fn records(cfg: &Path) -> Status {
             ),
         )
     } else if locked {
-        let why = result.as_ref().map_or(String::new(), |r| {
-            format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
-        });
+        // The agent says why in the lock; the recovery, in the result.
+        let agents = std::fs::read_to_string(cfg.join(LOCK))
+            .ok()
+            .and_then(|text| Lock::parse(&text).ok())
+            .filter(|lock| !lock.reason.is_empty());
+        let why = match agents {
+            Some(lock) => format!(": {}", lock.reason),
+            None => result.as_ref().map_or(String::new(), |r| {
+                format!(": {} failed at {}: {}", r.version, r.stage, r.reason)
+            }),
+        };
         (Code::Critical, format!("the update lock is set after repeated failures{why}; fix it, then bootloader-glue unlock"))
     } else if let Some(e) = torn {
         (
@@ -307,8 +316,8 @@ pub fn records(cfg: &Path) -> Status {
         installed,
         pending,
         locked,
-        download_failed,
         restore_image: None,
+        download_failed,
     }
 }
 
@@ -371,6 +380,19 @@ mod tests {
         std::fs::write(cfg.join(LOCK), "").unwrap();
         assert_eq!(status(cfg).code, Code::Critical);
         assert!(status(cfg).json().contains("\"locked\":true"));
+        assert!(status(cfg).message.contains("2.0 failed at signature"));
+        // A lock the agent set says why itself.
+        let lock = Lock {
+            attempts: 10,
+            reason: "acme-2.0: the round before the install failed".into(),
+        };
+        std::fs::write(cfg.join(LOCK), lock.render()).unwrap();
+        assert_eq!(
+            status(cfg).line(),
+            "CRITICAL: the update lock is set after repeated failures: acme-2.0: the round \
+             before the install failed; fix it, then bootloader-glue unlock \
+             | attempt=1 duration=1.500s bytes=10B entries=3"
+        );
         std::fs::remove_file(cfg.join(LOCK)).unwrap();
         std::fs::write(cfg.join(RESULT), "format=1\noutc").unwrap();
         assert_eq!(status(cfg).code, Code::Unknown);

@@ -5,25 +5,82 @@
 
 use crate::request::{check_cfg, RequestError};
 use formats::bootflag::BootFlag;
-use formats::cfg::{shown, RESULT, TRIAL};
-use formats::instruction::PartitionPath;
+use formats::cfg::{shown, INSTALLED, INSTRUCTION, RESTORE, RESULT, TRIAL};
+use formats::instruction::{Instruction, PartitionPath};
 use formats::result::{Installed, Outcome, UpdateResult};
-use formats::trial::Trial;
+use formats::trial::{PendingRestore, Trial};
 use std::path::{Path, PathBuf};
 
-/// The image of `installed` among the staged images (`updates/P-V.manifest`
-/// or the bundle `updates/P-V.swu`) on `partition`, mounted at `root`.
+/// Where `status` looks for the installed version's image on the
+/// `storage` partition (the agent's default `storage-dir`).
+pub const IMAGES_DIR: &str = "updates";
+
+/// The file name of the image of `installed` among the staged images in
+/// `dir`: `P-V.manifest`, else the bundle `P-V.swu`.
+pub fn restore_image_in(dir: &Path, installed: &Installed) -> Option<String> {
+    ["manifest", formats::bundle::EXTENSION]
+        .iter()
+        .map(|ext| format!("{}-{}.{ext}", installed.product, installed.version))
+        .find(|name| dir.join(name).is_file())
+}
+
+/// The image of `installed` ([`restore_image_in`]) in the directory `dir`
+/// (relative) of `partition`, mounted at `root`: `PARTITION:DIR/P-V.manifest`
+/// or `.swu`.
 pub fn restore_image_of(
     root: &Path,
     partition: &str,
+    dir: &str,
     installed: &Installed,
 ) -> Option<PartitionPath> {
-    let stem = format!("updates/{}-{}", installed.product, installed.version);
-    ["manifest", "swu"]
-        .iter()
-        .map(|ext| format!("{stem}.{ext}"))
-        .find(|rel| root.join(rel).is_file())
-        .and_then(|rel| PartitionPath::parse(&format!("{partition}:{rel}")))
+    let name = restore_image_in(&root.join(dir), installed)?;
+    let rel = match dir.trim_end_matches('/') {
+        "" => name,
+        dir => format!("{dir}/{name}"),
+    };
+    PartitionPath::parse(&format!("{partition}:{rel}"))
+}
+
+/// The file names of the images a restore may come from, which deleting
+/// old images must keep: the installed version's image in `images`
+/// ([`restore_image_in`]) and the images the records on `cfg` name (a
+/// pending instruction's `restore=`, the trial's, a pending restore's).
+/// A record that is there but unreadable is an error: it may name one.
+pub fn restore_images(cfg: &Path, images: &Path) -> Result<Vec<String>, String> {
+    let read = |rel: &str| match std::fs::read(cfg.join(rel)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", shown(rel))),
+    };
+    let unreadable = |rel: &'static str| move |e: String| format!("{}: {e}", shown(rel));
+    let mut named: Vec<PartitionPath> = Vec::new();
+    if let Some(bytes) = read(INSTRUCTION)? {
+        let instruction = Instruction::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .map_err(unreadable(INSTRUCTION))?;
+        named.extend(instruction.restore);
+    }
+    named.extend(read_trial(cfg)?.map(|t| t.restore));
+    if let Some(bytes) = read(RESTORE)? {
+        let pending = PendingRestore::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .map_err(unreadable(RESTORE))?;
+        named.push(pending.image);
+    }
+    let installed =
+        recovery::policy::InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
+    let mut names: Vec<String> = installed
+        .known()
+        .and_then(|i| restore_image_in(images, i))
+        .into_iter()
+        .collect();
+    names.extend(named.iter().filter_map(|p| {
+        Path::new(&p.path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+    }));
+    Ok(names)
 }
 
 /// The message of a request without a restore image.
@@ -154,23 +211,87 @@ mod tests {
             product: "demo".into(),
             version: "1.0".into(),
         };
-        assert_eq!(restore_image_of(root, "storage", &installed), None);
+        assert_eq!(
+            restore_image_of(root, "storage", "updates", &installed),
+            None
+        );
         std::fs::write(root.join("updates/demo-1.0.swu"), "").unwrap();
         assert_eq!(
-            restore_image_of(root, "storage", &installed)
+            restore_image_of(root, "storage", "updates", &installed)
                 .unwrap()
                 .to_string(),
             "storage:updates/demo-1.0.swu"
         );
         std::fs::write(root.join("updates/demo-1.0.manifest"), "").unwrap();
         assert_eq!(
-            restore_image_of(root, "storage", &installed)
+            restore_image_of(root, "storage", "updates", &installed)
                 .unwrap()
                 .to_string(),
             "storage:updates/demo-1.0.manifest"
         );
         assert!(no_restore_image(Some(&installed))
             .starts_with("no image of 1.0 to restore: a failed update could not be undone"));
+    }
+
+    /// `version` on trial, 1.0 to restore from `updates/demo-1.0.manifest`.
+    fn trial_of(version: &str) -> Trial {
+        Trial {
+            version: version.into(),
+            previous: "1.0".into(),
+            restore: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
+            target: "system".into(),
+            limit: 3,
+            bootloader: "grub".into(),
+        }
+    }
+
+    #[test]
+    fn the_images_a_restore_may_need_are_the_installed_ones_and_the_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, images) = (dir.path().join("cfg"), dir.path().join("images"));
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(&images).unwrap();
+        assert_eq!(restore_images(&cfg, &images), Ok(vec![]));
+        let installed = Installed {
+            product: "demo".into(),
+            version: "1.5".into(),
+        };
+        std::fs::write(cfg.join(INSTALLED), installed.render()).unwrap();
+        std::fs::write(images.join("demo-1.5.swu"), "").unwrap();
+        let instruction = Instruction {
+            manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
+            target: "system".into(),
+            allow_downgrade: false,
+            requested: 1,
+            restore: PartitionPath::parse("storage:updates/demo-1.5.swu"),
+        };
+        std::fs::write(cfg.join(INSTRUCTION), instruction.render()).unwrap();
+        let trial = trial_of("1.5");
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        let pending = PendingRestore {
+            failed: "1.7".into(),
+            stage: "payload".into(),
+            reason: "x".into(),
+            image: PartitionPath::parse("storage:old/demo-0.9.swu").unwrap(),
+            target: "system".into(),
+        };
+        std::fs::write(cfg.join(RESTORE), pending.render()).unwrap();
+        assert_eq!(
+            restore_images(&cfg, &images),
+            Ok(vec![
+                "demo-1.5.swu".to_string(),
+                "demo-1.5.swu".to_string(),
+                "demo-1.0.manifest".to_string(),
+                "demo-0.9.swu".to_string(),
+            ])
+        );
+        for rel in [INSTRUCTION, TRIAL, RESTORE] {
+            let good = std::fs::read(cfg.join(rel)).unwrap();
+            std::fs::write(cfg.join(rel), "torn").unwrap();
+            let err = restore_images(&cfg, &images).unwrap_err();
+            assert!(err.starts_with(&shown(rel)), "{err}");
+            std::fs::write(cfg.join(rel), good).unwrap();
+        }
     }
 
     #[test]
@@ -197,14 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path();
         std::fs::create_dir_all(cfg.join("update")).unwrap();
-        let trial = Trial {
-            version: "2.0".into(),
-            previous: "1.0".into(),
-            restore: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
-            target: "system".into(),
-            limit: 3,
-            bootloader: "grub".into(),
-        };
+        let trial = trial_of("2.0");
         std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
         BootFlag::Grub.arm_trial(cfg, 3).unwrap();
         let err = confirm(cfg, None, 5).unwrap_err();

@@ -31,6 +31,9 @@ pub const ATTEMPTS: &str = "update/attempts";
 /// The update lock ([`Lock`]): set after repeated failures; while it is
 /// there no instruction is written and the recovery erases nothing.
 pub const LOCK: &str = "update/lock";
+/// The agent's update in flight ([`crate::action::Action`]): written
+/// before the instruction, removed once the outcome has been reported.
+pub const ACTION: &str = "update/action";
 /// The recovery's log, appended to on every boot of the recovery.
 pub const RECOVERY_LOG: &str = "update/recovery.log";
 
@@ -99,15 +102,36 @@ impl Attempts {
     }
 }
 
-/// `cfg:update/lock`: how many attempts had failed when it was set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `cfg:update/lock`: how many attempts had failed when it was set, and,
+/// when the agent set it, why (`attempts=10` and `reason=…` lines; the
+/// recovery's reason is in `update/result`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
     pub attempts: u64,
+    /// Empty when the recovery set it.
+    pub reason: String,
 }
 
 impl Lock {
     pub fn render(&self) -> String {
-        format!("attempts={}\n", self.attempts)
+        let mut text = format!("attempts={}\n", self.attempts);
+        if !self.reason.is_empty() {
+            text += &format!("reason={}\n", one_line(&self.reason));
+        }
+        text
+    }
+
+    /// Parses the record; `Err` says what is wrong with it. The lock holds
+    /// whatever its contents: this is only for saying why.
+    pub fn parse(text: &str) -> Result<Lock, keyvalue::KeyValueError> {
+        let pairs = keyvalue::parse(text, &["attempts", "reason"])?;
+        Ok(Lock {
+            attempts: keyvalue::require(&pairs, "attempts")?.as_u64()?,
+            reason: pairs
+                .iter()
+                .find(|p| p.key == "reason")
+                .map_or(String::new(), |p| p.value.to_string()),
+        })
     }
 }
 
@@ -169,6 +193,27 @@ impl DownloadFailed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locks_round_trip_with_or_without_a_reason() {
+        let recovery = Lock {
+            attempts: 3,
+            reason: String::new(),
+        };
+        assert_eq!(recovery.render(), "attempts=3\n");
+        assert_eq!(Lock::parse(&recovery.render()), Ok(recovery));
+        let agent = Lock {
+            attempts: 10,
+            reason: "acme-2.0: the round before the install\nfailed".into(),
+        };
+        assert_eq!(
+            agent.render(),
+            "attempts=10\nreason=acme-2.0: the round before the install failed\n"
+        );
+        assert_eq!(Lock::parse(&agent.render()).unwrap().attempts, 10);
+        assert!(Lock::parse("").is_err());
+        assert!(Lock::parse("reason=x\n").is_err());
+    }
 
     #[test]
     fn attempts_round_trip() {

@@ -22,6 +22,7 @@
 //!   reader or builder does the I/O).
 //! - [`instruction`]: the update instruction the running system writes.
 //! - [`result`]: the result of an update and the installed version.
+//! - [`action`]: the agent's update in flight, reported on after the reboot.
 //! - [`config`]: the recovery's configuration, baked into its initramfs.
 //! - [`version`]: comparing versions for the downgrade policy.
 //! - [`bootflag`]: setting and clearing the boot loaders' flags (I/O).
@@ -36,6 +37,7 @@
 //! - [`fsflags`]: clearing `chattr +i` (efivarfs marks variables
 //!   immutable), through an ioctl.
 
+pub mod action;
 pub mod bootflag;
 pub mod bundle;
 pub mod cfg;

@@ -196,7 +196,10 @@ fn a_hang_in_the_sync_or_the_finish_reboots_even_if_recording_hangs() {
 #[test]
 fn staying_under_the_lock_stops_the_watchdog() {
     let device = instructed();
-    let lock = formats::cfg::Lock { attempts: 3 };
+    let lock = formats::cfg::Lock {
+        attempts: 3,
+        reason: String::new(),
+    };
     std::fs::write(device.cfg.join(formats::cfg::LOCK), lock.render()).unwrap();
     device.build_disk();
     // 60 s on the console, then the power is cut by the harness; a reset

@@ -782,7 +782,10 @@ fn count_attempt(
     let attempt = previous + 1;
     s.attempt = attempt;
     if attempt > config.max_attempts {
-        let lock = Lock { attempts: previous };
+        let lock = Lock {
+            attempts: previous,
+            reason: String::new(),
+        };
         store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))?;
         return Err(UpdateError::new(
@@ -1036,6 +1039,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
 fn restore_next(s: &Session, cfg: &Path, pending: &PendingRestore) {
     let lock = Lock {
         attempts: s.attempt,
+        reason: String::new(),
     };
     let steps = [
         (
