@@ -344,24 +344,71 @@ fn too_little_free_space_is_refused_before_the_download_naming_dir_and_numbers()
     assert_eq!(server.served_of(BUNDLE), formats::bundle::HEAD_MAX as u64);
 }
 
-#[test]
-fn old_images_are_deleted_after_a_download_but_not_the_installed_one() {
+/// Stages 2.0 on a device with 1.0 installed, `names` in its storage
+/// directory and `instruction` pending; returns the names left there.
+fn stage_beside(
+    names: &[&str],
+    instruction: Option<formats::instruction::Instruction>,
+) -> Vec<String> {
     let fx = Fixture::new(true);
     fx.install("1.0");
-    fx.put(&[
-        "acme-1.0.swu",
-        "acme-1.5.swu",
-        "acme-1.6.swu.part",
-        "notes.txt",
-    ]);
+    fx.put(names);
+    if let Some(instruction) = instruction {
+        fs::write(
+            fx.cfg().join(formats::cfg::INSTRUCTION),
+            instruction.render(),
+        )
+        .unwrap();
+    }
     let server = fx.server(Plan::good());
     let config = fx.config(&server, FeedLayout::Bundle);
     let mut source = feed(&config);
     let offer = offer(&config, &mut source);
     flow::stage(&config, &mut source, &offer).unwrap();
+    fx.storage_names()
+}
+
+#[test]
+fn old_images_are_deleted_after_a_download_but_not_the_installed_one() {
+    let left = stage_beside(
+        &[
+            "acme-1.0.swu",
+            "acme-1.5.swu",
+            "acme-1.6.swu.part",
+            "notes.txt",
+        ],
+        None,
+    );
+    assert_eq!(left, ["acme-1.0.swu", "acme-2.0.swu", "notes.txt"]);
+}
+
+#[test]
+fn a_pending_instruction_keeps_its_image_and_its_restore_image() {
+    use formats::instruction::{Instruction, PartitionPath};
+    let instruction = Instruction {
+        manifest: PartitionPath::parse("storage:updates/acme-1.5.swu").unwrap(),
+        target: "system".into(),
+        allow_downgrade: false,
+        requested: 1_700_000_000,
+        restore: PartitionPath::parse("storage:updates/acme-1.2.swu"),
+    };
+    let left = stage_beside(
+        &[
+            "acme-1.0.swu",
+            "acme-1.2.swu",
+            "acme-1.5.swu",
+            "acme-1.6.swu",
+        ],
+        Some(instruction),
+    );
     assert_eq!(
-        fx.storage_names(),
-        ["acme-1.0.swu", "acme-2.0.swu", "notes.txt"]
+        left,
+        [
+            "acme-1.0.swu",
+            "acme-1.2.swu",
+            "acme-1.5.swu",
+            "acme-2.0.swu"
+        ]
     );
 }
 

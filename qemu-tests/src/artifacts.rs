@@ -30,6 +30,15 @@ pub fn static_recovery() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// `reimage-agent` as one static executable, for the sample systems that
+/// update themselves from a feed.
+pub fn static_agent() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_static("reimage-agent", false))
+        .clone()
+}
+
 /// The same with the `faults` feature: the build the VM tests boot, whose
 /// fault points `recovery.fault=` on the kernel command line arms.
 pub fn static_recovery_with_faults() -> Result<PathBuf, String> {
@@ -120,6 +129,29 @@ pub const MODULES: &[&str] = &[
 /// modules only. The last entries of [`MODULES`].
 pub const IDE_DISK: &[&str] = MODULES.split_at(3).1;
 
+/// The modules a sample system loads, in this order, for a virtio network
+/// card (QEMU's `-nic user,model=virtio-net-pci`): the cloud kernel builds
+/// none of them in.
+pub const NET_MODULES: &[&str] = &[
+    "virtio_ring.ko",
+    "virtio.ko",
+    "virtio_pci_modern_dev.ko",
+    "virtio_pci_legacy_dev.ko",
+    "virtio_pci.ko",
+    "failover.ko",
+    "net_failover.ko",
+    "virtio_net.ko",
+];
+
+/// Every module of [`NET_MODULES`], in load order.
+pub fn net_modules() -> Result<Vec<PathBuf>, String> {
+    kernel()?;
+    Ok(NET_MODULES
+        .iter()
+        .map(|m| cache().join("kernel").join(m))
+        .collect())
+}
+
 /// The efivarfs module, for the sample systems.
 pub fn efivarfs_module() -> Result<PathBuf, String> {
     kernel()?;
@@ -147,7 +179,12 @@ fn modules(names: &[&str]) -> Result<Vec<PathBuf>, String> {
 fn fetch_kernel() -> Result<PathBuf, String> {
     let dir = cache().join("kernel");
     let vmlinuz = dir.join("vmlinuz");
-    if vmlinuz.is_file() && MODULES.iter().all(|m| dir.join(m).is_file()) {
+    if vmlinuz.is_file()
+        && MODULES
+            .iter()
+            .chain(NET_MODULES)
+            .all(|m| dir.join(m).is_file())
+    {
         return Ok(vmlinuz);
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -187,7 +224,7 @@ fn fetch_kernel() -> Result<PathBuf, String> {
         })
         .ok_or("the kernel package holds no boot/vmlinuz-*")?;
     std::fs::copy(&image, &vmlinuz).map_err(|e| e.to_string())?;
-    for name in MODULES {
+    for name in MODULES.iter().chain(NET_MODULES) {
         let module = find_file(&unpacked.join("lib/modules"), name)
             .ok_or(format!("the kernel package holds no {name}"))?;
         std::fs::copy(module, dir.join(name)).map_err(|e| e.to_string())?;

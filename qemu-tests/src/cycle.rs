@@ -14,6 +14,11 @@
 //! (systemd-boot), boots the recovery, which installs 2.0 and reboots;
 //! boot 3: the boot loader boots 2.0, whose init runs `bootloader-glue
 //! status` and powers off.
+//!
+//! With the agent ([`Cycle::with_agent`]), boot 1 differs: 1.0's init
+//! brings up the network (virtio on QEMU's user network) and runs
+//! `reimage-agent install --reboot`, which downloads 2.0's bundle from a
+//! static feed on the host, admits it and requests it.
 
 use crate::artifacts;
 use crate::scenario::{sample_rootfs_named, Suite, PRODUCT};
@@ -46,7 +51,14 @@ pub enum Variant {
     /// 2.0 installs and confirms itself (`bootloader-glue confirm`), then
     /// reboots once more: a plain boot of 2.0.
     Confirms,
+    /// 2.0 is not staged: 1.0's agent downloads its bundle from the feed
+    /// [`Cycle::with_agent`] serves, requests it and reboots.
+    Agent,
 }
+
+/// The files of a static feed for the agent (`/<product>/latest`, the
+/// bundle), as `(path, bytes)`.
+pub type Feed = Vec<(String, Vec<u8>)>;
 
 /// The boot loader on the ESP.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,6 +109,8 @@ pub struct Cycle {
     pub disk: PathBuf,
     vars: PathBuf,
     loader: Loader,
+    /// The guest has a network card (the agent's cycle).
+    net: bool,
 }
 
 /// Partition numbers of the layout, for the kernel's `root=`.
@@ -124,6 +138,15 @@ insmod /lib/modules/efivarfs.ko 2>/dev/null
 [ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 echo "system: running demo $(cat /etc/version)"
 loader=$(cat /etc/bootloader)
+if [ -f /etc/reimage/agent.conf ] && [ ! -f /cfg/update/result ]; then
+  for m in $(cat /lib/modules/net.order); do insmod /lib/modules/$m; done
+  /bin/busybox ip link set lo up
+  /bin/busybox ip addr add 10.0.2.15/24 dev eth0
+  /bin/busybox ip link set eth0 up
+  /bin/busybox ip route add default via 10.0.2.2
+  /usr/bin/reimage-agent install --reboot
+  echo "system: agent exit code $?"
+fi
 if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   if [ -f /etc/damage-after-request ]; then
     /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader"
@@ -188,6 +211,21 @@ impl Cycle {
     }
 
     pub fn with_loader(variant: Variant, loader: Loader) -> Cycle {
+        Cycle::make(variant, loader, None)
+    }
+
+    /// The agent's cycle under GRUB: `serve` gets the feed (2.0's bundle
+    /// and `latest`), serves it on the host's 127.0.0.1 and returns the
+    /// base URL the guest uses (`http://10.0.2.2:PORT`).
+    pub fn with_agent(serve: impl FnOnce(Feed) -> String) -> Cycle {
+        Cycle::make(Variant::Agent, Loader::Grub, Some(Box::new(serve)))
+    }
+
+    fn make(
+        variant: Variant,
+        loader: Loader,
+        serve: Option<Box<dyn FnOnce(Feed) -> String + '_>>,
+    ) -> Cycle {
         let suite = Suite::get();
         let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
         let d = dir.path();
@@ -220,7 +258,7 @@ impl Cycle {
             }
             root
         };
-        let v1 = system("1.0", "system", true);
+        let v1 = system("1.0", "system", variant != Variant::Agent);
         let v2 = system("2.0", "v2", false);
         // A new system confirms itself once it is up, as the systemd unit
         // in docs/reliability.md does.
@@ -233,13 +271,21 @@ impl Cycle {
 
         let storage = d.join("storage");
         fs::create_dir_all(storage.join("updates")).unwrap();
+        // The agent's 2.0 is published on the feed, not staged.
+        let feed = d.join("feed");
+        fs::create_dir_all(&feed).unwrap();
         let build = |rootfs: &Path, version: &str, key: PathBuf| {
+            let out_dir = if variant == Variant::Agent && version == "2.0" {
+                feed.clone()
+            } else {
+                storage.join("updates")
+            };
             image::build(&ImageRequest {
                 source: Source::Rootfs(rootfs.to_path_buf()),
                 product: PRODUCT.into(),
                 version: version.into(),
                 key,
-                out_dir: storage.join("updates"),
+                out_dir,
                 compression: Compression {
                     level: 3,
                     threads: 2,
@@ -264,6 +310,23 @@ impl Cycle {
                 suite.key_sec.clone()
             },
         );
+        if let Some(serve) = serve {
+            let bundle = image_builder::bundle::build(&image_builder::bundle::BundleRequest {
+                manifest: image.manifest_path.clone(),
+                out_dir: feed.clone(),
+                hardware: vec![],
+            })
+            .unwrap_or_else(|e| panic!("bundle: {e}"));
+            let name = bundle.path.file_name().unwrap().to_string_lossy();
+            let url = serve(vec![
+                (format!("/{PRODUCT}/latest"), b"2.0\n".to_vec()),
+                (
+                    format!("/{PRODUCT}/{name}"),
+                    fs::read(&bundle.path).unwrap(),
+                ),
+            ]);
+            install_agent(&v1, &url);
+        }
         let sig = fs::read_to_string(&image.signature_path).unwrap();
         let mut lines: Vec<String> = sig.lines().map(String::from).collect();
         let mut line: Vec<char> = lines[1].chars().collect();
@@ -385,6 +448,7 @@ impl Cycle {
             disk: disk_path,
             vars,
             loader,
+            net: variant == Variant::Agent,
         }
     }
 
@@ -405,6 +469,7 @@ impl Cycle {
         }
         boot.timeout = Duration::from_secs(600);
         boot.echo = echo;
+        boot.user_net = self.net;
         let finished = vm::boot(&boot);
         vm::keep_console(self.dir.path(), "cycle-", &finished.console);
         finished
@@ -412,6 +477,29 @@ impl Cycle {
 
     pub fn inspect(&self) -> crate::inspect::Disk {
         crate::inspect::Disk::new(&self.disk)
+    }
+
+    /// Asserts that `run` updated 1.0 to 2.0: the boots of [`UPDATED`],
+    /// the request, the install and 2.0's status exiting 0 on the console;
+    /// 2.0 on system and no instruction left on cfg.
+    pub fn assert_updated(&self, run: &Finished) {
+        assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+        assert_eq!(boots(run), UPDATED, "{}", run.tail());
+        for line in [
+            "update to demo 2.0 requested",
+            "recovery: done: 2.0 installed",
+            "system: status exit code 0",
+        ] {
+            assert!(
+                run.says(line),
+                "no {line:?} on the console:\n{}",
+                run.tail()
+            );
+        }
+        let disk = self.inspect();
+        let system = disk.partition("system");
+        assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+        assert!(!disk.partition("cfg").exists("/update/instruction"));
     }
 }
 
@@ -429,6 +517,15 @@ fn run_tool(cmd: &mut Command, package: &str) {
     );
 }
 
+/// The boots of an update that goes through: 1.0, the recovery, 2.0.
+pub const UPDATED: [&str; 5] = [
+    "reimage: booting the system",
+    "system: running demo 1.0",
+    "reimage: booting the recovery",
+    "reimage: booting the system",
+    "system: running demo 2.0",
+];
+
 /// The boot loader's and the systems' lines of a run, in order.
 pub fn boots(run: &Finished) -> Vec<&str> {
     run.console
@@ -441,6 +538,27 @@ pub fn boots(run: &Finished) -> Vec<&str> {
             Some(&l[at..])
         })
         .collect()
+}
+
+/// The static agent on the system at `root`, with the network modules and
+/// an `agent.conf` for the feed at `url` (the rest: the defaults, which fit
+/// this layout; little free space asked of the small storage partition).
+fn install_agent(root: &Path, url: &str) {
+    let agent = artifacts::static_agent().unwrap_or_else(|e| panic!("{e}"));
+    fs::copy(agent, root.join("usr/bin/reimage-agent")).unwrap();
+    let modules = artifacts::net_modules().unwrap_or_else(|e| panic!("{e}"));
+    let mut order = String::new();
+    for module in modules {
+        let name = module.file_name().unwrap().to_string_lossy().into_owned();
+        fs::copy(&module, root.join("lib/modules").join(&name)).unwrap();
+        order += &format!("{name}\n");
+    }
+    fs::write(root.join("lib/modules/net.order"), order).unwrap();
+    fs::write(
+        root.join("etc/reimage/agent.conf"),
+        format!("feed={url}\nmin-free=1M\n"),
+    )
+    .unwrap();
 }
 
 fn chmod(path: &Path, mode: u32) {

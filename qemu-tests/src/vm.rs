@@ -31,6 +31,9 @@ pub struct Boot<'a> {
     /// Cuts the power (SIGKILL to QEMU) this long after the console shows
     /// the text.
     pub cut: Option<(String, Duration)>,
+    /// A virtio network card on QEMU's user network: the guest (10.0.2.15)
+    /// reaches the host's 127.0.0.1 as 10.0.2.2.
+    pub user_net: bool,
 }
 
 /// OVMF's firmware code, from Debian's `ovmf`.
@@ -55,6 +58,7 @@ impl Boot<'_> {
             echo: false,
             until: None,
             cut: None,
+            user_net: false,
         }
     }
 }
@@ -209,6 +213,9 @@ pub fn boot(b: &Boot) -> Finished {
             cmd.arg("-bios").arg(rom);
         }
         (None, None, None) => panic!("a boot needs a kernel or a firmware (OVMF, U-Boot)"),
+    }
+    if b.user_net {
+        cmd.args(["-nic", "user,model=virtio-net-pci"]);
     }
     cmd.arg("-drive")
         // cache=unsafe: the guest's flushes are not turned into host
