@@ -6,6 +6,8 @@
 //!   system whose trial ran out, run the update, or nothing.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one).
+//! - [`LEAVE_RESTORE`], [`run_steps`]: the order of the records on `cfg`
+//!   on the way into a restore.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
 
@@ -46,6 +48,39 @@ pub fn plan(pending: Option<PendingRestore>, instruction: bool, trial: Option<&T
         },
         (None, false, None) => Plan::Nothing,
     }
+}
+
+/// A step on `cfg` on the way into or out of a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Write the pending restore (`cfg:update/restore`).
+    WritePending,
+    /// Set the update lock (`cfg:update/lock`).
+    Lock,
+    /// Move the instruction aside (`cfg:update/instruction.failed`).
+    DisarmInstruction,
+    /// Remove the trial (`cfg:update/trial`).
+    RemoveTrial,
+    /// Remove the pending restore.
+    RemovePending,
+}
+
+/// The steps that leave a restore to the next boot, in this order: the
+/// pending restore first (from then on every boot restores, whatever
+/// follows), then the lock, then the instruction moved aside (never
+/// before the restore is recorded: else a cut leaves an erased system
+/// with nothing that brings the recovery back).
+pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
+
+/// Runs `steps` in order with `run`, stopping at the first that fails:
+/// returns it with its error.
+pub fn run_steps<E>(
+    steps: &[Step],
+    mut run: impl FnMut(Step) -> Result<(), E>,
+) -> Result<(), (Step, E)> {
+    steps
+        .iter()
+        .try_for_each(|&step| run(step).map_err(|e| (step, e)))
 }
 
 /// After a failure of `version` in its attempt `attempt`: restore when
@@ -165,6 +200,34 @@ mod tests {
             }
         );
         assert_eq!(plan(None, false, None), Plan::Nothing);
+    }
+
+    #[test]
+    fn a_restore_is_recorded_before_the_lock_and_before_the_instruction_is_moved() {
+        assert_eq!(
+            LEAVE_RESTORE,
+            [Step::WritePending, Step::Lock, Step::DisarmInstruction]
+        );
+        // The pending restore cannot be written: nothing after it runs
+        // (the instruction stays, so the next boot is back here).
+        let mut ran = Vec::new();
+        let done = run_steps(&LEAVE_RESTORE, |step| {
+            ran.push(step);
+            if step == Step::WritePending {
+                Err("no space")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(done, Err((Step::WritePending, "no space")));
+        assert_eq!(ran, [Step::WritePending]);
+        let mut ran = Vec::new();
+        run_steps(&LEAVE_RESTORE, |step| {
+            ran.push(step);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(ran, LEAVE_RESTORE);
     }
 
     #[test]

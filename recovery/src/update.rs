@@ -1010,7 +1010,14 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
                 )
             });
             match pending {
-                Some(pending) => restore_next(s, &cfg, &pending),
+                Some(pending) => {
+                    if let Err(err) = restore_next(&cfg, s.attempt, &pending) {
+                        log::error!(
+                            "{err}: the restore is not left to the next boot; the instruction \
+                             stays, the next boot finds its attempts used up"
+                        );
+                    }
+                }
                 None => log::error!(
                     "failed after the erase (attempt {}): the instruction stays, the next boot \
                      tries again",
@@ -1032,42 +1039,60 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     }
 }
 
-/// The last attempt failed after the erase: sets the update lock (the
-/// failing image is not tried again), leaves the restore to the next boot
-/// (`cfg:update/restore`, written before the instruction is moved aside,
-/// so that a power cut between the two still restores) and disarms the
-/// instruction (kept as `cfg:update/instruction.failed`).
-fn restore_next(s: &Session, cfg: &Path, pending: &PendingRestore) {
-    let lock = Lock {
-        attempts: s.attempt,
-        reason: String::new(),
-    };
-    let steps = [
-        (
-            LOCK,
-            store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes()),
-        ),
-        (
+/// The last attempt failed after the erase (or was cut off): leaves the
+/// restore to the next boot ([`decide::LEAVE_RESTORE`]: `cfg:update/restore`
+/// first, then the update lock, so that the failing image is not tried
+/// again, then the instruction disarmed, kept as
+/// `cfg:update/instruction.failed`), stopping at the first step that fails.
+fn restore_next(cfg: &Path, attempts: u64, pending: &PendingRestore) -> Result<(), UpdateError> {
+    decide::run_steps(&decide::LEAVE_RESTORE, |step| {
+        cfg_step(cfg, step, pending, attempts)
+    })
+    .map_err(|(_, e)| e)?;
+    log::error!(
+        "attempt {attempts} was the last: the restore of {} is recorded, the update lock is set \
+         and the instruction is disarmed (kept as {})",
+        pending.image,
+        cfg::shown(INSTRUCTION_FAILED)
+    );
+    Ok(())
+}
+
+/// Carries out one step on `cfg` of the way into or out of a restore
+/// (`attempts`: for the lock).
+fn cfg_step(
+    cfg: &Path,
+    step: decide::Step,
+    pending: &PendingRestore,
+    attempts: u64,
+) -> Result<(), UpdateError> {
+    use decide::Step;
+    let (rel, done) = match step {
+        Step::WritePending => (
             RESTORE,
             store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes()),
         ),
-        (
-            INSTRUCTION,
-            store::rename_durably(&cfg.join(INSTRUCTION), &cfg.join(INSTRUCTION_FAILED)),
-        ),
-    ];
-    for (rel, done) in steps {
-        if let Err(err) = done {
-            log::error!("cannot write {}: {err}", cfg::shown(rel));
+        Step::Lock => {
+            let lock = Lock {
+                attempts,
+                reason: String::new(),
+            };
+            (
+                LOCK,
+                store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes()),
+            )
         }
-    }
-    log::error!(
-        "attempt {} was the last: the update lock is set, the instruction is disarmed (kept as \
-         {}), and the next boot restores {}",
-        s.attempt,
-        cfg::shown(INSTRUCTION_FAILED),
-        pending.image
-    );
+        Step::DisarmInstruction => (
+            INSTRUCTION,
+            match store::rename_durably(&cfg.join(INSTRUCTION), &cfg.join(INSTRUCTION_FAILED)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                done => done,
+            },
+        ),
+        Step::RemoveTrial => (TRIAL, store::remove_durably(&cfg.join(TRIAL))),
+        Step::RemovePending => (RESTORE, store::remove_durably(&cfg.join(RESTORE))),
+    };
+    done.map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
 }
 
 /// The restore itself failed: the result names the failure that led to
