@@ -6,8 +6,8 @@
 //!   system whose trial ran out, run the update, or nothing.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one).
-//! - [`LEAVE_RESTORE`], [`run_steps`]: the order of the records on `cfg`
-//!   on the way into a restore.
+//! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
+//!   records on `cfg` on the way into a restore and out of it.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
 
@@ -71,6 +71,19 @@ pub enum Step {
 /// before the restore is recorded: else a cut leaves an erased system
 /// with nothing that brings the recovery back).
 pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
+
+/// The steps that end a restore once its result is recorded: an
+/// instruction still on `cfg` (a cut inside [`LEAVE_RESTORE`]) is moved
+/// aside first (else the boot loader sends the next boot back to the
+/// recovery, which runs the failed update again), then the trial, and
+/// the pending restore last.
+pub fn end_restore(instruction: bool) -> Vec<Step> {
+    let disarm = instruction.then_some(Step::DisarmInstruction);
+    disarm
+        .into_iter()
+        .chain([Step::RemoveTrial, Step::RemovePending])
+        .collect()
+}
 
 /// Runs `steps` in order with `run`, stopping at the first that fails:
 /// returns it with its error.
@@ -228,6 +241,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ran, LEAVE_RESTORE);
+    }
+
+    #[test]
+    fn a_finished_restore_moves_a_leftover_instruction_aside_before_its_record_goes() {
+        assert_eq!(
+            end_restore(true),
+            [
+                Step::DisarmInstruction,
+                Step::RemoveTrial,
+                Step::RemovePending
+            ]
+        );
+        assert_eq!(end_restore(false), [Step::RemoveTrial, Step::RemovePending]);
     }
 
     #[test]

@@ -403,8 +403,9 @@ fn restore(
 }
 
 /// Records the restore (`outcome=restored`, the failed version and why,
-/// the version restored) and the installed version, then removes the
-/// trial and the pending restore, and stops the boot loader's counting.
+/// the version restored) and the installed version, then moves a leftover
+/// instruction aside and removes the trial and the pending restore
+/// ([`decide::end_restore`]), and stops the boot loader's counting.
 fn finish_restore(
     s: &Session,
     config: &Config,
@@ -429,10 +430,11 @@ fn finish_restore(
         version: restored.clone(),
     };
     write(INSTALLED, installed.render())?;
-    for rel in [TRIAL, RESTORE] {
-        store::remove_durably(&cfg.join(rel))
-            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))?;
-    }
+    // An instruction left by a cut inside `restore_next` is the failed
+    // one: moved aside, or the next boot would be the recovery's again.
+    let steps = decide::end_restore(cfg.join(INSTRUCTION).exists());
+    decide::run_steps(&steps, |step| cfg_step(cfg, step, pending, s.attempt))
+        .map_err(|(_, e)| e)?;
     with_boot_flag(config, |flag| {
         if let Err(e) = flag.disarm_trial(Path::new(CFG_MOUNT)) {
             if e.kind() != std::io::ErrorKind::Unsupported {
