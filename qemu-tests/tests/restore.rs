@@ -259,18 +259,22 @@ fn a_restore_image_with_a_flipped_byte_is_refused_on_the_console() {
     assert!(cfg.exists("/update/trial") || cfg.exists("/update/restore"));
 }
 
-/// An image that verifies but fails while extracting, every time: the
-/// third attempt leaves a pending restore and the lock, the fourth boot
-/// restores 1.0, and the status names both.
-#[test]
-fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
+/// A device running 1.0 with its image staged, and 2.0 staged (an image
+/// that fails while extracting when `failing`) and requested with 1.0's
+/// image to restore; returns 1.0's tree.
+fn requesting_2_0(failing: bool) -> (Device, PathBuf) {
     let device = Device::new("1.0");
     let v1 = device.system.clone();
     device.stage(PRODUCT, "1.0", &v1);
     let v2 = sample_rootfs(device.dir.path(), "2.0");
-    let tarball = device.dir.path().join("bad.tar");
-    failing_tarball(&v2, &tarball);
-    device.stage(PRODUCT, "2.0", &tarball);
+    let payload = if failing {
+        let tarball = device.dir.path().join("bad.tar");
+        failing_tarball(&v2, &tarball);
+        tarball
+    } else {
+        v2
+    };
+    device.stage(PRODUCT, "2.0", &payload);
     let instruction = Instruction {
         manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
         target: "system".into(),
@@ -280,7 +284,15 @@ fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
     };
     bootloader_glue::request::write_instruction(&device.cfg, &instruction).unwrap();
     device.build_disk();
+    (device, v1)
+}
 
+/// An image that verifies but fails while extracting, every time: the
+/// third attempt leaves a pending restore and the lock, the fourth boot
+/// restores 1.0, and the status names both.
+#[test]
+fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
+    let (device, v1) = requesting_2_0(true);
     for attempt in 1..=3 {
         let run = device.boot("", TIMEOUT);
         assert!(
@@ -323,6 +335,44 @@ fn an_update_failing_after_the_erase_every_time_restores_1_0_and_locks() {
             .ends_with("; the update lock is set: fix the image, then bootloader-glue unlock"),
         "{}",
         status.message
+    );
+}
+
+/// A power cut after the erase in every attempt, the last one included:
+/// its failure is never recorded, so the next boot finds the attempts used
+/// up. With a `restore=` it does not only lock: it records the restore,
+/// sets the lock, disarms the instruction and restores 1.0.
+#[test]
+fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
+    let (device, v1) = requesting_2_0(false);
+    for attempt in 1..=3 {
+        let run = device.boot("recovery.fault=after-erase", TIMEOUT);
+        assert!(
+            run.ended,
+            "attempt {attempt}: did not stop:\n{}",
+            run.tail()
+        );
+        assert!(
+            run.says("fault point AfterErase: stopping dead"),
+            "attempt {attempt}: {}",
+            run.tail()
+        );
+    }
+    let run = device.boot("", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert!(run.says("attempt 3 of 3 did not finish"), "{}", run.tail());
+    assert!(
+        run.says("done: the last good image is restored"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the cuts");
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/lock"), "the lock is not set");
+    assert!(cfg.exists("/update/instruction.failed"));
+    assert!(
+        !cfg.exists("/update/instruction"),
+        "the instruction is armed"
     );
 }
 

@@ -5,7 +5,8 @@
 //! - [`plan`]: what a boot does: finish a pending restore, restore a
 //!   system whose trial ran out, run the update, or nothing.
 //! - [`after_failure`]: an update that failed after the erase on its last
-//!   attempt restores the last good image (when the instruction names one).
+//!   attempt restores the last good image (when the instruction names one);
+//!   so does [`after_attempts_used`], a last attempt that was cut off.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
 //!   records on `cfg` on the way into a restore and out of it.
 //! - [`trial_after_install`]: the trial record a successful install
@@ -119,6 +120,34 @@ pub fn after_failure(
         reason: format!(
             "{version} failed at {} on attempt {attempt} of {}: {}: {}",
             e.stage, config.max_attempts, e.file, e.reason
+        ),
+        image,
+        target: instruction.target.clone(),
+    })
+}
+
+/// The attempts of an instruction were used up before this boot: the
+/// last one was cut off (a power cut, a reset) before it recorded its
+/// failure, maybe after the erase. With a restore image named, that is
+/// the same as a failure after the erase on the last attempt: restore.
+/// `previous` is the number of attempts counted.
+pub fn after_attempts_used(
+    config: &Config,
+    instruction: &Instruction,
+    version: &str,
+    previous: u64,
+) -> Option<PendingRestore> {
+    let image = instruction.restore.clone()?;
+    if previous < config.max_attempts {
+        return None;
+    }
+    Some(PendingRestore {
+        failed: version.to_string(),
+        stage: "attempts".into(),
+        reason: format!(
+            "{version}: attempt {previous} of {} did not finish (cut off by a power cut or a \
+             reset, maybe after the erase)",
+            config.max_attempts
         ),
         image,
         target: instruction.target.clone(),
@@ -254,6 +283,30 @@ mod tests {
             ]
         );
         assert_eq!(end_restore(false), [Step::RemoveTrial, Step::RemovePending]);
+    }
+
+    #[test]
+    fn a_last_attempt_cut_off_restores_when_the_instruction_names_an_image() {
+        let config = Config::for_product("demo");
+        let version = "storage:updates/demo-2.0.manifest";
+        assert_eq!(
+            after_attempts_used(&config, &instruction(false), version, 3),
+            None,
+            "no image: only the lock"
+        );
+        assert_eq!(
+            after_attempts_used(&config, &instruction(true), version, 2),
+            None,
+            "attempts are left"
+        );
+        let p = after_attempts_used(&config, &instruction(true), version, 3).unwrap();
+        assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
+        assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", version));
+        assert!(
+            p.reason.contains("attempt 3 of 3 did not finish"),
+            "{}",
+            p.reason
+        );
     }
 
     #[test]

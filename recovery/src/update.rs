@@ -318,7 +318,9 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
              operator clears it (bootloader-glue unlock)",
         ));
     }
-    count_attempt(s, &config, &cfg, &raw)?;
+    if let Some(pending) = count_attempt(s, &config, &cfg, &instruction, &raw)? {
+        return restore(s, &config, &disks, &cfg, pending);
+    }
     fault::hit(Point::AfterInstruction);
     let target = check_target(&config, &instruction, &disks)?;
     let image_mount = mount_image_partition(&instruction, &disks)?;
@@ -768,14 +770,19 @@ fn verify_image(
 }
 
 /// Counts this attempt of this instruction on `cfg`, before anything is
-/// erased; past the limit, sets the update lock instead. A counter that
-/// cannot be read (torn, garbage) counts as no attempt so far.
+/// erased. Past the limit, the last attempt was cut off before it
+/// recorded its failure (maybe after the erase): with a restore image
+/// named, the restore is left as after a failure on the last attempt and
+/// returned, for this boot to carry out; without, the update lock is set.
+/// A counter that cannot be read (torn, garbage) counts as no attempt so
+/// far.
 fn count_attempt(
     s: &mut Session,
     config: &Config,
     cfg: &Path,
+    instruction: &Instruction,
     raw: &[u8],
-) -> Result<(), UpdateError> {
+) -> Result<Option<PendingRestore>, UpdateError> {
     let path = cfg.join(ATTEMPTS);
     let record = std::fs::read_to_string(&path).ok();
     let (previous, warning) = Attempts::previous(record.as_deref(), raw);
@@ -785,6 +792,16 @@ fn count_attempt(
     let attempt = previous + 1;
     s.attempt = attempt;
     if attempt > config.max_attempts {
+        // Not a refusal: the system partition may be erased.
+        s.erased = true;
+        if let Some(pending) =
+            decide::after_attempts_used(config, instruction, &s.version, previous)
+        {
+            s.attempt = previous;
+            log::error!("{}", pending.reason);
+            restore_next(cfg, previous, &pending)?;
+            return Ok(Some(pending));
+        }
         let lock = Lock {
             attempts: previous,
             reason: String::new(),
@@ -807,7 +824,7 @@ fn count_attempt(
     store::write_atomic(&path, record.render().as_bytes())
         .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
-    Ok(())
+    Ok(None)
 }
 
 fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
