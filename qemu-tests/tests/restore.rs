@@ -151,8 +151,9 @@ fn through_grub_a_confirmed_2_0_boots_plainly_afterwards() {
     );
 }
 
-/// A device running 2.0 on trial (its trial ran out: the boot loader
-/// booted the recovery), with 1.0's image staged; returns 1.0's tree.
+/// A device running 2.0 on trial (its trial ran out: GRUB's count is at
+/// 0 and the boot loader booted the recovery), with 1.0's image staged;
+/// returns 1.0's tree.
 fn on_trial(damage: bool) -> (Device, PathBuf) {
     let device = Device::new("2.0");
     let v1 = sample_rootfs(device.dir.path(), "1.0");
@@ -172,6 +173,15 @@ fn on_trial(damage: bool) -> (Device, PathBuf) {
         bootloader: "grub".into(),
     };
     fs::write(device.cfg.join(formats::cfg::TRIAL), trial.render()).unwrap();
+    // GRUB's count ran out, as its fragment leaves it: no boot left (the
+    // recovery restores only then).
+    let mut env = formats::grubenv::GrubEnv::default();
+    env.set(formats::trial::GRUB_COUNTER, "0").unwrap();
+    fs::write(
+        device.cfg.join(formats::trial::GRUB_ENV_ON_CFG),
+        env.render().unwrap(),
+    )
+    .unwrap();
     device.build_disk();
     (device, v1)
 }

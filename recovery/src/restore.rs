@@ -30,22 +30,59 @@ pub enum Plan {
     Update,
     /// No instruction, nothing on trial.
     Nothing,
+    /// A trial with no instruction, but the boot loader has boots of it
+    /// left (or stopped counting: confirmed): a one-shot flag left set by
+    /// a power cut booted the recovery, not the end of the trial. Clear
+    /// the flag and boot the system (the string says why).
+    StaleFlag(String),
 }
 
 /// A pending restore comes first (it was decided on by an earlier boot,
 /// which may have erased the system); then the instruction; a trial found
-/// with no instruction ran out: the boot loader booted the recovery
-/// because the new system was not confirmed in time.
-pub fn plan(pending: Option<PendingRestore>, instruction: bool, trial: Option<&Trial>) -> Plan {
+/// with no instruction ran out only when the boot loader says no boot of
+/// it is left (`trial_left`, asked only then: Some(0), or unreadable);
+/// with boots left or no counting, the recovery was booted by a stale
+/// one-shot flag (a power cut between removing the instruction and
+/// clearing the flag), and the new system must not be restored over.
+pub fn plan(
+    pending: Option<PendingRestore>,
+    instruction: bool,
+    trial: Option<&Trial>,
+    trial_left: impl FnOnce() -> Result<Option<u64>, String>,
+) -> Plan {
     match (pending, instruction, trial) {
         (Some(pending), _, _) => Plan::Restore {
             pending,
             record: false,
         },
         (None, true, _) => Plan::Update,
-        (None, false, Some(trial)) => Plan::Restore {
-            pending: trial.expired(),
-            record: true,
+        (None, false, Some(trial)) => match trial_left() {
+            Ok(Some(0)) => Plan::Restore {
+                pending: trial.expired(),
+                record: true,
+            },
+            Err(e) => {
+                let mut pending = trial.expired();
+                pending.reason = format!(
+                    "{} not confirmed (the boot loader's count of trial boots cannot be read: \
+                     {e})",
+                    trial.version
+                );
+                Plan::Restore {
+                    pending,
+                    record: true,
+                }
+            }
+            Ok(Some(left)) => Plan::StaleFlag(format!(
+                "{} is on trial with {left} boots left: the recovery was booted by a boot flag \
+                 left set, not by the end of the trial; clearing it, not restoring",
+                trial.version
+            )),
+            Ok(None) => Plan::StaleFlag(format!(
+                "{} is on trial but the boot loader no longer counts (confirmed, its record not \
+                 yet removed): clearing the boot flag, not restoring",
+                trial.version
+            )),
         },
         (None, false, None) => Plan::Nothing,
     }
@@ -223,25 +260,58 @@ mod tests {
         .unwrap()
     }
 
+    /// A boot loader that says no trial boot is left.
+    fn none_left() -> Result<Option<u64>, String> {
+        Ok(Some(0))
+    }
+
     #[test]
     fn a_pending_restore_comes_first_then_the_instruction_then_the_trial() {
         let pending = trial().expired();
+        let unasked = || -> Result<Option<u64>, String> { panic!("the counter is not asked") };
         assert_eq!(
-            plan(Some(pending.clone()), true, Some(&trial())),
+            plan(Some(pending.clone()), true, Some(&trial()), unasked),
             Plan::Restore {
                 pending: pending.clone(),
                 record: false
             }
         );
-        assert_eq!(plan(None, true, Some(&trial())), Plan::Update);
+        assert_eq!(plan(None, true, Some(&trial()), unasked), Plan::Update);
         assert_eq!(
-            plan(None, false, Some(&trial())),
+            plan(None, false, Some(&trial()), none_left),
             Plan::Restore {
                 pending,
                 record: true
             }
         );
-        assert_eq!(plan(None, false, None), Plan::Nothing);
+        assert_eq!(plan(None, false, None, unasked), Plan::Nothing);
+    }
+
+    #[test]
+    fn a_trial_is_restored_only_when_the_boot_loader_has_no_boot_of_it_left() {
+        // A power cut between removing the instruction and clearing a
+        // grubenv/U-Boot flag boots the recovery with boots left: 2.0 has
+        // not even booted once, and must not be restored over.
+        let t = trial();
+        match plan(None, false, Some(&t), || Ok(Some(2))) {
+            Plan::StaleFlag(why) => assert!(why.contains("2 boots left"), "{why}"),
+            other => panic!("boots left: {other:?}"),
+        }
+        // Confirmed (the counting stopped), the record not yet removed.
+        assert!(matches!(
+            plan(None, false, Some(&t), || Ok(None)),
+            Plan::StaleFlag(_)
+        ));
+        // A counter that cannot be read: the trial cannot be shown to go
+        // on; restore, saying why.
+        match plan(None, false, Some(&t), || Err("grubenv: bad magic".into())) {
+            Plan::Restore { pending, record } => {
+                assert!(record);
+                assert_eq!(pending.image, t.restore);
+                assert!(pending.reason.contains("bad magic"), "{}", pending.reason);
+            }
+            other => panic!("unreadable: {other:?}"),
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! 2. read the configuration                  [`read_config`]
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
-//! 5. read the instruction (none: reboot, unless a trial ran out or a
-//!    restore is pending: then restore)     [`read_instruction`], [`restore`]
+//! 5. read the instruction (none: reboot, unless a trial ran out, as the
+//!    boot loader's counter says, or a restore is pending: then restore)
+//!    [`read_instruction`], [`restore`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
@@ -287,10 +288,16 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
     let found = read_instruction(&cfg)?;
+    let trial_left = || {
+        with_boot_flag(&config, |flag| flag.trial_left(Path::new(CFG_MOUNT)))
+            .ok_or_else(|| format!("bootflag={}: not a boot loader setting", config.bootflag))?
+            .map_err(|e| format!("{}: {e}", config.bootflag))
+    };
     match decide::plan(
         read_pending_restore(&cfg),
         found.is_some(),
         read_trial(&cfg).as_ref(),
+        trial_left,
     ) {
         Plan::Restore { pending, record } => {
             if record {
@@ -302,6 +309,11 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         Plan::Nothing => {
             clear_stray_trial_counter(&config);
             log::info!("no update instruction on cfg: nothing to do; rebooting");
+            return Ok(Done::NothingToDo);
+        }
+        Plan::StaleFlag(why) => {
+            log::warn!("trial: {why}; rebooting into the system");
+            clear_boot_flag(&config);
             return Ok(Done::NothingToDo);
         }
         Plan::Update => {}
