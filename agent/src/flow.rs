@@ -770,8 +770,8 @@ fn clear_warning(config: &Config) {
 /// Deletes old images; keeps the installed, the staged, what a pending
 /// instruction names and every image a restore may come from
 /// ([`bootloader_glue::trial::restore_images`]). Failures are logged: the
-/// image is staged all the same; when the records cannot be read, nothing
-/// is deleted.
+/// image is staged all the same; when the records cannot be read
+/// (`update/installed` among them), nothing is deleted.
 fn prune(config: &Config, product: &str, staged: &str) {
     let installed = installed_version(config);
     let manifest: Option<String> = fs::read(config.cfg.join(INSTRUCTION))

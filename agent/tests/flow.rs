@@ -461,6 +461,13 @@ fn old_images_are_deleted_but_never_the_image_a_restore_needs() {
     fs::write(fx.storage().join("acme-1.2.swu"), "x").unwrap();
     flow::stage(&config, &mut source, &offer).unwrap();
     assert!(fx.storage_names().contains(&"acme-1.2.swu".to_string()));
+    // Nor an `update/installed` that cannot be read: the installed
+    // version, whose image a restore needs, is unknown.
+    fs::write(fx.cfg().join(TRIAL), trial.render()).unwrap();
+    fs::write(fx.cfg().join(INSTALLED), "torn").unwrap();
+    flow::stage(&config, &mut source, &offer).unwrap();
+    assert!(fx.storage_names().contains(&"acme-1.2.swu".to_string()));
+    assert!(fx.storage_names().contains(&"acme-1.5.swu".to_string()));
 }
 
 #[test]

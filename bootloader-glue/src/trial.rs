@@ -45,7 +45,8 @@ pub fn restore_image_of(
 /// old images must keep: the installed version's image in `images`
 /// ([`restore_image_in`]) and the images the records on `cfg` name (a
 /// pending instruction's `restore=`, the trial's, a pending restore's).
-/// A record that is there but unreadable is an error: it may name one.
+/// A record that is there but unreadable (`update/installed` too) is an
+/// error: it may name one.
 pub fn restore_images(cfg: &Path, images: &Path) -> Result<Vec<String>, String> {
     let read = |rel: &str| match std::fs::read(cfg.join(rel)) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -69,6 +70,10 @@ pub fn restore_images(cfg: &Path, images: &Path) -> Result<Vec<String>, String> 
     }
     let installed =
         recovery::policy::InstalledVersion::from_read(std::fs::read(cfg.join(INSTALLED)));
+    // Unreadable, it may name the image a restore needs: nothing may go.
+    if let Some(warning) = installed.warning() {
+        return Err(warning);
+    }
     let mut names: Vec<String> = installed
         .known()
         .and_then(|i| restore_image_in(images, i))
@@ -285,7 +290,9 @@ mod tests {
                 "demo-0.9.swu".to_string(),
             ])
         );
-        for rel in [INSTRUCTION, TRIAL, RESTORE] {
+        // An unreadable `update/installed` too: it may name the image of
+        // the installed version, the one a restore needs.
+        for rel in [INSTRUCTION, TRIAL, RESTORE, INSTALLED] {
             let good = std::fs::read(cfg.join(rel)).unwrap();
             std::fs::write(cfg.join(rel), "torn").unwrap();
             let err = restore_images(&cfg, &images).unwrap_err();
