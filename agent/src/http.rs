@@ -35,10 +35,12 @@ pub struct HttpConfig {
     pub authorization: Option<Authorization>,
 }
 
-/// An `Authorization` header value and the one host (`host[:port]`, as in
-/// the URL) it is sent to.
+/// An `Authorization` header value and the one origin it is sent to: the
+/// scheme (`https`: never over plain `http` to the same host) and the host
+/// (`host[:port]`, as in the URL).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Authorization {
+    pub scheme: String,
     pub authority: String,
     pub value: String,
 }
@@ -47,6 +49,7 @@ impl fmt::Debug for Authorization {
     /// Never prints the secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authorization")
+            .field("scheme", &self.scheme)
             .field("authority", &self.authority)
             .field("value", &"(secret)")
             .finish()
@@ -249,7 +252,7 @@ impl Client {
             url: url.to_string(),
         })?;
         let mut request = self.agent.get(url);
-        if let Some(value) = self.authorization_for(host) {
+        if let Some(value) = self.authorization_for(url) {
             request = request.header("Authorization", value);
         }
         match to {
@@ -285,11 +288,13 @@ impl Client {
         })
     }
 
-    /// The `Authorization` value for requests to `host`, if it is the
-    /// configured one.
-    fn authorization_for(&self, host: &str) -> Option<&str> {
+    /// The `Authorization` value for a request to `url`, if its scheme and
+    /// host are the configured ones.
+    fn authorization_for(&self, url: &str) -> Option<&str> {
+        let (scheme, host) = origin_of(url)?;
         self.authorization
             .as_ref()
+            .filter(|a| a.scheme.eq_ignore_ascii_case(scheme))
             .filter(|a| a.authority.eq_ignore_ascii_case(host))
             .map(|a| a.value.as_str())
     }
@@ -307,7 +312,7 @@ impl Client {
         let host = host_of(url).ok_or_else(|| HttpError::BadUrl {
             url: url.to_string(),
         })?;
-        let auth = self.authorization_for(host);
+        let auth = self.authorization_for(url);
         let fail = |e| classify(e, url, host, 0);
         let response = match method {
             Method::Get => {
@@ -497,12 +502,17 @@ impl Client {
 
 /// The host of an `http://` or `https://` URL, for messages.
 pub fn host_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    origin_of(url).map(|(_, host)| host)
+}
+
+/// The scheme (`http` or `https`) and the host (`host[:port]`) of a URL.
+pub fn origin_of(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = ["https", "http"]
+        .into_iter()
+        .find_map(|scheme| Some((scheme, url.strip_prefix(scheme)?.strip_prefix("://")?)))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit('@').next()?;
-    (!host.is_empty()).then_some(host)
+    (!host.is_empty()).then_some((scheme, host))
 }
 
 fn read_ca_file(path: &PathBuf) -> Result<Vec<Certificate<'static>>, HttpError> {
@@ -609,6 +619,32 @@ mod tests {
         assert_eq!(host_of("http://user@127.0.0.1/x"), Some("127.0.0.1"));
         assert_eq!(host_of("ftp://x/y"), None);
         assert_eq!(host_of("https:///y"), None);
+    }
+
+    #[test]
+    fn the_authorization_goes_only_to_the_servers_scheme_and_host() {
+        let client = Client::new(&HttpConfig {
+            authorization: Some(Authorization {
+                scheme: "https".into(),
+                authority: "hawkbit.example:8443".into(),
+                value: "TargetToken secret".into(),
+            }),
+            ..HttpConfig::default()
+        })
+        .unwrap();
+        let sent = |url| client.authorization_for(url);
+        assert_eq!(
+            sent("https://hawkbit.example:8443/DEFAULT/controller/v1/x"),
+            Some("TargetToken secret")
+        );
+        assert_eq!(
+            sent("https://HAWKBIT.example:8443/a"),
+            Some("TargetToken secret")
+        );
+        assert_eq!(sent("http://hawkbit.example:8443/a"), None, "plain http");
+        assert_eq!(sent("https://hawkbit.example/a"), None, "another port");
+        assert_eq!(sent("https://cdn.example:8443/a"), None, "another host");
+        assert_eq!(origin_of("http://h:80/x"), Some(("http", "h:80")));
     }
 
     #[test]

@@ -69,12 +69,17 @@ impl Config {
     /// client that downloads the artifacts (hawkBit asks for the token
     /// there too; gooseBit with device authentication on as well).
     pub fn authorization(&self) -> Option<Authorization> {
-        let authority = crate::http::host_of(&self.server)?.to_string();
+        let (scheme, authority) = crate::http::origin_of(&self.server)?;
+        let (scheme, authority) = (scheme.to_string(), authority.to_string());
         let value = match self.token.as_ref()? {
             Token::Target(t) => format!("TargetToken {t}"),
             Token::Gateway(t) => format!("GatewayToken {t}"),
         };
-        Some(Authorization { authority, value })
+        Some(Authorization {
+            scheme,
+            authority,
+            value,
+        })
     }
 
     /// The controller's base URL, after checking the parts.
