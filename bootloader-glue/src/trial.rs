@@ -136,6 +136,17 @@ pub fn locate(setting: &str, cfg: &Path) -> Result<BootFlag, String> {
             config: place(&config)?,
             defaults,
         },
+        BootFlag::SystemdBoot {
+            efivars,
+            entry,
+            system,
+            esp: Some(esp),
+        } => BootFlag::SystemdBoot {
+            efivars,
+            entry,
+            system,
+            esp: Some(place(&esp)?),
+        },
         flag => flag,
     })
 }
@@ -317,6 +328,14 @@ mod tests {
                 file: "/boot/grub/grubenv".into()
             })
         );
+        // systemd-boot's ESP on cfg (a partition by name is found among
+        // this system's mounts, as for the others).
+        let Ok(BootFlag::SystemdBoot { esp, .. }) =
+            locate("systemd-boot:::system.conf:cfg:esp", cfg)
+        else {
+            panic!("not systemd-boot")
+        };
+        assert_eq!(esp.as_deref(), Some(Path::new("/cfg/esp")));
     }
 
     /// `confirm` itself needs `cfg` mounted; its steps on a directory.
@@ -351,5 +370,28 @@ mod tests {
         assert!(read_trial(cfg)
             .unwrap_err()
             .starts_with("cfg:update/trial: "));
+    }
+    /// Under systemd-boot, confirming does what systemd-bless-boot does:
+    /// the system's entry on the ESP gets its plain name back.
+    #[test]
+    fn confirming_under_systemd_boot_renames_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        let entries = dir.path().join("esp/loader/entries");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(&entries).unwrap();
+        std::fs::write(entries.join("system+2-1.conf"), "title System\n").unwrap();
+        let trial = Trial {
+            bootloader: format!("systemd-boot:::system.conf:{}/esp", dir.path().display()),
+            ..trial_of("2.0")
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        assert_eq!(end_trial(&cfg, None, 5).unwrap().as_deref(), Some("2.0"));
+        let names: Vec<_> = std::fs::read_dir(&entries)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["system.conf"]);
+        assert!(!cfg.join(TRIAL).exists());
     }
 }

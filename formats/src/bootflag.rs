@@ -15,9 +15,12 @@
 //!   and an environment holding only our flag would drop them (no
 //!   `bootcmd`). A file of defaults (`name=value` lines, as `fw_printenv`
 //!   prints them) may be given to start from instead, like `fw_setenv -f`.
-//! - `systemd-boot:EFIVARS_DIR[:ENTRY]`: `LoaderEntryOneShot` = ENTRY
-//!   (default `recovery.conf`) in efivarfs, whose immutable flag is
-//!   cleared first, as systemd's tools do.
+//! - `systemd-boot:EFIVARS_DIR[:ENTRY[:SYSTEM_ENTRY[:ESP]]]`:
+//!   `LoaderEntryOneShot` = ENTRY (default `recovery.conf`) in efivarfs,
+//!   whose immutable flag is cleared first, as systemd's tools do. Trial
+//!   boots are counted in the name of the system's entry SYSTEM_ENTRY
+//!   (default `system.conf`) in ESP's `loader/entries` (ESP: a directory,
+//!   or `PARTITION:PATH`); without ESP nothing counts.
 //! - `none`: no flag.
 
 use crate::efivar;
@@ -46,13 +49,19 @@ pub enum BootFlag {
     SystemdBoot {
         efivars: PathBuf,
         entry: String,
+        /// The system's entry (`NAME.conf`), whose name counts trial boots.
+        system: String,
+        /// The ESP's root, which holds `loader/entries`; None: no counting.
+        esp: Option<PathBuf>,
     },
     None,
 }
 
 impl BootFlag {
     /// Parses `grub`, `grubenv:FILE`, `uboot:FW_ENV_CONFIG`,
-    /// `systemd-boot[:EFIVARS_DIR[:ENTRY]]` or `none`.
+    /// `systemd-boot[:EFIVARS_DIR[:ENTRY[:SYSTEM_ENTRY[:ESP]]]]` (ESP is
+    /// the rest: it may be `PARTITION:PATH`; an empty field is the default)
+    /// or `none`.
     pub fn parse(s: &str) -> Result<BootFlag, String> {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         Ok(match (kind, rest) {
@@ -69,7 +78,16 @@ impl BootFlag {
                 defaults: None,
             },
             ("systemd-boot", rest) => {
-                let (dir, entry) = rest.split_once(':').unwrap_or((rest, ""));
+                let mut fields = rest.splitn(4, ':');
+                let mut next = || fields.next().unwrap_or("");
+                let (dir, entry, system, esp) = (next(), next(), next(), next());
+                for name in [entry, system] {
+                    if name.contains('/') || (!name.is_empty() && !name.ends_with(".conf")) {
+                        return Err(format!(
+                            "{s:?}: {name:?}: expected an entry's file name, NAME.conf"
+                        ));
+                    }
+                }
                 BootFlag::SystemdBoot {
                     efivars: if dir.is_empty() {
                         "/sys/firmware/efi/efivars"
@@ -83,12 +101,19 @@ impl BootFlag {
                         entry
                     }
                     .into(),
+                    system: if system.is_empty() {
+                        "system.conf"
+                    } else {
+                        system
+                    }
+                    .into(),
+                    esp: (!esp.is_empty()).then(|| esp.into()),
                 }
             }
             _ => {
                 return Err(format!(
                     "{s:?}: expected grub, grubenv:FILE, uboot[:FW_ENV_CONFIG], \
-                     systemd-boot[:EFIVARS_DIR[:ENTRY]] or none"
+                     systemd-boot[:EFIVARS_DIR[:ENTRY[:SYSTEM_ENTRY[:ESP]]]] or none"
                 ))
             }
         })
@@ -105,7 +130,7 @@ impl BootFlag {
                     true
                 })
             }
-            BootFlag::SystemdBoot { efivars, entry } => {
+            BootFlag::SystemdBoot { efivars, entry, .. } => {
                 let path = efivars.join(efivar::LOADER_ENTRY_ONE_SHOT);
                 // efivarfs marks the variable immutable; a new one is
                 // written whole, in one write.
@@ -347,10 +372,31 @@ mod tests {
                 defaults: None,
             })
         );
-        assert!(matches!(
-            BootFlag::parse("systemd-boot"),
-            Ok(BootFlag::SystemdBoot { entry, .. }) if entry == "recovery.conf"
-        ));
+        let systemd_boot = |efivars: &str, entry: &str, esp: Option<&str>| BootFlag::SystemdBoot {
+            efivars: efivars.into(),
+            entry: entry.into(),
+            system: "system.conf".into(),
+            esp: esp.map(PathBuf::from),
+        };
+        let efivars = "/sys/firmware/efi/efivars";
+        for (text, flag) in [
+            ("systemd-boot", systemd_boot(efivars, "recovery.conf", None)),
+            // The older forms, without the ESP: no counting.
+            ("systemd-boot:/e", systemd_boot("/e", "recovery.conf", None)),
+            ("systemd-boot:/e:r.conf", systemd_boot("/e", "r.conf", None)),
+            (
+                "systemd-boot:::system.conf:esp:",
+                systemd_boot(efivars, "recovery.conf", Some("esp:")),
+            ),
+            (
+                "systemd-boot::::/boot/efi",
+                systemd_boot(efivars, "recovery.conf", Some("/boot/efi")),
+            ),
+        ] {
+            assert_eq!(BootFlag::parse(text), Ok(flag), "{text}");
+        }
+        assert!(BootFlag::parse("systemd-boot:::system:esp:").is_err());
+        assert!(BootFlag::parse("systemd-boot::a/b.conf").is_err());
         assert!(BootFlag::parse("lilo").is_err());
         assert!(BootFlag::parse("grubenv:").is_err());
     }
@@ -393,6 +439,8 @@ mod tests {
             BootFlag::SystemdBoot {
                 efivars: dir.to_path_buf(),
                 entry: "recovery.conf".into(),
+                system: "system.conf".into(),
+                esp: None,
             },
         ];
         for flag in flags {
@@ -471,6 +519,8 @@ mod tests {
         let flag = BootFlag::SystemdBoot {
             efivars: dir.path().to_path_buf(),
             entry: "recovery.conf".into(),
+            system: "system.conf".into(),
+            esp: None,
         };
         let var = dir.path().join(efivar::LOADER_ENTRY_ONE_SHOT);
         let chattr = || {

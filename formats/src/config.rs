@@ -106,7 +106,7 @@ pub struct Config {
     /// The boot loader flag the recovery clears after a success or a
     /// refusal: `grub` (the instruction is the flag), `none`,
     /// `grubenv:FILE`, `uboot[:FW_ENV_CONFIG]` or
-    /// `systemd-boot[:EFIVARS_DIR[:ENTRY]]`, where a FILE of the form
+    /// `systemd-boot[:EFIVARS_DIR[:ENTRY[:SYSTEM_ENTRY[:ESP]]]]`, where a FILE (or ESP) of the form
     /// `PARTITION:PATH` is on that partition (by GPT name, e.g. `cfg`).
     pub bootflag: String,
     /// Deadlines of the long stages: verification (the payload read,

@@ -20,12 +20,17 @@
 //! starts the count, `bootcount` counts the boots, and when it exceeds
 //! `bootlimit` U-Boot runs `altbootcmd`, which boots the recovery (built
 //! in with `CONFIG_BOOTCOUNT_LIMIT`, or done by `bootloader-glue
-//! uboot-script`). systemd-boot counts with its own mechanism (not yet
-//! here: its methods say so).
+//! uboot-script`). systemd-boot counts in the name of the system's entry
+//! (Automatic Boot Assessment): arming renames `NAME.conf` to
+//! `NAME+N.conf` on the ESP, systemd-boot renames it `NAME+L-D.conf` (L
+//! tries left, D done) as it boots it, and sorts an entry with no tries
+//! left (`NAME+0-D.conf`) after the others: the recovery's entry boots.
+//! Confirming renames it back to `NAME.conf`, as `systemd-bless-boot` does.
 
 use crate::bootflag::{edit_grubenv, edit_uboot, read_grubenv, read_uboot_env, BootFlag};
 use crate::instruction::PartitionPath;
 use crate::keyvalue::{self, one_line, KeyValueError, SealError};
+use crate::store::rename_durably;
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -43,6 +48,101 @@ pub const MAX_BOOTS: u64 = 9;
 pub const UBOOT_UPGRADE_AVAILABLE: &str = "upgrade_available";
 pub const UBOOT_BOOTCOUNT: &str = "bootcount";
 pub const UBOOT_BOOTLIMIT: &str = "bootlimit";
+
+/// Where systemd-boot's entries are, relative to the ESP's root.
+pub const LOADER_ENTRIES: &str = "loader/entries";
+
+/// systemd-boot's counter in an entry's file name: `NAME+LEFT.conf` or
+/// `NAME+LEFT-DONE.conf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryTries {
+    pub left: u64,
+    pub done: Option<u64>,
+}
+
+/// Whether the file `file` is the entry `entry` (`NAME.conf`), counted or
+/// not: None when it is another file; `Some(None)` for `NAME.conf`;
+/// `Some(Some(tries))` for `NAME+LEFT[-DONE].conf`.
+pub fn entry_tries(file: &str, entry: &str) -> Option<Option<EntryTries>> {
+    let stem = entry.strip_suffix(".conf")?;
+    let middle = file.strip_prefix(stem)?.strip_suffix(".conf")?;
+    if middle.is_empty() {
+        return Some(None);
+    }
+    let counter = middle.strip_prefix('+')?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (left, done) = match counter.split_once('-') {
+        Some((left, done)) => (number(left)?, Some(number(done)?)),
+        None => (number(counter)?, None),
+    };
+    Some(Some(EntryTries { left, done }))
+}
+
+/// The file name of the entry `entry` (`NAME.conf`) with `left` tries
+/// (`NAME+LEFT.conf`), or not counting (`NAME.conf`).
+pub fn entry_file_name(entry: &str, left: Option<u64>) -> String {
+    match (left, entry.strip_suffix(".conf")) {
+        (Some(left), Some(stem)) => format!("{stem}+{left}.conf"),
+        _ => entry.to_string(),
+    }
+}
+
+/// The file in `dir` that is the entry `entry`, and its counter. Exactly
+/// one must be there.
+fn find_entry(dir: &Path, entry: &str) -> io::Result<(PathBuf, Option<EntryTries>)> {
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    let mut found = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(context)? {
+        let name = item.map_err(context)?.file_name();
+        if let Some(tries) = name.to_str().and_then(|n| entry_tries(n, entry)) {
+            found.push((dir.join(&name), tries));
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{}: no systemd-boot entry {entry} (nor {}+N.conf), whose name counts the \
+                 trial boots",
+                dir.display(),
+                entry.strip_suffix(".conf").unwrap_or(entry)
+            ),
+        )),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: several files are the systemd-boot entry {entry}: {}; keep one",
+                dir.display(),
+                found
+                    .iter()
+                    .map(|(p, _)| p.file_name().unwrap_or_default().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Renames the entry `entry` in `dir` to count `left` tries (None: not
+/// counting); nothing when it is so already.
+fn rename_entry(dir: &Path, entry: &str, left: Option<u64>) -> io::Result<()> {
+    let (path, _) = find_entry(dir, entry)?;
+    let to = dir.join(entry_file_name(entry, left));
+    if path == to {
+        return Ok(());
+    }
+    rename_durably(&path, &to).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("renaming {} to {}: {e}", path.display(), to.display()),
+        )
+    })
+}
 
 /// Where the `grub` flag's counter is, relative to `cfg`'s root: the
 /// environment block that the fragment loads from `cfg` too.
@@ -182,6 +282,19 @@ impl PendingRestore {
     }
 }
 
+/// The directory of systemd-boot's entries, when the flag names the ESP.
+fn systemd_boot_entries(esp: &Option<PathBuf>) -> io::Result<PathBuf> {
+    esp.as_ref()
+        .map(|esp| esp.join(LOADER_ENTRIES))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "systemd-boot does not count trial boots here: the boot flag names no ESP \
+             (systemd-boot:EFIVARS_DIR:ENTRY:SYSTEM_ENTRY:ESP); the new system is not on trial",
+            )
+        })
+}
+
 fn unsupported(what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -223,15 +336,18 @@ impl BootFlag {
                     true
                 })
             }
-            BootFlag::SystemdBoot { .. } => Err(unsupported("systemd-boot")),
+            BootFlag::SystemdBoot { system, esp, .. } => {
+                rename_entry(&systemd_boot_entries(esp)?, system, Some(limit))
+            }
             BootFlag::None => Err(unsupported("bootflag=none")),
         }
     }
 
     /// Stops counting (nothing written where nothing counts).
     pub fn disarm_trial(&self, cfg: &Path) -> io::Result<()> {
-        match self.grub_counter_file(cfg) {
-            Some(file) => {
+        match self {
+            BootFlag::Grub | BootFlag::GrubEnv { .. } => {
+                let file = self.grub_counter_file(cfg).expect("a GRUB flag");
                 if read_grubenv(&file)?.get(GRUB_COUNTER).is_none() {
                     return Ok(());
                 }
@@ -240,47 +356,52 @@ impl BootFlag {
                     Ok(())
                 })
             }
-            None => match self {
-                BootFlag::None => Ok(()),
-                // As fw_setenv upgrade_available 0 and bootcount 0 after
-                // a good boot; nothing written when it does not count.
-                BootFlag::Uboot { config, .. } => edit_uboot(config, None, |env| {
-                    if env.get(UBOOT_UPGRADE_AVAILABLE).is_none()
-                        && matches!(env.get(UBOOT_BOOTCOUNT), None | Some("0"))
-                    {
-                        return false;
-                    }
-                    env.unset(UBOOT_UPGRADE_AVAILABLE);
-                    env.set(UBOOT_BOOTCOUNT, "0");
-                    true
-                }),
-                _ => Err(unsupported("systemd-boot")),
-            },
+            BootFlag::None => Ok(()),
+            // As fw_setenv upgrade_available 0 and bootcount 0 after a
+            // good boot; nothing written when it does not count.
+            BootFlag::Uboot { config, .. } => edit_uboot(config, None, |env| {
+                if env.get(UBOOT_UPGRADE_AVAILABLE).is_none()
+                    && matches!(env.get(UBOOT_BOOTCOUNT), None | Some("0"))
+                {
+                    return false;
+                }
+                env.unset(UBOOT_UPGRADE_AVAILABLE);
+                env.set(UBOOT_BOOTCOUNT, "0");
+                true
+            }),
+            // What systemd-bless-boot does for a good boot.
+            BootFlag::SystemdBoot { system, esp, .. } => {
+                rename_entry(&systemd_boot_entries(esp)?, system, None)
+            }
         }
     }
 
     /// The trial boots left (None: not counting). A value the boot loader
     /// cannot count down (not 0 to 9) is 0: it boots the recovery.
     pub fn trial_left(&self, cfg: &Path) -> io::Result<Option<u64>> {
-        match self.grub_counter_file(cfg) {
-            Some(file) => Ok(read_grubenv(&file)?
-                .get(GRUB_COUNTER)
-                .map(|v| v.parse().ok().filter(|n| *n <= MAX_BOOTS).unwrap_or(0))),
-            None => match self {
-                BootFlag::None => Ok(None),
-                // bootlimit boots in all: left is bootlimit - bootcount; a
-                // count U-Boot cannot go on with is 0.
-                BootFlag::Uboot { config, .. } => Ok(read_uboot_env(config)?
-                    .filter(|env| env.get(UBOOT_UPGRADE_AVAILABLE) == Some("1"))
-                    .map(|env| {
-                        let number = |name| env.get(name).and_then(|v| v.parse::<u64>().ok());
-                        match (number(UBOOT_BOOTLIMIT), number(UBOOT_BOOTCOUNT)) {
-                            (Some(limit), Some(count)) => limit.saturating_sub(count),
-                            _ => 0,
-                        }
-                    })),
-                _ => Err(unsupported("systemd-boot")),
-            },
+        match self {
+            BootFlag::Grub | BootFlag::GrubEnv { .. } => {
+                let file = self.grub_counter_file(cfg).expect("a GRUB flag");
+                Ok(read_grubenv(&file)?
+                    .get(GRUB_COUNTER)
+                    .map(|v| v.parse().ok().filter(|n| *n <= MAX_BOOTS).unwrap_or(0)))
+            }
+            BootFlag::None => Ok(None),
+            // bootlimit boots in all: left is bootlimit - bootcount; a
+            // count U-Boot cannot go on with is 0.
+            BootFlag::Uboot { config, .. } => Ok(read_uboot_env(config)?
+                .filter(|env| env.get(UBOOT_UPGRADE_AVAILABLE) == Some("1"))
+                .map(|env| {
+                    let number = |name| env.get(name).and_then(|v| v.parse::<u64>().ok());
+                    match (number(UBOOT_BOOTLIMIT), number(UBOOT_BOOTCOUNT)) {
+                        (Some(limit), Some(count)) => limit.saturating_sub(count),
+                        _ => 0,
+                    }
+                })),
+            BootFlag::SystemdBoot { system, esp, .. } => {
+                let (_, tries) = find_entry(&systemd_boot_entries(esp)?, system)?;
+                Ok(tries.map(|t| t.left))
+            }
         }
     }
 }
@@ -412,10 +533,117 @@ mod tests {
         let err = BootFlag::None.arm_trial(dir.path(), 3).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert!(BootFlag::None.disarm_trial(dir.path()).is_ok());
+        // systemd-boot without the ESP, as the older flag values say.
         let systemd_boot = BootFlag::parse("systemd-boot").unwrap();
         assert_eq!(
             systemd_boot.arm_trial(dir.path(), 3).unwrap_err().kind(),
             io::ErrorKind::Unsupported
         );
+    }
+
+    #[test]
+    fn systemd_boot_entry_names_carry_the_counter() {
+        let t = |left, done| Some(Some(EntryTries { left, done }));
+        for (file, tries) in [
+            ("system.conf", Some(None)),
+            ("system+3.conf", t(3, None)),
+            ("system+2-1.conf", t(2, Some(1))),
+            ("system+0-3.conf", t(0, Some(3))),
+            ("recovery.conf", None),
+            ("systemd.conf", None),
+            ("system+.conf", None),
+            ("system+3-.conf", None),
+            ("system+x.conf", None),
+            ("system+-1.conf", None),
+            ("system+3.conf~", None),
+        ] {
+            assert_eq!(entry_tries(file, "system.conf"), tries, "{file}");
+        }
+        assert_eq!(entry_file_name("system.conf", Some(3)), "system+3.conf");
+        assert_eq!(entry_file_name("system.conf", None), "system.conf");
+    }
+
+    /// An ESP with the system's and the recovery's entries, and the flag
+    /// that counts there.
+    fn esp(dir: &Path, system: &str) -> BootFlag {
+        let entries = dir.join("esp").join(LOADER_ENTRIES);
+        std::fs::create_dir_all(&entries).unwrap();
+        std::fs::write(entries.join(system), "title System\n").unwrap();
+        std::fs::write(entries.join("recovery.conf"), "title Recovery\n").unwrap();
+        BootFlag::parse(&format!(
+            "systemd-boot:::system.conf:{}",
+            dir.join("esp").display()
+        ))
+        .unwrap()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("esp").join(LOADER_ENTRIES))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn systemd_boot_counts_in_the_name_of_the_system_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        let flag = esp(cfg, "system.conf");
+        assert_eq!(flag.trial_left(cfg).unwrap(), None);
+        flag.disarm_trial(cfg).unwrap();
+        assert_eq!(entries(cfg), ["recovery.conf", "system.conf"]);
+        flag.arm_trial(cfg, 3).unwrap();
+        assert_eq!(entries(cfg), ["recovery.conf", "system+3.conf"]);
+        assert_eq!(flag.trial_left(cfg).unwrap(), Some(3));
+        // What systemd-boot renames it to as it boots it.
+        let dir_of = cfg.join("esp").join(LOADER_ENTRIES);
+        for (name, left) in [("system+2-1.conf", 2), ("system+0-3.conf", 0)] {
+            let (from, _) = find_entry(&dir_of, "system.conf").unwrap();
+            std::fs::rename(from, dir_of.join(name)).unwrap();
+            assert_eq!(flag.trial_left(cfg).unwrap(), Some(left), "{name}");
+        }
+        // A new trial over a spent one starts again from the limit.
+        flag.arm_trial(cfg, 2).unwrap();
+        assert_eq!(entries(cfg), ["recovery.conf", "system+2.conf"]);
+        // Confirming is what systemd-bless-boot does: the plain name.
+        flag.disarm_trial(cfg).unwrap();
+        assert_eq!(entries(cfg), ["recovery.conf", "system.conf"]);
+        assert_eq!(flag.trial_left(cfg).unwrap(), None);
+        assert_eq!(
+            std::fs::read_to_string(dir_of.join("system.conf")).unwrap(),
+            "title System\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_doubled_systemd_boot_entry_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = esp(dir.path(), "other.conf");
+        let err = flag.arm_trial(dir.path(), 3).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let text = err.to_string();
+        assert!(
+            text.contains("no systemd-boot entry system.conf (nor system+N.conf)"),
+            "{text}"
+        );
+        assert!(text.contains("loader/entries"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let flag = esp(dir.path(), "system.conf");
+        std::fs::write(
+            dir.path()
+                .join("esp")
+                .join(LOADER_ENTRIES)
+                .join("system+1-2.conf"),
+            "",
+        )
+        .unwrap();
+        let text = flag.trial_left(dir.path()).unwrap_err().to_string();
+        assert!(
+            text.contains("several files are the systemd-boot entry system.conf"),
+            "{text}"
+        );
+        assert_eq!(entries(dir.path()).len(), 3, "renamed one of them");
     }
 }

@@ -285,6 +285,8 @@ fn systemd_boot_one_shot_in_efivarfs_layout() {
     let flag = BootFlag::SystemdBoot {
         efivars: d.path().to_path_buf(),
         entry: "recovery.conf".into(),
+        system: "system.conf".into(),
+        esp: None,
     };
     flag.arm().unwrap();
     let bytes = fs::read(d.path().join(formats::efivar::LOADER_ENTRY_ONE_SHOT)).unwrap();

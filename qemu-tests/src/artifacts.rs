@@ -143,6 +143,17 @@ pub const NET_MODULES: &[&str] = &[
     "virtio_net.ko",
 ];
 
+/// The modules that mount the ESP (vfat, its code page and character
+/// set: the cloud kernel's defaults, 437 and ascii), in load order: the
+/// recovery and the sample systems count systemd-boot's trial boots in the
+/// names of its entries there.
+pub const FAT_MODULES: &[&str] = &["fat.ko", "vfat.ko", "nls_cp437.ko", "nls_ascii.ko"];
+
+/// Every module of [`FAT_MODULES`], in load order.
+pub fn fat_modules() -> Result<Vec<PathBuf>, String> {
+    modules(FAT_MODULES)
+}
+
 /// Every module of [`NET_MODULES`], in load order.
 pub fn net_modules() -> Result<Vec<PathBuf>, String> {
     kernel()?;
@@ -158,9 +169,10 @@ pub fn efivarfs_module() -> Result<PathBuf, String> {
     Ok(cache().join("kernel/efivarfs.ko"))
 }
 
-/// Every module of [`MODULES`], for the recovery's initramfs.
+/// Every module of [`MODULES`] and [`FAT_MODULES`], for the recovery's
+/// initramfs.
 pub fn kernel_modules() -> Result<Vec<PathBuf>, String> {
-    modules(MODULES)
+    Ok([modules(MODULES)?, fat_modules()?].concat())
 }
 
 /// The modules of [`IDE_DISK`], in their order.
@@ -183,6 +195,7 @@ fn fetch_kernel() -> Result<PathBuf, String> {
         && MODULES
             .iter()
             .chain(NET_MODULES)
+            .chain(FAT_MODULES)
             .all(|m| dir.join(m).is_file())
     {
         return Ok(vmlinuz);
@@ -224,7 +237,7 @@ fn fetch_kernel() -> Result<PathBuf, String> {
         })
         .ok_or("the kernel package holds no boot/vmlinuz-*")?;
     std::fs::copy(&image, &vmlinuz).map_err(|e| e.to_string())?;
-    for name in MODULES.iter().chain(NET_MODULES) {
+    for name in MODULES.iter().chain(NET_MODULES).chain(FAT_MODULES) {
         let module = find_file(&unpacked.join("lib/modules"), name)
             .ok_or(format!("the kernel package holds no {name}"))?;
         std::fs::copy(module, dir.join(name)).map_err(|e| e.to_string())?;

@@ -1,8 +1,8 @@
 //! The full update cycle through a real boot loader, in one QEMU run: OVMF
 //! boots, from the ESP, either GRUB (a `grub-mkstandalone` EFI image whose
 //! `grub.cfg` is the system's entry plus `bootloader-glue grub-config`'s
-//! fragment) or systemd-boot (with a `system.conf` default entry and a
-//! `recovery.conf` entry); or Debian's U-Boot for QEMU x86_64 boots
+//! fragment) or systemd-boot (a `system.conf` entry, first in its order,
+//! whose name counts trial boots, and a `recovery.conf` entry); or Debian's U-Boot for QEMU x86_64 boots
 //! `boot.scr` from the ESP (`bootloader-glue uboot-script`, then the
 //! system's own boot commands), the disk on IDE.
 //!
@@ -101,6 +101,11 @@ const UBOOT_FW_ENV_CONFIG: &str = "/dev/sda6 0x0 0x4000\n";
 /// ACPI.
 const UBOOT_KERNEL_ARGS: &str = "disable_mtrr_trim efi=noruntime pci=noacpi";
 
+/// The recovery's boot flag under systemd-boot: the one-shot variable
+/// (`recovery.conf`), and trial boots counted in the name of `system.conf`
+/// on the partition `esp`.
+const SYSTEMD_BOOT_FLAG: &str = "systemd-boot:::system.conf:esp:";
+
 /// systemd-boot's EFI binary, from Debian's `systemd-boot-efi`.
 pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
@@ -136,6 +141,12 @@ mount -t ext4 ${p}5 /storage
 mount -t ext4 ${p}2 /boot
 insmod /lib/modules/efivarfs.ko 2>/dev/null
 [ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+# The ESP, where systemd-boot's entries count trial boots.
+if [ -f /lib/modules/fat.order ]; then
+  for m in $(cat /lib/modules/fat.order); do insmod /lib/modules/$m; done
+  mkdir -p /efi
+  mount -t vfat ${p}1 /efi
+fi
 echo "system: running demo $(cat /etc/version)"
 loader=$(cat /etc/bootloader)
 if [ -f /etc/reimage/agent.conf ] && [ ! -f /cfg/update/result ]; then
@@ -245,6 +256,9 @@ impl Cycle {
             fs::create_dir_all(root.join("lib/modules")).unwrap();
             let module = artifacts::efivarfs_module().unwrap_or_else(|e| panic!("{e}"));
             fs::copy(module, root.join("lib/modules/efivarfs.ko")).unwrap();
+            if loader == Loader::SystemdBoot {
+                install_modules(&root, "fat", artifacts::fat_modules());
+            }
             fs::write(root.join("etc/bootloader"), loader.glue_name()).unwrap();
             fs::write(root.join("etc/fw_env.config"), UBOOT_FW_ENV_CONFIG).unwrap();
             if request {
@@ -375,11 +389,11 @@ impl Cycle {
                 fs::copy(SYSTEMD_BOOT, esp.join("EFI/BOOT/BOOTX64.EFI"))
                     .expect("systemd-boot is missing: apt-get install systemd-boot-efi");
                 fs::create_dir_all(esp.join("loader/entries")).unwrap();
-                fs::write(
-                    esp.join("loader/loader.conf"),
-                    "default system.conf\ntimeout 0\n",
-                )
-                .unwrap();
+                // No `default`: systemd-boot boots the first entry in its
+                // order, which is the system's (entries sort by name,
+                // descending) unless its tries ran out (`system+0-N.conf`
+                // sorts last): then the recovery's.
+                fs::write(esp.join("loader/loader.conf"), "timeout 0\n").unwrap();
                 fs::write(
                     esp.join("loader/entries/system.conf"),
                     "title System\nlinux /vmlinuz\noptions root=/dev/nvme0n1p4 rw rootwait console=ttyS0 panic=-1\n",
@@ -387,8 +401,10 @@ impl Cycle {
                 .unwrap();
                 fs::write(
                     esp.join("loader/entries/recovery.conf"),
-                    "title Recovery\nlinux /vmlinuz\ninitrd /initramfs.img\n\
-                     options console=ttyS0 panic=-1 recovery.bootflag=systemd-boot\n",
+                    format!(
+                        "title Recovery\nlinux /vmlinuz\ninitrd /initramfs.img\n\
+                         options console=ttyS0 panic=-1 recovery.bootflag={SYSTEMD_BOOT_FLAG}\n"
+                    ),
                 )
                 .unwrap();
                 fs::copy(&suite.kernel, esp.join("vmlinuz")).unwrap();
@@ -546,17 +562,27 @@ pub fn boots(run: &Finished) -> Vec<&str> {
 fn install_agent(root: &Path, url: &str) {
     let agent = artifacts::static_agent().unwrap_or_else(|e| panic!("{e}"));
     fs::copy(agent, root.join("usr/bin/reimage-agent")).unwrap();
-    let modules = artifacts::net_modules().unwrap_or_else(|e| panic!("{e}"));
+    install_modules(root, "net", artifacts::net_modules());
+    fs::write(
+        root.join("etc/reimage/agent.conf"),
+        format!("feed={url}\nmin-free=1M\n"),
+    )
+    .unwrap();
+}
+
+/// Kernel modules on the system at `root`, with `lib/modules/KIND.order`,
+/// which its init loads them by.
+fn install_modules(root: &Path, kind: &str, modules: Result<Vec<PathBuf>, String>) {
+    let modules = modules.unwrap_or_else(|e| panic!("{e}"));
     let mut order = String::new();
     for module in modules {
         let name = module.file_name().unwrap().to_string_lossy().into_owned();
         fs::copy(&module, root.join("lib/modules").join(&name)).unwrap();
         order += &format!("{name}\n");
     }
-    fs::write(root.join("lib/modules/net.order"), order).unwrap();
     fs::write(
-        root.join("etc/reimage/agent.conf"),
-        format!("feed={url}\nmin-free=1M\n"),
+        root.join("lib/modules").join(format!("{kind}.order")),
+        order,
     )
     .unwrap();
 }

@@ -1,6 +1,7 @@
 //! Reads a disk image from the host, without root: the GPT (with the `gpt`
 //! crate, as the recovery does), a partition's bytes, and files inside an
-//! ext4 partition (with `debugfs`).
+//! ext4 partition (with `debugfs`), the names in a FAT partition's
+//! directory (with mtools' `mdir`).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -54,6 +55,32 @@ impl Disk {
     /// BLAKE3 of a partition's bytes: "byte-identical" checks.
     pub fn hash(&self, name: &str) -> [u8; 32] {
         *blake3::hash(&self.bytes(name)).as_bytes()
+    }
+
+    /// The file names in the directory `dir` of the FAT partition `name`
+    /// (the ESP), sorted.
+    pub fn fat_list(&self, name: &str, dir: &str) -> Vec<String> {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("fat.img");
+        std::fs::write(&image, self.bytes(name)).unwrap();
+        let out = Command::new("mdir")
+            .args(["-b", "-i"])
+            .arg(&image)
+            .arg(format!("::{dir}"))
+            .output()
+            .expect("mdir is missing: apt-get install mtools");
+        assert!(
+            out.status.success(),
+            "mdir {name}:{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().rsplit('/').next().map(str::to_string))
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn partition(&self, name: &str) -> PartitionImage {

@@ -92,6 +92,10 @@ fn the_device_updates_itself_through_systemd_boot() {
             "system: request exit code 0",
             "system: cancel exit code 0",
             "system: the one-shot variable is gone",
+            // 2.0 confirms its trial: its entry on the ESP loses its
+            // counter (`system+3.conf`, then `system+2-1.conf` as
+            // systemd-boot booted it, is `system.conf` again).
+            "system: confirm exit code 0",
             "system: status exit code 0",
         ],
         "{}",
@@ -110,7 +114,7 @@ fn the_device_updates_itself_through_systemd_boot() {
     );
     assert!(run.says("recovery: done: 2.0 installed"), "{}", run.tail());
     assert!(
-        run.says("recovery: bootflag: systemd-boot cleared"),
+        run.says("recovery: bootflag: systemd-boot:::system.conf:esp: cleared"),
         "{}",
         run.tail()
     );
@@ -118,6 +122,11 @@ fn the_device_updates_itself_through_systemd_boot() {
     let disk = cycle.inspect();
     let system = disk.partition("system");
     assert_eq!(system.read_string("/etc/version").as_deref(), Some("2.0\n"));
+    assert_eq!(
+        disk.fat_list("esp", "/loader/entries"),
+        ["recovery.conf", "system.conf"],
+        "the confirmed 2.0's entry still counts"
+    );
     let cfg = disk.partition("cfg");
     assert!(
         cfg.exists("/update/instruction.cancelled"),

@@ -31,8 +31,13 @@ fn grubenv(cycle: &Cycle) -> String {
 }
 
 /// The consoles of a full cycle whose 2.0 was not confirmed in 3 boots:
-/// the recovery restored 1.0, whose status says so.
+/// the recovery put it on trial, then restored 1.0, whose status says so.
 fn assert_trial_ran_out(run: &qemu_tests::vm::Finished) {
+    assert!(
+        run.says("recovery: trial: 2.0 must confirm itself within 3 boots"),
+        "{}",
+        run.tail()
+    );
     assert!(
         run.says("restore: 2.0 not confirmed after 3 boots (trial); restoring storage:updates/demo-1.0.manifest"),
         "{}",
@@ -44,6 +49,25 @@ fn assert_trial_ran_out(run: &qemu_tests::vm::Finished) {
         run.tail()
     );
     assert!(run.says("system: status exit code 2"), "{}", run.tail());
+}
+
+/// [`assert_trial_ran_out`], and on the disk: 1.0 on system, neither the
+/// trial nor the pending restore on cfg. Returns the disk.
+fn assert_full_cycle_restored(
+    cycle: &Cycle,
+    run: &qemu_tests::vm::Finished,
+) -> qemu_tests::inspect::Disk {
+    assert_trial_ran_out(run);
+    let disk = cycle.inspect();
+    assert_eq!(
+        disk.partition("system")
+            .read_string("/etc/version")
+            .as_deref(),
+        Some("1.0\n")
+    );
+    let cfg = disk.partition("cfg");
+    assert!(!cfg.exists("/update/trial") && !cfg.exists("/update/restore"));
+    disk
 }
 
 #[test]
@@ -67,11 +91,6 @@ fn through_grub_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
             "reimage: booting the system",
             "system: running demo 1.0",
         ],
-        "{}",
-        run.tail()
-    );
-    assert!(
-        run.says("recovery: trial: 2.0 must confirm itself within 3 boots"),
         "{}",
         run.tail()
     );
@@ -432,16 +451,7 @@ fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
         "{}",
         run.tail()
     );
-    assert_trial_ran_out(&run);
-    let disk = cycle.inspect();
-    assert_eq!(
-        disk.partition("system")
-            .read_string("/etc/version")
-            .as_deref(),
-        Some("1.0\n")
-    );
-    let cfg = disk.partition("cfg");
-    assert!(!cfg.exists("/update/trial") && !cfg.exists("/update/restore"));
+    let disk = assert_full_cycle_restored(&cycle, &run);
     let area = disk.bytes("ubootenv");
     let env = formats::ubootenv::UbootEnv::parse_copy(&area[..0x4000], false)
         .expect("a valid environment on ubootenv")
@@ -452,4 +462,35 @@ fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
         "U-Boot still counts: {env:?}"
     );
     assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
+}
+
+/// The same through systemd-boot: the recovery renames the system's entry
+/// `system.conf` to `system+3.conf` on the ESP, systemd-boot counts down
+/// in its name at each boot (`system+2-1.conf` … `system+0-3.conf`) and
+/// then sorts it after the recovery's entry, which boots and restores 1.0
+/// and names the entry `system.conf` again.
+#[test]
+fn through_systemd_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::Unconfirmed, Loader::SystemdBoot);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "system: running demo 1.0",
+            "system: running demo 2.0",
+            "system: running demo 2.0",
+            "system: running demo 2.0",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    let disk = assert_full_cycle_restored(&cycle, &run);
+    assert_eq!(
+        disk.fat_list("esp", "/loader/entries"),
+        ["recovery.conf", "system.conf"],
+        "systemd-boot still counts"
+    );
 }

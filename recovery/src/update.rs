@@ -663,17 +663,27 @@ fn mount_ext4(partition: &Partition, at: &str, flags: MsFlags) -> Result<Mount, 
             "this kernel has no ext4 support: build it in (CONFIG_EXT4_FS=y)",
         ));
     }
+    mount_as(partition, at, "ext4", flags)
+}
+
+/// Mounts `partition` as `fstype` on `at`.
+fn mount_as(
+    partition: &Partition,
+    at: &str,
+    fstype: &str,
+    flags: MsFlags,
+) -> Result<Mount, UpdateError> {
     Mount::new(
         &partition.device.to_string_lossy(),
         Path::new(at),
-        "ext4",
+        fstype,
         flags,
     )
     .map_err(|e| {
         UpdateError::new(
             Stage::Disks,
             partition.device.display(),
-            format!("cannot mount {} (ext4) on {at}: {e}", partition.name),
+            format!("cannot mount {} ({fstype}) on {at}: {e}", partition.name),
         )
     })
 }
@@ -931,28 +941,31 @@ fn clear_flag(config: &Config, flag: &BootFlag) {
 /// this recovery reaches them (None, logged, when the setting is bad).
 fn with_boot_flag<T>(config: &Config, f: impl FnOnce(&BootFlag) -> T) -> Option<T> {
     // A file named `PARTITION:PATH` is on that partition (by GPT name):
-    // `cfg` is mounted already; another is mounted for as long as needed.
+    // `cfg` is mounted already; another is mounted (ext4, or the ESP's
+    // vfat) for as long as needed.
     let mut _mounted = None;
-    let mut locate = |p: &Path| -> PathBuf {
+    let mut locate = |p: &Path, fstype: &str| -> PathBuf {
         let Some((partition, rest)) = p.to_str().and_then(|s| s.split_once(':')) else {
             return p.to_path_buf();
         };
         if partition == policy::CFG {
             return Path::new(CFG_MOUNT).join(rest);
         }
-        match partitions::scan().find(partition) {
-            Some(part) => match mount_ext4(part, BOOTFLAG_MOUNT, MsFlags::empty()) {
-                Ok(m) => {
-                    _mounted = Some(m);
-                    Path::new(BOOTFLAG_MOUNT).join(rest)
-                }
-                Err(e) => {
-                    log::warn!("bootflag: {e}");
-                    p.to_path_buf()
-                }
-            },
+        let mounted = match partitions::scan().find(partition) {
+            Some(part) if fstype == "ext4" => mount_ext4(part, BOOTFLAG_MOUNT, MsFlags::empty()),
+            Some(part) => mount_as(part, BOOTFLAG_MOUNT, fstype, MsFlags::empty()),
             None => {
                 log::warn!("bootflag: no partition named {partition}");
+                return p.to_path_buf();
+            }
+        };
+        match mounted {
+            Ok(m) => {
+                _mounted = Some(m);
+                Path::new(BOOTFLAG_MOUNT).join(rest)
+            }
+            Err(e) => {
+                log::warn!("bootflag: {e}");
                 p.to_path_buf()
             }
         }
@@ -961,15 +974,25 @@ fn with_boot_flag<T>(config: &Config, f: impl FnOnce(&BootFlag) -> T) -> Option<
     let mut _efivarfs = None;
     let flag = match BootFlag::parse(&config.bootflag) {
         Ok(BootFlag::GrubEnv { file }) => BootFlag::GrubEnv {
-            file: locate(&file),
+            file: locate(&file, "ext4"),
         },
         Ok(BootFlag::Uboot { config, defaults }) => BootFlag::Uboot {
-            config: locate(&config),
+            config: locate(&config, "ext4"),
             defaults,
         },
-        Ok(BootFlag::SystemdBoot { efivars, entry }) => {
+        Ok(BootFlag::SystemdBoot {
+            efivars,
+            entry,
+            system,
+            esp,
+        }) => {
             _efivarfs = Mount::new("efivarfs", &efivars, "efivarfs", MsFlags::empty()).ok();
-            BootFlag::SystemdBoot { efivars, entry }
+            BootFlag::SystemdBoot {
+                efivars,
+                entry,
+                system,
+                esp: esp.map(|esp| locate(&esp, "vfat")),
+            }
         }
         Ok(flag) => flag,
         Err(e) => {

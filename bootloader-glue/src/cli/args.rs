@@ -63,7 +63,7 @@ pub struct RequestArgs {
     #[arg(long)]
     pub allow_downgrade: bool,
     /// The boot loader's flag: grub, grubenv:FILE, uboot[:FW_ENV_CONFIG],
-    /// systemd-boot[:EFIVARS_DIR[:ENTRY]] or none
+    /// systemd-boot[:EFIVARS_DIR[:ENTRY[:SYSTEM_ENTRY[:ESP]]]] or none
     #[arg(long, value_name = "KIND", default_value = "grub")]
     pub bootloader: String,
     /// U-Boot's default environment (name=value lines, as fw_printenv
