@@ -2,13 +2,15 @@
 //! --reboot` fetches 2.0's bundle from a static feed on the host (QEMU's
 //! user network, the host's 127.0.0.1 seen as 10.0.2.2), admits and
 //! requests it; GRUB boots the recovery, which installs 2.0 from the
-//! bundle; 2.0 boots.
+//! bundle; 2.0 boots. The same through a real gooseBit (a hawkBit DDI
+//! server) on the host, where 2.0 also reports the success to the server.
 
 // The agent's own fault-injecting test server: one home for it.
 #[path = "../../agent/tests/server/mod.rs"]
 mod server;
 
 use qemu_tests::cycle::{self, Cycle};
+use qemu_tests::goosebit;
 use server::{Fault, Plan, Server};
 use std::time::Duration;
 
@@ -73,6 +75,68 @@ fn the_agent_downloads_2_0_from_a_feed_and_the_recovery_installs_it() {
         "agent cycle: {:.1} s, {bundle_served} bytes of the {len}-byte bundle served",
         run.seconds
     );
+}
+
+#[test]
+fn the_agent_updates_from_goosebit_and_2_0_reports_the_success() {
+    let server = goosebit::Server::start();
+    let port = server
+        .base
+        .rsplit_once(':')
+        .expect("http://127.0.0.1:PORT")
+        .1;
+    let id = "demo-1";
+    let conf = format!(
+        "source=hawkbit\nhawkbit-server=http://10.0.2.2:{port}\n\
+         hawkbit-controller-id={id}\nhawkbit-hardware={}\n",
+        cycle::HARDWARE
+    );
+    let mut software = None;
+    let cycle = Cycle::with_hawkbit(&conf, |bundle| software = Some(server.roll_out(bundle)));
+    let software = software.expect("the cycle published the bundle");
+    let run = cycle.run(false);
+    cycle.assert_updated(&run);
+    for line in ["system: confirm exit code 0", "system: report exit code 0"] {
+        assert!(
+            run.says(line),
+            "no {line:?} on the console:\n{}",
+            run.tail()
+        );
+    }
+
+    // gooseBit's own view: 2.0 reported by the new system, after the
+    // progress 1.0 reported while downloading.
+    let dev = server.device(id);
+    assert_eq!(dev["sw_version"], "2.0", "{dev}\n{}", server.log());
+    assert_eq!(dev["last_state"], "Finished", "{dev}");
+    assert_eq!(dev["hardware"]["revision"], cycle::HARDWARE, "{dev}");
+    let (log, progress) = server.device_log(id);
+    for said in [
+        "downloading: Downloaded 100%",
+        "downloaded and verified",
+        "2.0 installed and booted (from 1.0",
+    ] {
+        assert!(log.contains(said), "no {said:?} in the device log:\n{log}");
+    }
+    assert_eq!(progress, Some(100), "{log}");
+    let rollouts = server.request("GET", "/api/v1/rollouts", &[]).json();
+    assert_eq!(rollouts["rollouts"][0]["success_count"], 1, "{rollouts}");
+    assert_eq!(rollouts["rollouts"][0]["failure_count"], 0, "{rollouts}");
+
+    // On the disk: the offer's action record is gone once reported; the
+    // bundle gooseBit served is on storage.
+    let disk = cycle.inspect();
+    let cfg = disk.partition("cfg");
+    assert!(!cfg.exists("/update/action"), "{:?}", cfg.list("/update"));
+    let storage = disk.partition("storage");
+    let bundle = storage
+        .read("/updates/demo-2.0.swu")
+        .unwrap_or_else(|| panic!("no bundle on storage: {:?}", storage.list("/updates")));
+    let software_list = server.request("GET", "/api/v1/software", &[]).json();
+    let uploaded = &software_list["software"][0];
+    assert_eq!(uploaded["id"], software, "{software_list}");
+    assert_eq!(uploaded["size"], bundle.len() as u64, "{software_list}");
+    println!("goosebit cycle: {:.1} s", run.seconds);
 }
 
 #[test]
