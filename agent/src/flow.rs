@@ -600,7 +600,7 @@ pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<
                 return;
             };
             let percent = (p.done.saturating_mul(100) / total).min(100) as u8;
-            if last_percent.is_none_or(|l: u8| percent >= l.saturating_add(10)) {
+            if progress_due(last_percent, percent) {
                 last_percent = Some(percent);
                 tell(
                     source,
@@ -886,8 +886,25 @@ fn partition_path(config: &Config, image: &Path) -> Result<PartitionPath, FlowEr
     })
 }
 
+/// Whether a download's progress at `percent` is reported, `last` the
+/// last one reported: every 10 %, and the end (100 %) always, so that a
+/// server showing the progress does not stay at 97 %.
+fn progress_due(last: Option<u8>, percent: u8) -> bool {
+    last.is_none_or(|l| percent >= l.saturating_add(10) || (percent == 100 && l < 100))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_is_reported_every_ten_percent_and_at_the_end() {
+        use super::progress_due;
+        assert!(progress_due(None, 3));
+        assert!(!progress_due(Some(3), 12));
+        assert!(progress_due(Some(3), 13));
+        assert!(progress_due(Some(97), 100));
+        assert!(!progress_due(Some(100), 100));
+    }
+
     use super::*;
     use crate::source::Mode;
 

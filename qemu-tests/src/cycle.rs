@@ -18,7 +18,10 @@
 //! With the agent ([`Cycle::with_agent`]), boot 1 differs: 1.0's init
 //! brings up the network (virtio on QEMU's user network) and runs
 //! `reimage-agent install --reboot`, which downloads 2.0's bundle from a
-//! static feed on the host, admits it and requests it.
+//! static feed on the host, admits it and requests it. With a hawkBit
+//! server ([`Cycle::with_hawkbit`]), the bundle comes from that server,
+//! and 2.0, once it confirmed itself, runs `reimage-agent report`, which
+//! tells the server the update succeeded.
 
 use crate::artifacts;
 use crate::scenario::{sample_rootfs_named, Suite, PRODUCT};
@@ -52,13 +55,32 @@ pub enum Variant {
     /// reboots once more: a plain boot of 2.0.
     Confirms,
     /// 2.0 is not staged: 1.0's agent downloads its bundle from the feed
-    /// [`Cycle::with_agent`] serves, requests it and reboots.
+    /// [`Cycle::with_agent`] serves (or the hawkBit server of
+    /// [`Cycle::with_hawkbit`]), requests it and reboots.
     Agent,
 }
 
 /// The files of a static feed for the agent (`/<product>/latest`, the
 /// bundle), as `(path, bytes)`.
 pub type Feed = Vec<(String, Vec<u8>)>;
+
+/// The hardware revision of the agent's cycle: 2.0's bundle is built for
+/// it (`hardware-compatibility`), as a hawkBit server matches it against
+/// the device's `hawkbit-hardware=`.
+pub const HARDWARE: &str = "1.0";
+
+/// Where the agent's cycle publishes 2.0's bundle.
+enum Publish<'a> {
+    /// A static feed: gets the feed, returns its base URL.
+    Feed(Box<dyn FnOnce(Feed) -> String + 'a>),
+    /// A hawkBit server, known before the systems are built: the
+    /// `agent.conf` lines naming it (1.0's and 2.0's), and what puts the
+    /// bundle (its path) on it.
+    Hawkbit {
+        conf: String,
+        publish: Box<dyn FnOnce(&Path) + 'a>,
+    },
+}
 
 /// The boot loader on the ESP.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -149,12 +171,16 @@ if [ -f /lib/modules/fat.order ]; then
 fi
 echo "system: running demo $(cat /etc/version)"
 loader=$(cat /etc/bootloader)
-if [ -f /etc/reimage/agent.conf ] && [ ! -f /cfg/update/result ]; then
+# QEMU's user network: the host is 10.0.2.2.
+net_up() {
   for m in $(cat /lib/modules/net.order); do insmod /lib/modules/$m; done
   /bin/busybox ip link set lo up
   /bin/busybox ip addr add 10.0.2.15/24 dev eth0
   /bin/busybox ip link set eth0 up
   /bin/busybox ip route add default via 10.0.2.2
+}
+if [ -f /etc/reimage/agent.conf ] && [ ! -f /cfg/update/result ]; then
+  net_up
   /usr/bin/reimage-agent install --reboot
   echo "system: agent exit code $?"
 fi
@@ -207,6 +233,12 @@ if [ -f /cfg/update/trial ]; then
     reboot -f
   fi
 fi
+# The new system tells the agent's source how the update went.
+if [ -f /etc/reimage/agent.conf ] && [ -f /cfg/update/action ]; then
+  net_up
+  /usr/bin/reimage-agent report
+  echo "system: report exit code $?"
+fi
 /usr/bin/bootloader-glue status --cfg /cfg
 echo "system: status exit code $?"
 sync
@@ -222,20 +254,52 @@ impl Cycle {
     }
 
     pub fn with_loader(variant: Variant, loader: Loader) -> Cycle {
-        Cycle::make(variant, loader, None)
+        Cycle::make(variant, loader, None, Box::new(|_| {}))
     }
 
     /// The agent's cycle under GRUB: `serve` gets the feed (2.0's bundle
     /// and `latest`), serves it on the host's 127.0.0.1 and returns the
     /// base URL the guest uses (`http://10.0.2.2:PORT`).
     pub fn with_agent(serve: impl FnOnce(Feed) -> String) -> Cycle {
-        Cycle::make(Variant::Agent, Loader::Grub, Some(Box::new(serve)))
+        Cycle::with_agent_and(serve, |_| {})
     }
 
-    fn make(
+    /// [`Cycle::with_agent`], with `change_2_0` applied to 2.0's tree
+    /// before its image is built (e.g. a large file, for a long download).
+    pub fn with_agent_and(
+        serve: impl FnOnce(Feed) -> String,
+        change_2_0: impl FnOnce(&Path),
+    ) -> Cycle {
+        Cycle::make(
+            Variant::Agent,
+            Loader::Grub,
+            Some(Publish::Feed(Box::new(serve))),
+            Box::new(change_2_0),
+        )
+    }
+
+    /// The agent's cycle under GRUB with a hawkBit server the caller runs:
+    /// `agent_conf` is the `source=hawkbit` and `hawkbit-*` lines of 1.0's
+    /// and 2.0's `agent.conf` (the server as the guest sees it,
+    /// `http://10.0.2.2:PORT`; `hawkbit-hardware=`[`HARDWARE`]); `publish`
+    /// gets 2.0's bundle and offers it to the device (upload, rollout).
+    pub fn with_hawkbit(agent_conf: &str, publish: impl FnOnce(&Path)) -> Cycle {
+        Cycle::make(
+            Variant::Agent,
+            Loader::Grub,
+            Some(Publish::Hawkbit {
+                conf: agent_conf.to_string(),
+                publish: Box::new(publish),
+            }),
+            Box::new(|_| {}),
+        )
+    }
+
+    fn make<'a>(
         variant: Variant,
         loader: Loader,
-        serve: Option<Box<dyn FnOnce(Feed) -> String + '_>>,
+        publish: Option<Publish<'a>>,
+        change_2_0: Box<dyn FnOnce(&Path) + 'a>,
     ) -> Cycle {
         let suite = Suite::get();
         let dir = tempfile::tempdir_in(artifacts::workspace().join("target")).unwrap();
@@ -274,6 +338,11 @@ impl Cycle {
         };
         let v1 = system("1.0", "system", variant != Variant::Agent);
         let v2 = system("2.0", "v2", false);
+        change_2_0(&v2);
+        // With a server that takes reports, 2.0 has the agent too.
+        if let Some(Publish::Hawkbit { conf, .. }) = &publish {
+            install_agent(&v2, conf);
+        }
         // A new system confirms itself once it is up, as the systemd unit
         // in docs/reliability.md does.
         if variant != Variant::Unconfirmed {
@@ -324,22 +393,31 @@ impl Cycle {
                 suite.key_sec.clone()
             },
         );
-        if let Some(serve) = serve {
+        if let Some(publish) = publish {
             let bundle = image_builder::bundle::build(&image_builder::bundle::BundleRequest {
                 manifest: image.manifest_path.clone(),
                 out_dir: feed.clone(),
-                hardware: vec![],
+                hardware: vec![HARDWARE.into()],
             })
             .unwrap_or_else(|e| panic!("bundle: {e}"));
-            let name = bundle.path.file_name().unwrap().to_string_lossy();
-            let url = serve(vec![
-                (format!("/{PRODUCT}/latest"), b"2.0\n".to_vec()),
-                (
-                    format!("/{PRODUCT}/{name}"),
-                    fs::read(&bundle.path).unwrap(),
-                ),
-            ]);
-            install_agent(&v1, &url);
+            let conf = match publish {
+                Publish::Feed(serve) => {
+                    let name = bundle.path.file_name().unwrap().to_string_lossy();
+                    let url = serve(vec![
+                        (format!("/{PRODUCT}/latest"), b"2.0\n".to_vec()),
+                        (
+                            format!("/{PRODUCT}/{name}"),
+                            fs::read(&bundle.path).unwrap(),
+                        ),
+                    ]);
+                    format!("feed={url}\n")
+                }
+                Publish::Hawkbit { conf, publish } => {
+                    publish(&bundle.path);
+                    conf
+                }
+            };
+            install_agent(&v1, &conf);
         }
         let sig = fs::read_to_string(&image.signature_path).unwrap();
         let mut lines: Vec<String> = sig.lines().map(String::from).collect();
@@ -470,6 +548,17 @@ impl Cycle {
 
     /// Runs the three boots (until the guest powers off).
     pub fn run(&self, echo: bool) -> Finished {
+        self.boot(echo, None)
+    }
+
+    /// Runs the boots until the console shows `marker`, and cuts the power
+    /// (SIGKILL to QEMU) `after` that; the disk and the EFI variables stay
+    /// for the next [`Cycle::run`].
+    pub fn run_cut(&self, marker: &str, after: Duration) -> Finished {
+        self.boot(false, Some((marker.to_string(), after)))
+    }
+
+    fn boot(&self, echo: bool, cut: Option<(String, Duration)>) -> Finished {
         let mut boot = vm::Boot::new(
             Path::new("/"),
             Path::new("/"),
@@ -486,6 +575,7 @@ impl Cycle {
         boot.timeout = Duration::from_secs(600);
         boot.echo = echo;
         boot.user_net = self.net;
+        boot.cut = cut;
         let finished = vm::boot(&boot);
         vm::keep_console(self.dir.path(), "cycle-", &finished.console);
         finished
@@ -557,15 +647,16 @@ pub fn boots(run: &Finished) -> Vec<&str> {
 }
 
 /// The static agent on the system at `root`, with the network modules and
-/// an `agent.conf` for the feed at `url` (the rest: the defaults, which fit
-/// this layout; little free space asked of the small storage partition).
-fn install_agent(root: &Path, url: &str) {
+/// an `agent.conf` of the source's lines `source_conf` (the rest: the
+/// defaults, which fit this layout; little free space asked of the small
+/// storage partition).
+fn install_agent(root: &Path, source_conf: &str) {
     let agent = artifacts::static_agent().unwrap_or_else(|e| panic!("{e}"));
     fs::copy(agent, root.join("usr/bin/reimage-agent")).unwrap();
     install_modules(root, "net", artifacts::net_modules());
     fs::write(
         root.join("etc/reimage/agent.conf"),
-        format!("feed={url}\nmin-free=1M\n"),
+        format!("{source_conf}min-free=1M\n"),
     )
     .unwrap();
 }
