@@ -320,9 +320,19 @@ pub enum Turn {
     Installed,
     /// Writing the instruction failed; tried again at the next poll.
     InstallFailed,
+    /// The server cancelled the offer during the round before the install:
+    /// the cancel is honoured, the offer dropped, no lock.
+    Cancelled,
     Waited {
         until: u64,
     },
+}
+
+/// Whether a failed round right before the install sets the update lock:
+/// every failure does, except a cancel by the server, which is honoured
+/// like a cancel at a poll (docs/agent.md).
+pub fn locks(e: &FlowError) -> bool {
+    !matches!(e, FlowError::Cancelled { .. })
 }
 
 /// The daemon: what it knows, and the loop that carries out [`decide`].
@@ -522,7 +532,16 @@ impl<'a, C: Clock> Daemon<'a, C> {
         );
         let staged = match flow::stage(self.config, self.source, &offer) {
             Ok(staged) => staged,
-            Err(e) => return self.lock(&offer, &e),
+            Err(e) if locks(&e) => return self.lock(&offer, &e),
+            Err(e) => {
+                // The server cancelled the offer during this round; the
+                // flow has acknowledged it and thrown the download away.
+                log::info!("offer {}: {e}; nothing installed", offer.id);
+                self.offer = None;
+                self.staged = None;
+                self.next_poll = self.clock.now() + self.daemon().poll_interval.as_secs();
+                return Turn::Cancelled;
+            }
         };
         let new = staged.manifest.version.clone();
         // flow::install keeps the action record (for the report after the
@@ -661,6 +680,16 @@ pub fn reboot(how: &Reboot) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancel_in_the_round_before_the_install_does_not_lock() {
+        assert!(!locks(&FlowError::Cancelled { id: "7".into() }));
+        assert!(locks(&FlowError::Setup("no keys".into())));
+        assert!(locks(&FlowError::Offer {
+            id: "7".into(),
+            reason: "no bundle".into()
+        }));
+    }
 
     /// Monday 2026-11-23 00:00:00 UTC.
     const MONDAY: u64 = 1_795_392_000;

@@ -52,3 +52,22 @@ fn the_units_run_commands_the_agent_takes_on_the_default_paths() {
         defaults.cfg.join(formats::cfg::ACTION)
     );
 }
+
+#[test]
+fn the_timer_starts_a_download_that_writes_no_instruction() {
+    let defaults = agent::config::Config::default();
+    let service = unit("reimage-agent-download.service");
+    assert!(matches!(exec_start(&service), Command::Download(_)));
+    assert_eq!(value(&service, "Type"), "oneshot");
+    assert_eq!(value(&service, "ConditionPathExists"), agent::config::PATH);
+    let mounts = value(&service, "RequiresMountsFor");
+    assert!(
+        mounts.contains(&defaults.cfg.display().to_string()),
+        "{mounts}"
+    );
+
+    let timer = unit("reimage-agent-download.timer");
+    assert_eq!(value(&timer, "Unit"), "reimage-agent-download.service");
+    assert!(!value(&timer, "OnCalendar").is_empty());
+    assert_eq!(value(&timer, "WantedBy"), "timers.target");
+}
