@@ -18,9 +18,10 @@ pub const IMAGES_DIR: &str = "updates";
 /// The file name of the image of `installed` among the staged images in
 /// `dir`: `P-V.manifest`, else the bundle `P-V.swu`.
 pub fn restore_image_in(dir: &Path, installed: &Installed) -> Option<String> {
+    let stem = formats::manifest::Manifest::file_stem(&installed.product, &installed.version);
     ["manifest", formats::bundle::EXTENSION]
         .iter()
-        .map(|ext| format!("{}-{}.{ext}", installed.product, installed.version))
+        .map(|ext| format!("{stem}.{ext}"))
         .find(|name| dir.join(name).is_file())
 }
 
