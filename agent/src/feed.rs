@@ -91,7 +91,7 @@ impl Feed {
             FeedLayout::Files => vec![
                 format!("{stem}.manifest"),
                 format!("{stem}.manifest.minisig"),
-                format!("{stem}.tar.zst"),
+                crate::storage::payload_name(&self.product, version),
             ],
         };
         names

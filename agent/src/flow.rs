@@ -402,6 +402,22 @@ fn download_request(
             }
         }
         (Layout::Files { all, .. }, _) => {
+            // The payload is stored under its name in the signed manifest:
+            // only the name of this version's payload will do, so that no
+            // manifest can make the agent overwrite another version's
+            // file (the installed version's image is the restore image).
+            let expected = storage::payload_name(&manifest.product, &manifest.version);
+            if manifest.payload != expected {
+                return Err(AttemptError::Refused(UpdateError::new(
+                    Stage::Manifest,
+                    head.source.manifest_shown(),
+                    format!(
+                        "the manifest names the payload {}: expected {expected}, the name of \
+                         {} {}'s payload",
+                        manifest.payload, manifest.product, manifest.version
+                    ),
+                )));
+            }
             let payload = all
                 .iter()
                 .find(|a| a.name == manifest.payload)

@@ -6,9 +6,12 @@
 //! `P-V.tar.zst`; a download in progress adds `NAME.part` and
 //! `NAME.part.state`. Only files named so, for this device's product, are
 //! ever deleted ([`to_delete`], a pure function over the directory's names).
+//! No other name is ever written: a manifest whose payload is not
+//! [`payload_name`] is refused before the download.
 
 use formats::bundle::EXTENSION;
 use formats::keyvalue::is_name;
+use formats::manifest::Manifest;
 use formats::version;
 use std::collections::BTreeSet;
 use std::io;
@@ -54,6 +57,13 @@ pub fn check_free(dir: &Path, needed: u64, min_free: u64) -> Result<(), StorageE
         });
     }
     Ok(())
+}
+
+/// The only payload name the agent stores for an image of `product`
+/// `version`: `P-V.tar.zst`, as `image-builder` names it (the rule beside
+/// [`Manifest::file_stem`]).
+pub fn payload_name(product: &str, version: &str) -> String {
+    format!("{}.tar.zst", Manifest::file_stem(product, version))
 }
 
 /// The suffixes of the files of one image, longest first (so that

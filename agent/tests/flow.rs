@@ -501,3 +501,98 @@ fn a_hostile_latest_is_refused_by_check() {
     let err = flow::check(&config, &mut source).unwrap_err().to_string();
     assert!(err.contains("larger than the 256 bytes"), "{err}");
 }
+
+/// The trusted key's secret half, to sign a manifest of the test's own.
+fn sign_as_vendor(fx: &Fixture, manifest: &[u8]) -> Vec<u8> {
+    let (_, secret) = image_builder::keygen::key_paths(&fx.root().join("vendor"));
+    let secret = image_builder::keygen::load_secret_key(&secret).unwrap();
+    image_builder::sign::SigningKey::from_minisign(&secret)
+        .sign(manifest, "test", "test")
+        .into_bytes()
+}
+
+/// The offer of three files at `paths` on `server`, named as the server
+/// names them (as a hawkBit server names the files a vendor uploaded).
+fn offer_of(server: &Server, paths: &[&str]) -> Offer {
+    Offer {
+        id: "7".into(),
+        version: Some("2.0".into()),
+        artifacts: paths
+            .iter()
+            .map(|p| agent::source::Artifact {
+                name: p.rsplit('/').next().unwrap().to_string(),
+                url: server.url(p.trim_start_matches('/')),
+                size: None,
+            })
+            .collect(),
+        download: agent::source::Mode::Attempt,
+        install: agent::source::Mode::Attempt,
+        window_open: true,
+    }
+}
+
+/// A signed 2.0 manifest that names 1.0's payload file: the agent would
+/// have written 2.0's payload over 1.0's, the restore image. It is refused
+/// before a byte of the payload is fetched or written.
+#[test]
+fn a_manifest_naming_another_versions_payload_is_refused_before_a_byte_is_written() {
+    let mut fx = Fixture::new(true);
+    fx.install("1.0");
+    fx.put(&[
+        "acme-1.0.manifest",
+        "acme-1.0.manifest.minisig",
+        "acme-1.0.tar.zst",
+    ]);
+    let bytes = |suffix: &str| {
+        fx.files
+            .iter()
+            .find(|(p, _)| p.ends_with(suffix))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let mut manifest = formats::manifest::Manifest::parse(&bytes("2.0.manifest")).unwrap();
+    manifest.payload = "acme-1.0.tar.zst".into();
+    let manifest = manifest.render().into_bytes();
+    let signature = sign_as_vendor(&fx, &manifest);
+    let payload = bytes("2.0.tar.zst");
+    fx.files.extend([
+        ("/evil/acme-2.0.manifest".to_string(), manifest),
+        ("/evil/acme-2.0.manifest.minisig".to_string(), signature),
+        ("/evil/acme-1.0.tar.zst".to_string(), payload),
+    ]);
+    let server = fx.server(Plan::good());
+    let config = fx.config(&server, FeedLayout::Files);
+    let mut source = feed(&config);
+    let offer = offer_of(
+        &server,
+        &[
+            "/evil/acme-2.0.manifest",
+            "/evil/acme-2.0.manifest.minisig",
+            "/evil/acme-1.0.tar.zst",
+        ],
+    );
+    let err = flow::stage(&config, &mut source, &offer).unwrap_err();
+    let refused = err
+        .refused()
+        .unwrap_or_else(|| panic!("not refused: {err}"));
+    assert_eq!(refused.stage, Stage::Manifest, "{err}");
+    assert!(
+        refused.reason.contains("expected acme-2.0.tar.zst"),
+        "{err}"
+    );
+    assert_eq!(server.served_of("/evil/acme-1.0.tar.zst"), 0);
+    assert_eq!(
+        fs::read(fx.storage().join("acme-1.0.tar.zst")).unwrap(),
+        b"acme-1.0.tar.zst",
+        "1.0's payload was overwritten"
+    );
+    assert_eq!(
+        fx.storage_names(),
+        [
+            "acme-1.0.manifest",
+            "acme-1.0.manifest.minisig",
+            "acme-1.0.tar.zst"
+        ]
+    );
+}
