@@ -433,7 +433,7 @@ fn download_request(
                 })?;
             download::Request {
                 url: payload.url.clone(),
-                dir: config.storage_dir.clone(),
+                dir: incoming_dir(config),
                 name: manifest.payload.clone(),
                 size: Some(manifest.payload_size),
                 blake3: Some(manifest.payload_blake3),
@@ -442,6 +442,36 @@ fn download_request(
         }
         (Layout::Bundle(_), None) => unreachable!("a bundle's head has its length"),
     })
+}
+
+/// Where an image of three files is fetched and verified before it
+/// replaces the files of its version ([`storage::INCOMING`]).
+fn incoming_dir(config: &Config) -> PathBuf {
+    config.storage_dir.join(storage::INCOMING)
+}
+
+/// Moves a verified image of three files from [`incoming_dir`] to `image`
+/// (`P-V.manifest` on storage). The old manifest goes first, the new one
+/// last: after a power cut on the way there is no manifest, or one beside
+/// the payload and signature it describes, never one beside another
+/// payload.
+fn move_into_place(incoming: &Path, image: &Path, payload: &str) -> Result<(), AttemptError> {
+    formats::store::remove_durably(image).map_err(io(image, "deleting the old manifest"))?;
+    let dir = image.parent().unwrap_or(Path::new("."));
+    let moves = [
+        (incoming.with_file_name(payload), dir.join(payload)),
+        (
+            recovery::source::signature_path(incoming),
+            recovery::source::signature_path(image),
+        ),
+        (incoming.to_path_buf(), image.to_path_buf()),
+    ];
+    for (from, to) in moves {
+        formats::store::rename_durably(&from, &to).map_err(io(&to, "moving into place"))?;
+    }
+    // Gone when empty; what else is there is pruned with the old images.
+    let _ = fs::remove_dir(incoming.parent().unwrap_or(Path::new(".")));
+    Ok(())
 }
 
 fn file_name(path: &Path) -> String {
@@ -508,18 +538,29 @@ impl Round<'_> {
             still_needed(&request),
             self.config.min_free,
         )?;
-        if !is_bundle {
+        // A bundle is one file, renamed into place whole once downloaded.
+        // Three files are fetched into `incoming` and replace those of the
+        // version on storage (a re-offered version) only once verified.
+        let checked = if is_bundle {
+            image.clone()
+        } else {
             // The admitted manifest and signature go beside the payload.
-            let sig = recovery::source::signature_path(&image);
+            let checked = incoming_dir(self.config).join(file_name(&image));
+            let sig = recovery::source::signature_path(&checked);
             let signature = head.source.signature.as_deref().unwrap_or_default();
-            formats::store::write_atomic(&image, &head.source.manifest)
-                .map_err(io(&image, "writing"))?;
+            formats::store::write_atomic(&checked, &head.source.manifest)
+                .map_err(io(&checked, "writing"))?;
             formats::store::write_atomic(&sig, signature.as_bytes())
                 .map_err(io(&sig, "writing"))?;
-        }
+            checked
+        };
         let done = download::download(self.client, &request, progress)?;
-        match self.verify(&image, manifest) {
-            Ok(()) => Ok((manifest.clone(), image, done.fetched)),
+        match self.verify(&checked, manifest) {
+            Ok(()) if is_bundle => Ok((manifest.clone(), image, done.fetched)),
+            Ok(()) => {
+                move_into_place(&checked, &image, &manifest.payload)?;
+                Ok((manifest.clone(), image, done.fetched))
+            }
             Err(e) => {
                 // The next attempt starts from zero.
                 formats::store::remove_durably(&done.path).map_err(io(&done.path, "deleting"))?;
@@ -821,6 +862,19 @@ fn prune(config: &Config, product: &str, staged: &str) {
     };
     if let Err(e) = storage::prune(&config.storage_dir, product, &keep) {
         log::warn!("deleting old images: {e}");
+    }
+    // What an earlier download left in `incoming`, of another version.
+    let incoming = incoming_dir(config);
+    let only_staged = Keep {
+        installed: None,
+        staged: Some(staged),
+        named: Vec::new(),
+        count: 0,
+    };
+    if incoming.is_dir() {
+        if let Err(e) = storage::prune(&incoming, product, &only_staged) {
+            log::warn!("deleting old downloads: {e}");
+        }
     }
 }
 

@@ -8,6 +8,10 @@
 //! ever deleted ([`to_delete`], a pure function over the directory's names).
 //! No other name is ever written: a manifest whose payload is not
 //! [`payload_name`] is refused before the download.
+//!
+//! Three files are fetched and checked in [`INCOMING`] first and move into
+//! place together only once verified, so that a failed or cancelled
+//! download never leaves a manifest beside a payload it does not describe.
 
 use formats::bundle::EXTENSION;
 use formats::keyvalue::is_name;
@@ -58,6 +62,11 @@ pub fn check_free(dir: &Path, needed: u64, min_free: u64) -> Result<(), StorageE
     }
     Ok(())
 }
+
+/// The subdirectory of the storage directory where an image of three
+/// files is downloaded and verified before its files replace those of the
+/// same version.
+pub const INCOMING: &str = ".incoming";
 
 /// The only payload name the agent stores for an image of `product`
 /// `version`: `P-V.tar.zst`, as `image-builder` names it (the rule beside

@@ -596,3 +596,84 @@ fn a_manifest_naming_another_versions_payload_is_refused_before_a_byte_is_writte
         ]
     );
 }
+
+/// 2.0 is on storage, verified; the server then offers another 2.0 (other
+/// files, signed all the same) whose payload never arrives. The files on
+/// storage stay the verified set: the new manifest does not replace the
+/// old one beside the old payload. A later complete download replaces all
+/// three together.
+#[test]
+fn a_failed_download_of_a_reoffered_version_keeps_the_verified_set() {
+    let fx = Fixture::new(true);
+    stage_files(&fx, &fx.server(Plan::good())).unwrap();
+    let before = stored(&fx);
+
+    // Another 2.0: other bytes in its tree.
+    let tree = fx.root().join("tree-b");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("big"), noise(600_000, 9)).unwrap();
+    let (_, secret) = image_builder::keygen::key_paths(&fx.root().join("vendor"));
+    let mut files = vec![(format!("/{PRODUCT}/latest"), b"2.0\n".to_vec())];
+    files.extend(server::publish(
+        &tree,
+        PRODUCT,
+        "2.0",
+        secret,
+        &fx.root().join("out-b"),
+    ));
+    // latest, manifest, signature; then every request fails.
+    let broken = Server::start_files(
+        files.clone(),
+        Plan {
+            first: vec![Fault::None, Fault::None, Fault::None],
+            then: Fault::Status500,
+        },
+    );
+    stage_files(&fx, &broken).unwrap_err();
+    assert!(
+        before == stored(&fx),
+        "the verified 2.0 on storage was changed"
+    );
+    let keys = recovery::keys::load(std::slice::from_ref(&fx.trusted)).unwrap();
+    recovery::verify::verify(&fx.storage().join("acme-2.0.manifest"), &keys).unwrap();
+
+    // The new 2.0, complete: all three replaced, nothing left aside.
+    stage_files(&fx, &Server::start_files(files.clone(), Plan::good())).unwrap();
+    let manifest = files
+        .iter()
+        .find(|(p, _)| p.ends_with(".manifest"))
+        .unwrap();
+    assert_eq!(
+        fs::read(fx.storage().join("acme-2.0.manifest")).unwrap(),
+        manifest.1
+    );
+    recovery::verify::verify(&fx.storage().join("acme-2.0.manifest"), &keys).unwrap();
+    assert_eq!(
+        fx.storage_names(),
+        [
+            "acme-2.0.manifest",
+            "acme-2.0.manifest.minisig",
+            "acme-2.0.tar.zst"
+        ]
+    );
+}
+
+/// Checks the feed on `server` and stages its offer of three files.
+fn stage_files(fx: &Fixture, server: &Server) -> Result<flow::Staged, FlowError> {
+    let config = fx.config(server, FeedLayout::Files);
+    let mut source = feed(&config);
+    let offer = offer(&config, &mut source);
+    flow::stage(&config, &mut source, &offer)
+}
+
+/// The files in the storage directory (not `.incoming`) with their bytes.
+fn stored(fx: &Fixture) -> Vec<(String, Vec<u8>)> {
+    fx.storage_names()
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .map(|n| {
+            let bytes = fs::read(fx.storage().join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
