@@ -16,6 +16,7 @@ use crate::source::{Report, Source, SourceError};
 use formats::action::Action;
 use formats::cfg::{shown, ACTION, INSTRUCTION, RESULT, TRIAL};
 use formats::result::{Outcome, UpdateResult};
+use nix::fcntl::{Flock, FlockArg};
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -201,6 +202,12 @@ pub fn report(
     source: &mut dyn Source,
     post_update: Option<&PostUpdate>,
 ) -> Result<Reported, OutcomeError> {
+    // One report at a time on this cfg (the report unit and the daemon
+    // may start together): the second waits, then finds the record gone
+    // or with the post-update command done.
+    let Some(_lock) = lock(cfg_root)? else {
+        return Ok(Reported::Nothing);
+    };
     let Some(mut action) = current(cfg_root)? else {
         return Ok(Reported::Nothing);
     };
@@ -220,6 +227,10 @@ pub fn report(
         Verdict::Closed { success, details } => (success, details),
     };
     if success && !action.post_update_done {
+        // Recorded before it runs: a command that reboots the system, or a
+        // power cut while it runs, does not make it run at every boot.
+        action.post_update_done = true;
+        write(cfg_root, &action)?;
         if let Some(post) = post_update {
             log::info!("running the post-update command {:?}", post.command);
             match post_update::run(
@@ -235,8 +246,6 @@ pub fn report(
                 }
             }
         }
-        action.post_update_done = true;
-        write(cfg_root, &action)?;
     }
     if action.source == source.name() {
         let report = Report::Closed {
@@ -267,6 +276,25 @@ pub fn report(
     }
     abandon(cfg_root)?;
     Ok(Reported::Closed { success, details })
+}
+
+/// Takes the report's lock: an exclusive `flock` on the directory of the
+/// action record (`cfg:update/`), held until the returned file is
+/// dropped; waits while another report holds it. `None` when there is no
+/// such directory, so no record either.
+fn lock(cfg_root: &Path) -> Result<Option<Flock<std::fs::File>>, OutcomeError> {
+    let rel = Path::new(ACTION)
+        .parent()
+        .and_then(Path::to_str)
+        .unwrap_or(".");
+    let dir = match std::fs::File::open(cfg_root.join(rel)) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(rel)(e)),
+    };
+    let locked = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io_error(rel)(io::Error::from(errno)))?;
+    Ok(Some(locked))
 }
 
 fn read(cfg_root: &Path, rel: &str) -> Result<Option<Vec<u8>>, OutcomeError> {
@@ -554,6 +582,37 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
         assert_eq!(source.reports.len(), 1);
         assert!(!cfg.join(ACTION).exists());
+    }
+
+    /// `reimage-agent report` from its systemd unit and from the daemon
+    /// at once: the post-update command runs once, the source hears once.
+    #[test]
+    fn two_reports_at_once_run_the_command_once() {
+        let dir = after_recovery(Outcome::Success, "1.0");
+        let cfg = dir.path();
+        let count = cfg.join("count");
+        let post = post(format!("echo run >> '{}'; sleep 0.5", count.display()));
+        let start = std::sync::Barrier::new(2);
+        let outcomes: Vec<(Reported, usize)> = std::thread::scope(|s| {
+            let reporters: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut source = hawkbit();
+                        start.wait();
+                        let reported = report(cfg, &mut source, Some(&post)).unwrap();
+                        (reported, source.reports.len())
+                    })
+                })
+                .collect();
+            reporters.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
+        let heard: usize = outcomes.iter().map(|(_, n)| n).sum();
+        assert_eq!(heard, 1, "{outcomes:?}");
+        assert!(
+            outcomes.iter().any(|(r, _)| *r == Reported::Nothing),
+            "{outcomes:?}"
+        );
     }
 
     #[test]
