@@ -193,7 +193,8 @@ pub fn source(config: &Config) -> Result<Box<dyn Source>, FlowError> {
                 .source_config(&recovery.product)
                 .map_err(FlowError::Setup)?;
             let hawkbit = crate::hawkbit::Hawkbit::new(settings, &config.http())
-                .map_err(|e| FlowError::Setup(e.to_string()))?;
+                .map_err(|e| FlowError::Setup(e.to_string()))?
+                .remembering(config.cfg.join(formats::cfg::CONFIG_DATA_SENT));
             Ok(Box::new(hawkbit))
         }
     }

@@ -547,3 +547,51 @@ fn ring_sha1(bytes: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
     formats::manifest::hex(d.as_ref())
 }
+
+/// A device that runs the one-shot commands from a timer starts a new
+/// process each time: what `configData` sent is kept on cfg, so the
+/// server hears the attributes once per change, not once per run.
+#[test]
+fn config_data_is_sent_once_per_change_across_one_shot_runs() {
+    use agent::flow;
+    let fx = FlowFixture::new(1000, Plan::good(), |_| serde_json::json!({}));
+    fx.server.ddi().set(|s| {
+        s.ask_config = false;
+        s.deployment = None;
+    });
+    let puts = || {
+        let calls = fx.server.ddi().calls();
+        paths(&calls)
+            .iter()
+            .filter(|p| *p == "PUT /configData")
+            .count()
+    };
+    let run = |config: &agent::config::Config| {
+        let mut source = flow::source(config).unwrap();
+        flow::check(config, source.as_mut()).unwrap();
+    };
+    let mut config = fx.config();
+    run(&config);
+    run(&config);
+    assert_eq!(puts(), 1, "{:?}", paths(&fx.server.ddi().calls()));
+    // A new installed version is a change: sent once more.
+    let installed = formats::result::Installed {
+        product: "acme".into(),
+        version: "2.0".into(),
+    };
+    let cfg = fx.root().join("cfg");
+    std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
+    run(&config);
+    run(&config);
+    assert_eq!(puts(), 2);
+    let sent = fx.server.ddi().calls();
+    let last = sent.iter().rfind(|c| c.method == "PUT").unwrap();
+    assert_eq!(last.json()["data"]["sw_version"], "2.0");
+    // So is other hardware; and a server that asks always hears it.
+    config.hawkbit.hardware = Some("2".into());
+    run(&config);
+    assert_eq!(puts(), 3);
+    fx.server.ddi().set(|s| s.ask_config = true);
+    run(&config);
+    assert_eq!(puts(), 4);
+}

@@ -41,6 +41,9 @@ pub const RECOVERY_LOG: &str = "update/recovery.log";
 /// last of a round of download attempts failed, cleared only by a
 /// complete, verified download. `bootloader-glue status` reports it.
 pub const DOWNLOAD_FAILED: &str = "update/download-failed";
+/// What the update agent last sent a hawkBit server in `configData` (a
+/// BLAKE3 in hex), so that each run does not send it again.
+pub const CONFIG_DATA_SENT: &str = "update/config-data-sent";
 
 /// How a file on `cfg` is named in messages: `cfg:update/lock`.
 pub fn shown(rel: &str) -> String {

@@ -18,7 +18,7 @@ use formats::keyvalue::is_name;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How the device proves who it is.
@@ -117,6 +117,17 @@ impl Config {
     }
 }
 
+/// What identifies one `configData` sent: the BLAKE3 (hex) of the
+/// controller's URL and the body, so that another server or controller id
+/// hears it too.
+fn fingerprint(base: &str, body: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(base.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body.as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
 /// The hawkBit source: one device's conversation with the server.
 #[derive(Debug)]
 pub struct Hawkbit {
@@ -124,9 +135,11 @@ pub struct Hawkbit {
     base: String,
     links: LinkPolicy,
     client: Client,
-    /// The `configData` body last accepted by the server: sent again only
-    /// when it changes or the server asks.
+    /// What the server last accepted in `configData` ([`fingerprint`]):
+    /// sent again only when it changes or the server asks.
     sent_config: Option<String>,
+    /// Where that is kept across runs ([`Hawkbit::remembering`]).
+    sent_record: Option<PathBuf>,
     /// Cancel requests seen: the action they stop → their own id.
     cancels: HashMap<String, String>,
     /// Deployments seen: the action → its artifacts as the server described them.
@@ -175,10 +188,30 @@ impl Hawkbit {
             links,
             client,
             sent_config: None,
+            sent_record: None,
             cancels: HashMap::new(),
             deployments: HashMap::new(),
             last_progress: None,
         })
+    }
+
+    /// Keeps what `configData` sent in `record` (the agent's
+    /// `cfg:update/config-data-sent`), so that each run of a one-shot
+    /// command does not send it again: only a change (of the attributes,
+    /// the installed version, the server or the controller id) or the
+    /// server's asking sends it. A record that cannot be read or written
+    /// only means one more `PUT` (logged).
+    pub fn remembering(mut self, record: PathBuf) -> Hawkbit {
+        self.sent_config = match std::fs::read_to_string(&record) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                log::warn!("{}: {e}; configData is sent again", record.display());
+                None
+            }
+        };
+        self.sent_record = Some(record);
+        self
     }
 
     /// `/{tenant}/controller/v1/{controllerId}` on the server.
@@ -240,7 +273,8 @@ impl Hawkbit {
             attributes.push(("sw_version".into(), v.into()));
         }
         let body = ddi::config_data(&attributes);
-        if asked.is_none() && self.sent_config.as_ref() == Some(&body) {
+        let sent = fingerprint(&self.base, &body);
+        if asked.is_none() && self.sent_config.as_ref() == Some(&sent) {
             return Ok(());
         }
         let default = format!("{}/configData", self.base);
@@ -250,7 +284,12 @@ impl Hawkbit {
             "hawkbit: sent the device's attributes (installed version {})",
             installed.unwrap_or("none")
         );
-        self.sent_config = Some(body);
+        if let Some(record) = &self.sent_record {
+            if let Err(e) = formats::store::write_atomic(record, format!("{sent}\n").as_bytes()) {
+                log::warn!("{}: {e}; configData will be sent again", record.display());
+            }
+        }
+        self.sent_config = Some(sent);
         Ok(())
     }
 
