@@ -422,14 +422,8 @@ fn old_images_are_deleted_but_never_the_image_a_restore_needs() {
     use formats::trial::Trial;
     let fx = Fixture::new(true);
     fx.install("1.5");
-    let trial = Trial {
-        version: "1.5".into(),
-        previous: "1.0".into(),
-        restore: PartitionPath::parse("storage:updates/acme-1.0.manifest").unwrap(),
-        target: "system".into(),
-        limit: 3,
-        bootloader: "grub".into(),
-    };
+    let restore = PartitionPath::parse("storage:updates/acme-1.0.manifest").unwrap();
+    let trial = Trial::fixture("1.5", "1.0", restore);
     fs::write(fx.cfg().join(TRIAL), trial.render()).unwrap();
     fx.put(&[
         "acme-1.0.manifest",

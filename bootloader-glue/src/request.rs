@@ -313,12 +313,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_directory_that_is_not_a_mount_point_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Request {
-            cfg: dir.path().to_path_buf(),
-            manifest: PartitionPath::parse("storage:x.manifest").unwrap(),
+    /// A request of product `p`'s image at `manifest` (`PARTITION:PATH`)
+    /// into `system`, with no key, no boot flag and the restore image
+    /// found beside it: the tests' starting point.
+    fn request_of(cfg: &Path, manifest: &str) -> Request {
+        Request {
+            cfg: cfg.to_path_buf(),
+            manifest: PartitionPath::parse(manifest).unwrap(),
             target: "system".into(),
             allow_downgrade: false,
             config: Config::for_product("p"),
@@ -326,7 +327,13 @@ mod tests {
             flag: BootFlag::None,
             now: 0,
             restore: Restore::Find,
-        };
+        }
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_mount_point_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = request_of(dir.path(), "storage:x.manifest");
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
     }
@@ -343,17 +350,7 @@ mod tests {
             version: "1.0".into(),
         };
         std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
-        let mut r = Request {
-            cfg,
-            manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
-            target: "system".into(),
-            allow_downgrade: false,
-            config: Config::for_product("p"),
-            trusted_keys: vec![],
-            flag: BootFlag::None,
-            now: 0,
-            restore: Restore::Find,
-        };
+        let mut r = request_of(&cfg, "storage:updates/p-2.0.manifest");
         let err = restore_image(&r, &storage).unwrap_err().to_string();
         assert!(
             err.starts_with("no image of 1.0 to restore: a failed update could not be undone"),
@@ -397,20 +394,13 @@ mod tests {
         std::fs::write(tree.join("hello"), "hello\n").unwrap();
         let (public, secret) = image_builder::keygen::keygen(&dir.path().join("key")).unwrap();
         let storage = dir.path().join("storage");
-        image_builder::image::build(&image_builder::image::ImageRequest {
-            source: image_builder::image::Source::Rootfs(tree),
-            product: "p".into(),
-            version: "2.0".into(),
-            key: secret,
-            out_dir: storage.join("updates"),
-            compression: image_builder::payload::Compression {
-                level: 1,
-                threads: 1,
-            },
-            created: 1_700_000_000,
-            allow_unsafe_paths: false,
-            show_progress: false,
-        })
+        image_builder::image::build(&image_builder::image::ImageRequest::fixture(
+            image_builder::image::Source::Rootfs(tree),
+            "p",
+            "2.0",
+            &secret,
+            &storage.join("updates"),
+        ))
         .unwrap();
         // The same image as one bundle, alone in its directory.
         image_builder::bundle::build(&image_builder::bundle::BundleRequest {

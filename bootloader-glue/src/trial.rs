@@ -252,14 +252,8 @@ mod tests {
 
     /// `version` on trial, 1.0 to restore from `updates/demo-1.0.manifest`.
     fn trial_of(version: &str) -> Trial {
-        Trial {
-            version: version.into(),
-            previous: "1.0".into(),
-            restore: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
-            target: "system".into(),
-            limit: 3,
-            bootloader: "grub".into(),
-        }
+        let restore = PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap();
+        Trial::fixture(version, "1.0", restore)
     }
 
     #[test]

@@ -197,6 +197,21 @@ fn check_format(pairs: &[keyvalue::Pair<'_>]) -> Result<(), KeyValueError> {
 }
 
 impl Trial {
+    /// A trial of `version` after `previous`, to be restored from
+    /// `restore`, on `system`, counted by GRUB for 3 boots: the one fixture
+    /// the tests of every crate that reads trials start from; change a
+    /// field with `..`.
+    pub fn fixture(version: &str, previous: &str, restore: PartitionPath) -> Trial {
+        Trial {
+            version: version.into(),
+            previous: previous.into(),
+            restore,
+            target: "system".into(),
+            limit: 3,
+            bootloader: "grub".into(),
+        }
+    }
+
     pub fn render(&self) -> String {
         keyvalue::seal(&format!(
             "format={FORMAT_VERSION}\nversion={}\nprevious={}\nrestore={}\ntarget={}\nlimit={}\n\
@@ -412,14 +427,8 @@ mod tests {
     use crate::grubenv::GrubEnv;
 
     fn trial() -> Trial {
-        Trial {
-            version: "2.0".into(),
-            previous: "1.0".into(),
-            restore: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
-            target: "system".into(),
-            limit: 3,
-            bootloader: "grub".into(),
-        }
+        let restore = PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap();
+        Trial::fixture("2.0", "1.0", restore)
     }
 
     #[test]

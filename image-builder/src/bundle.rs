@@ -132,7 +132,6 @@ pub fn build(req: &BundleRequest) -> Result<BundleSummary, BuildError> {
 mod tests {
     use super::*;
     use crate::image::{ImageRequest, Source};
-    use crate::payload::Compression;
     use std::fs;
 
     fn image(work: &Path) -> crate::image::ImageSummary {
@@ -144,20 +143,13 @@ mod tests {
         let root = work.join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(root.join("etc/hello"), "hello\n".repeat(1000)).unwrap();
-        crate::image::build(&ImageRequest {
-            source: Source::Rootfs(root),
-            product: "acme-gw".into(),
-            version: "2.0.1".into(),
-            key,
-            out_dir: work.join("dist"),
-            compression: Compression {
-                level: 3,
-                threads: 1,
-            },
-            created: 1_700_000_000,
-            allow_unsafe_paths: false,
-            show_progress: false,
-        })
+        crate::image::build(&ImageRequest::fixture(
+            Source::Rootfs(root),
+            "acme-gw",
+            "2.0.1",
+            &key,
+            &work.join("dist"),
+        ))
         .unwrap()
     }
 

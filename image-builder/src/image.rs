@@ -12,7 +12,7 @@ use formats::keyvalue::is_name;
 use formats::manifest::Manifest;
 use formats::store::write_atomic;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub enum Source {
@@ -36,6 +36,34 @@ pub struct ImageRequest {
     /// images that prove the recovery refuses them.
     pub allow_unsafe_paths: bool,
     pub show_progress: bool,
+}
+
+impl ImageRequest {
+    /// A small, fast, reproducible request (zstd level 1 on one thread,
+    /// created 2023-11-14, no progress): the one fixture the tests of every
+    /// crate build their images with; change a field with `..`.
+    pub fn fixture(
+        source: Source,
+        product: &str,
+        version: &str,
+        key: &Path,
+        out_dir: &Path,
+    ) -> ImageRequest {
+        ImageRequest {
+            source,
+            product: product.into(),
+            version: version.into(),
+            key: key.to_path_buf(),
+            out_dir: out_dir.to_path_buf(),
+            compression: Compression {
+                level: 1,
+                threads: 1,
+            },
+            created: 1_700_000_000,
+            allow_unsafe_paths: false,
+            show_progress: false,
+        }
+    }
 }
 
 pub struct ImageSummary {

@@ -50,20 +50,13 @@ pub fn publish(
     key: std::path::PathBuf,
     out: &std::path::Path,
 ) -> Vec<(String, Vec<u8>)> {
-    let summary = image_builder::image::build(&image_builder::image::ImageRequest {
-        source: image_builder::image::Source::Rootfs(tree.to_path_buf()),
-        product: product.into(),
-        version: version.into(),
-        key,
-        out_dir: out.to_path_buf(),
-        compression: image_builder::payload::Compression {
-            level: 1,
-            threads: 1,
-        },
-        created: 1_700_000_000,
-        allow_unsafe_paths: false,
-        show_progress: false,
-    })
+    let summary = image_builder::image::build(&image_builder::image::ImageRequest::fixture(
+        image_builder::image::Source::Rootfs(tree.to_path_buf()),
+        product,
+        version,
+        &key,
+        out,
+    ))
     .unwrap();
     let bundle = image_builder::bundle::build(&image_builder::bundle::BundleRequest {
         manifest: summary.manifest_path.clone(),
