@@ -291,6 +291,7 @@ mod tests {
             reason: "x".into(),
             image: PartitionPath::parse("storage:old/demo-0.9.swu").unwrap(),
             target: "system".into(),
+            origin: formats::trial::Origin::Update,
         };
         std::fs::write(cfg.join(RESTORE), pending.render()).unwrap();
         assert_eq!(

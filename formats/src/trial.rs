@@ -233,6 +233,38 @@ impl Trial {
             reason: format!("{} not confirmed after {} boots", self.version, self.limit),
             image: self.restore.clone(),
             target: self.target.clone(),
+            origin: Origin::Trial,
+        }
+    }
+}
+
+/// Why a restore was decided on: what a boot that finds the pending
+/// restore must still finish besides the restore itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The new system was not confirmed in time: nothing but the restore.
+    Trial,
+    /// An update failed after the erase on its last attempt (or its last
+    /// attempt was cut off): the update lock is set and the instruction
+    /// moved aside too, by whichever boot gets there first.
+    Update,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Trial => "trial",
+            Origin::Update => "update",
+        }
+    }
+
+    /// A record written before `origin=` existed: a trial's restore has
+    /// the stage `trial`, an update's the stage that failed.
+    fn of_stage(stage: &str) -> Origin {
+        if stage == "trial" {
+            Origin::Trial
+        } else {
+            Origin::Update
         }
     }
 }
@@ -251,19 +283,26 @@ pub struct PendingRestore {
     pub image: PartitionPath,
     /// The partition to restore into.
     pub target: String,
+    /// A failed update or an expired trial (`origin=`; a record without
+    /// it, from an older recovery, is read from its stage).
+    pub origin: Origin,
 }
 
-const RESTORE_KEYS: &[&str] = &["format", "failed", "stage", "reason", "image", "target"];
+const RESTORE_KEYS: &[&str] = &[
+    "format", "failed", "stage", "reason", "image", "target", "origin",
+];
 
 impl PendingRestore {
     pub fn render(&self) -> String {
         keyvalue::seal(&format!(
-            "format={FORMAT_VERSION}\nfailed={}\nstage={}\nreason={}\nimage={}\ntarget={}\n",
+            "format={FORMAT_VERSION}\nfailed={}\nstage={}\nreason={}\nimage={}\ntarget={}\n\
+             origin={}\n",
             one_line(&self.failed),
             one_line(&self.stage),
             one_line(&self.reason),
             self.image,
-            self.target
+            self.target,
+            self.origin.name()
         ))
     }
 
@@ -272,12 +311,21 @@ impl PendingRestore {
         let pairs = keyvalue::parse(body, RESTORE_KEYS)?;
         check_format(&pairs)?;
         let get = |key| keyvalue::require(&pairs, key);
+        let stage = get("stage")?.value.to_string();
+        let origin = match pairs.iter().find(|p| p.key == "origin") {
+            None => Origin::of_stage(&stage),
+            Some(pair) => [Origin::Trial, Origin::Update]
+                .into_iter()
+                .find(|o| o.name() == pair.value)
+                .ok_or_else(|| pair.bad("expected trial or update"))?,
+        };
         Ok(PendingRestore {
             failed: get("failed")?.value.to_string(),
-            stage: get("stage")?.value.to_string(),
+            stage,
             reason: get("reason")?.value.to_string(),
             image: partition_path(get("image")?)?,
             target: get("target")?.as_name()?.to_string(),
+            origin,
         })
     }
 }
@@ -428,7 +476,7 @@ mod tests {
         assert_eq!(Trial::parse(t.render().as_bytes()), Ok(t.clone()));
         let p = t.expired();
         assert_eq!(p.reason, "2.0 not confirmed after 3 boots");
-        assert_eq!(p.stage, "trial");
+        assert_eq!((p.stage.as_str(), p.origin), ("trial", Origin::Trial));
         assert_eq!(PendingRestore::parse(p.render().as_bytes()), Ok(p.clone()));
         let text = t.render();
         assert!(Trial::parse(&text.as_bytes()[..text.len() - 5]).is_err());
@@ -439,6 +487,38 @@ mod tests {
         );
         let err = Trial::parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("restore="), "{err}");
+    }
+
+    #[test]
+    fn a_pending_restore_says_where_it_came_from_and_older_records_still_parse() {
+        let update = PendingRestore {
+            failed: "2.0".into(),
+            stage: "extract".into(),
+            reason: "2.0 failed at extract on attempt 3 of 3: x: no space".into(),
+            image: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
+            target: "system".into(),
+            origin: Origin::Update,
+        };
+        let text = update.render();
+        assert!(text.contains("\norigin=update\n"), "{text}");
+        assert_eq!(PendingRestore::parse(text.as_bytes()), Ok(update.clone()));
+        // Written by a recovery before `origin=`: read from the stage.
+        let old = |p: &PendingRestore| {
+            let body = keyvalue::unseal(p.render().as_bytes()).unwrap().to_string();
+            keyvalue::seal(&body.replace(&format!("origin={}\n", p.origin.name()), ""))
+        };
+        assert_eq!(PendingRestore::parse(old(&update).as_bytes()), Ok(update));
+        let expired = trial().expired();
+        assert_eq!(PendingRestore::parse(old(&expired).as_bytes()), Ok(expired));
+        let bad = keyvalue::seal(
+            &keyvalue::unseal(trial().expired().render().as_bytes())
+                .unwrap()
+                .replace("origin=trial", "origin=both"),
+        );
+        let err = PendingRestore::parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("origin="), "{err}");
     }
 
     #[test]

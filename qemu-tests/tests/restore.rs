@@ -405,6 +405,41 @@ fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
     );
 }
 
+/// A power cut right after the last attempt recorded its pending restore,
+/// before the lock was set and the instruction moved aside: the next boot
+/// finishes both (the record says the restore comes from a failed update)
+/// before it restores 1.0. Without that the failing image would be tried
+/// again once the restore was done.
+#[test]
+fn a_power_cut_after_the_restore_is_recorded_still_sets_the_lock() {
+    let (device, v1) = requesting_2_0(true);
+    let run = device.boot(
+        "recovery.max-attempts=1 recovery.fault=restore-recorded",
+        TIMEOUT,
+    );
+    assert!(run.ended, "did not stop:\n{}", run.tail());
+    assert!(
+        run.says("fault point RestoreRecorded: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot("recovery.max-attempts=1", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: finished what a power cut left undone after the restore was recorded: [Lock, DisarmInstruction]"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the cut");
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/lock"), "the lock is not set");
+    assert!(cfg.exists("/update/instruction.failed"));
+    assert!(
+        !cfg.exists("/update/instruction"),
+        "the instruction is armed"
+    );
+}
+
 /// The same through a real U-Boot (`the_device_updates_itself_through_u_boot`
 /// in cycle.rs): the recovery arms U-Boot's counting in the environment
 /// area (`upgrade_available=1`, `bootcount=0`, `bootlimit=3`), the boot

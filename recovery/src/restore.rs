@@ -15,7 +15,7 @@
 use crate::error::UpdateError;
 use formats::config::Config;
 use formats::instruction::Instruction;
-use formats::trial::{PendingRestore, Trial};
+use formats::trial::{Origin, PendingRestore, Trial};
 
 /// What this boot of the recovery does, from what it found on `cfg`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,25 @@ pub enum Step {
 /// with nothing that brings the recovery back).
 pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
 
+/// The steps of [`LEAVE_RESTORE`] that a boot finding the pending restore
+/// must still take before it restores: a power cut right after the
+/// record was written (before the lock, or before the instruction was
+/// moved aside) leaves them undone. An update's restore sets the lock (if
+/// `lock` is not set yet) and moves the instruction aside (if one is
+/// still there); a trial's has nothing more to do.
+pub fn resume_leaving(pending: &PendingRestore, lock: bool, instruction: bool) -> Vec<Step> {
+    match pending.origin {
+        Origin::Trial => Vec::new(),
+        Origin::Update => [
+            (!lock).then_some(Step::Lock),
+            instruction.then_some(Step::DisarmInstruction),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    }
+}
+
 /// The steps that end a restore once its result is recorded: an
 /// instruction still on `cfg` (a cut inside [`LEAVE_RESTORE`]) is moved
 /// aside first (else the boot loader sends the next boot back to the
@@ -160,6 +179,7 @@ pub fn after_failure(
         ),
         image,
         target: instruction.target.clone(),
+        origin: Origin::Update,
     })
 }
 
@@ -188,6 +208,7 @@ pub fn after_attempts_used(
         ),
         image,
         target: instruction.target.clone(),
+        origin: Origin::Update,
     })
 }
 
@@ -340,6 +361,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ran, LEAVE_RESTORE);
+    }
+
+    #[test]
+    fn a_cut_after_an_updates_restore_was_recorded_leaves_the_lock_to_the_next_boot() {
+        let config = Config::for_product("demo");
+        let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
+        let update = after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).unwrap();
+        assert_eq!(update.origin, Origin::Update);
+        let cut = after_attempts_used(&config, &instruction(true), "2.0", 3).unwrap();
+        assert_eq!(cut.origin, Origin::Update);
+        // Cut right after the record: neither the lock nor the move.
+        assert_eq!(
+            resume_leaving(&update, false, true),
+            [Step::Lock, Step::DisarmInstruction]
+        );
+        assert_eq!(
+            resume_leaving(&update, true, true),
+            [Step::DisarmInstruction]
+        );
+        assert_eq!(resume_leaving(&update, true, false), []);
+        // A trial's restore sets no lock: the update itself succeeded.
+        assert_eq!(resume_leaving(&trial().expired(), false, false), []);
     }
 
     #[test]

@@ -390,6 +390,7 @@ fn restore(
     );
     s.version = pending.failed.clone();
     s.restoring = Some(pending.clone());
+    finish_leaving(config, cfg, &pending)?;
     let mut config = config.clone();
     config.downgrade = config::Downgrade::Allow;
     let instruction = Instruction {
@@ -414,6 +415,34 @@ fn restore(
     s.written = Some(written);
     finish_restore(s, &config, cfg, &image, &pending)?;
     Ok(Done::Restored)
+}
+
+/// Takes what a power cut left undone of the way into this restore
+/// ([`decide::resume_leaving`]): for an update's, the lock and the
+/// instruction moved aside, before anything is erased.
+fn finish_leaving(
+    config: &Config,
+    cfg: &Path,
+    pending: &PendingRestore,
+) -> Result<(), UpdateError> {
+    let steps = decide::resume_leaving(
+        pending,
+        cfg.join(LOCK).exists(),
+        cfg.join(INSTRUCTION).exists(),
+    );
+    if steps.is_empty() {
+        return Ok(());
+    }
+    // The lock counts the update's attempts, as far as cfg still says.
+    let attempts = std::fs::read_to_string(cfg.join(ATTEMPTS))
+        .ok()
+        .and_then(|text| Attempts::parse(&text).ok())
+        .map_or(config.max_attempts, |a| a.count);
+    decide::run_steps(&steps, |step| cfg_step(cfg, step, pending, attempts)).map_err(|(_, e)| e)?;
+    log::warn!(
+        "restore: finished what a power cut left undone after the restore was recorded: {steps:?}"
+    );
+    Ok(())
 }
 
 /// Records the restore (`outcome=restored`, the failed version and why,
@@ -1100,7 +1129,11 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
 /// `cfg:update/instruction.failed`), stopping at the first step that fails.
 fn restore_next(cfg: &Path, attempts: u64, pending: &PendingRestore) -> Result<(), UpdateError> {
     decide::run_steps(&decide::LEAVE_RESTORE, |step| {
-        cfg_step(cfg, step, pending, attempts)
+        cfg_step(cfg, step, pending, attempts)?;
+        if step == decide::Step::WritePending {
+            fault::hit(Point::RestoreRecorded);
+        }
+        Ok(())
     })
     .map_err(|(_, e)| e)?;
     log::error!(
