@@ -234,6 +234,8 @@ impl Trial {
             image: self.restore.clone(),
             target: self.target.clone(),
             origin: Origin::Trial,
+            attempts: 0,
+            last_failure: String::new(),
         }
     }
 }
@@ -286,23 +288,41 @@ pub struct PendingRestore {
     /// A failed update or an expired trial (`origin=`; a record without
     /// it, from an older recovery, is read from its stage).
     pub origin: Origin,
+    /// Attempts of the restore begun in this round (counted before the
+    /// erase; 0 when absent). Past the recovery's `max-attempts` it stays
+    /// on the console; staying starts a new round, for the operator's
+    /// power cycle.
+    pub attempts: u64,
+    /// What the last failed attempt said (stage: file: why), empty if none
+    /// was recorded (a power cut, a reset).
+    pub last_failure: String,
 }
 
 const RESTORE_KEYS: &[&str] = &[
-    "format", "failed", "stage", "reason", "image", "target", "origin",
+    "format",
+    "failed",
+    "stage",
+    "reason",
+    "image",
+    "target",
+    "origin",
+    "attempts",
+    "last-failure",
 ];
 
 impl PendingRestore {
     pub fn render(&self) -> String {
         keyvalue::seal(&format!(
             "format={FORMAT_VERSION}\nfailed={}\nstage={}\nreason={}\nimage={}\ntarget={}\n\
-             origin={}\n",
+             origin={}\nattempts={}\nlast-failure={}\n",
             one_line(&self.failed),
             one_line(&self.stage),
             one_line(&self.reason),
             self.image,
             self.target,
-            self.origin.name()
+            self.origin.name(),
+            self.attempts,
+            one_line(&self.last_failure)
         ))
     }
 
@@ -311,8 +331,9 @@ impl PendingRestore {
         let pairs = keyvalue::parse(body, RESTORE_KEYS)?;
         check_format(&pairs)?;
         let get = |key| keyvalue::require(&pairs, key);
+        let optional = |key| pairs.iter().find(|p| p.key == key);
         let stage = get("stage")?.value.to_string();
-        let origin = match pairs.iter().find(|p| p.key == "origin") {
+        let origin = match optional("origin") {
             None => Origin::of_stage(&stage),
             Some(pair) => [Origin::Trial, Origin::Update]
                 .into_iter()
@@ -326,6 +347,11 @@ impl PendingRestore {
             image: partition_path(get("image")?)?,
             target: get("target")?.as_name()?.to_string(),
             origin,
+            attempts: optional("attempts")
+                .map(|p| p.as_u64())
+                .transpose()?
+                .unwrap_or(0),
+            last_failure: optional("last-failure").map_or(String::new(), |p| p.value.to_string()),
         })
     }
 }
@@ -498,14 +524,21 @@ mod tests {
             image: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
             target: "system".into(),
             origin: Origin::Update,
+            attempts: 0,
+            last_failure: String::new(),
         };
         let text = update.render();
         assert!(text.contains("\norigin=update\n"), "{text}");
         assert_eq!(PendingRestore::parse(text.as_bytes()), Ok(update.clone()));
-        // Written by a recovery before `origin=`: read from the stage.
+        // Written by a recovery before `origin=` (and the count of
+        // attempts): read from the stage, no attempt counted.
         let old = |p: &PendingRestore| {
             let body = keyvalue::unseal(p.render().as_bytes()).unwrap().to_string();
-            keyvalue::seal(&body.replace(&format!("origin={}\n", p.origin.name()), ""))
+            keyvalue::seal(
+                &body
+                    .replace(&format!("origin={}\n", p.origin.name()), "")
+                    .replace("attempts=0\nlast-failure=\n", ""),
+            )
         };
         assert_eq!(PendingRestore::parse(old(&update).as_bytes()), Ok(update));
         let expired = trial().expired();
@@ -519,6 +552,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("origin="), "{err}");
+    }
+
+    #[test]
+    fn a_pending_restore_counts_its_attempts_and_keeps_the_last_failure() {
+        let p = PendingRestore {
+            attempts: 2,
+            last_failure: "extract: /run/target/usr:\nno space".into(),
+            ..trial().expired()
+        };
+        let text = p.render();
+        assert!(
+            text.contains("\nattempts=2\nlast-failure=extract: /run/target/usr: no space\n"),
+            "{text}"
+        );
+        let back = PendingRestore::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.attempts, 2);
+        assert_eq!(back.last_failure, "extract: /run/target/usr: no space");
     }
 
     #[test]

@@ -288,6 +288,65 @@ fn a_restore_image_with_a_flipped_byte_is_refused_on_the_console() {
     assert!(cfg.exists("/update/trial") || cfg.exists("/update/restore"));
 }
 
+/// A restore that hangs after its erase (the extraction's deadline ends
+/// it) is counted like an update's attempt: the first boot reboots to try
+/// again, the last stays on the console saying what was being restored,
+/// why and how many attempts failed, instead of rebooting for ever. The
+/// operator's power cycle then starts a new round, which restores 1.0.
+#[test]
+fn a_restore_that_hangs_every_time_stops_after_its_attempts() {
+    let (device, v1) = on_trial(false);
+    let hang = "recovery.fault=hang-in-extract recovery.watchdog=0 \
+                recovery.deadline_extract=5+0 recovery.max-attempts=2";
+    let run = device.boot(hang, TIMEOUT);
+    assert!(run.ended, "attempt 1 did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 1 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("the restore of storage:updates/demo-1.0.manifest failed on attempt 1 of at most 2 (extract check): rebooting to try again"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot_as(hang, |b| {
+        b.timeout = TIMEOUT;
+        b.until = Some("halted: the last good image cannot be restored".into());
+    });
+    assert!(run.stopped, "attempt 2 did not stay:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 2 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    for part in [
+        "the last good image storage:updates/demo-1.0.manifest cannot be restored: ",
+        "(extract check). It was being restored into system because 2.0 not confirmed after \
+         3 boots; 2 attempt(s) of the restore failed (at most 2 in a row)",
+        "then power-cycle: the restore starts again with 2 attempts",
+    ] {
+        assert!(run.says(part), "{part}:\n{}", run.tail());
+    }
+    let result = device
+        .inspect()
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(result.contains("outcome=failed\n"), "{result}");
+    assert!(result.contains("stage=extract\n"), "{result}");
+    assert!(result.contains("attempt=2\n"), "{result}");
+    // The operator's power cycle (the image is fine, the hang is gone).
+    let run = device.boot("recovery.max-attempts=2", TIMEOUT);
+    assert!(run.ended, "the new round did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 1 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the power cycle");
+}
+
 /// A device running 1.0 with its image staged, and 2.0 staged (an image
 /// that fails while extracting when `failing`) and requested with 1.0's
 /// image to restore; returns 1.0's tree.

@@ -9,6 +9,10 @@
 //!   so does [`after_attempts_used`], a last attempt that was cut off.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
 //!   records on `cfg` on the way into a restore and out of it.
+//! - [`count_restore`], [`after_restore_failure`], [`restore_stay_message`]:
+//!   a restore's attempts are counted as an update's, and when they are
+//!   used up (or the image to restore fails its checks) the recovery stays
+//!   on the console saying what, why and what to do.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
 
@@ -153,6 +157,76 @@ pub fn run_steps<E>(
         .try_for_each(|&step| run(step).map_err(|e| (step, e)))
 }
 
+/// Counts an attempt of the restore `pending` (the record to write before
+/// anything is erased), or, with `max-attempts` of them begun in this
+/// round and none finished (each was cut off: a power cut, a reset, a
+/// panic), says so: the boot stays on the console.
+pub fn count_restore(config: &Config, pending: &PendingRestore) -> Result<PendingRestore, String> {
+    if pending.attempts >= config.max_attempts {
+        let last = if pending.last_failure.is_empty() {
+            "none recorded its failure (cut off by a power cut or a reset)".to_string()
+        } else {
+            format!("the last recorded: {}", pending.last_failure)
+        };
+        return Err(format!(
+            "{} attempts of this restore did not finish (at most {}); {last}",
+            pending.attempts, config.max_attempts
+        ));
+    }
+    Ok(PendingRestore {
+        attempts: pending.attempts + 1,
+        ..pending.clone()
+    })
+}
+
+/// What a failed attempt of a restore leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRestore {
+    /// Reboot: the next boot tries the restore again (attempts are left,
+    /// and the failure came after this attempt's erase: the storage, a
+    /// write, a hang may do better next time).
+    Retry,
+    /// Stay on the console: the attempts are used up, or the image to
+    /// restore failed a check before the erase (missing, corrupt, not
+    /// trusted: the same bytes fail the same way).
+    Stay,
+}
+
+/// After the attempt `pending.attempts` of a restore failed, `erased`
+/// saying whether this attempt had started its erase.
+pub fn after_restore_failure(
+    config: &Config,
+    pending: &PendingRestore,
+    erased: bool,
+) -> AfterRestore {
+    if erased && pending.attempts < config.max_attempts {
+        AfterRestore::Retry
+    } else {
+        AfterRestore::Stay
+    }
+}
+
+/// The console's message when a restore stays: what was being restored
+/// and why, how many attempts failed, what failed last, and what the
+/// operator does.
+pub fn restore_stay_message(config: &Config, pending: &PendingRestore, e: &UpdateError) -> String {
+    format!(
+        "the last good image {image} cannot be restored: {file}: {why} ({stage} check). It was \
+         being restored into {target} because {reason}; {attempts} attempt(s) of the restore \
+         failed (at most {max} in a row). {target} may hold no complete system. Stage a good \
+         image of the version to restore as {image} (or repair the disk that holds it), then \
+         power-cycle: the restore starts again with {max} attempts",
+        image = pending.image,
+        file = e.file,
+        why = e.reason,
+        stage = e.stage,
+        target = pending.target,
+        reason = pending.reason,
+        attempts = pending.attempts,
+        max = config.max_attempts,
+    )
+}
+
 /// After a failure of `version` in its attempt `attempt`: restore when
 /// the system partition was erased, this was the last attempt, and the
 /// instruction names a restore image. The reason names both the failure
@@ -180,6 +254,8 @@ pub fn after_failure(
         image,
         target: instruction.target.clone(),
         origin: Origin::Update,
+        attempts: 0,
+        last_failure: String::new(),
     })
 }
 
@@ -209,6 +285,8 @@ pub fn after_attempts_used(
         image,
         target: instruction.target.clone(),
         origin: Origin::Update,
+        attempts: 0,
+        last_failure: String::new(),
     })
 }
 
@@ -441,6 +519,67 @@ mod tests {
             p.reason,
             "2.0 failed at extract on attempt 3 of 3: storage:x.tar.zst: no space"
         );
+    }
+
+    #[test]
+    fn a_restore_counts_its_attempts_and_stops_when_they_are_used_up() {
+        let config = Config::for_product("demo");
+        let mut pending = trial().expired();
+        for n in 1..=3 {
+            pending = count_restore(&config, &pending).unwrap();
+            assert_eq!(pending.attempts, n);
+        }
+        // Three attempts begun, none finished: the fourth boot stays.
+        let why = count_restore(&config, &pending).unwrap_err();
+        assert_eq!(
+            why,
+            "3 attempts of this restore did not finish (at most 3); none recorded its failure \
+             (cut off by a power cut or a reset)"
+        );
+        pending.last_failure = "extract: deadline".into();
+        let why = count_restore(&config, &pending).unwrap_err();
+        assert!(
+            why.ends_with("the last recorded: extract: deadline"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failed_restore_retries_after_its_erase_until_the_attempts_are_used_up() {
+        let config = Config::for_product("demo");
+        let attempt = |n| PendingRestore {
+            attempts: n,
+            ..trial().expired()
+        };
+        // A hang or a write error after the erase: try again, up to 3.
+        assert_eq!(
+            after_restore_failure(&config, &attempt(1), true),
+            AfterRestore::Retry
+        );
+        assert_eq!(
+            after_restore_failure(&config, &attempt(2), true),
+            AfterRestore::Retry
+        );
+        assert_eq!(
+            after_restore_failure(&config, &attempt(3), true),
+            AfterRestore::Stay
+        );
+        // The image fails its checks (or the count was used up): stay now.
+        assert_eq!(
+            after_restore_failure(&config, &attempt(1), false),
+            AfterRestore::Stay
+        );
+        let e = UpdateError::new(Stage::Extract, "/run/target", "deadline of 600 s passed");
+        let message = restore_stay_message(&config, &attempt(3), &e);
+        for part in [
+            "the last good image storage:updates/demo-1.0.manifest cannot be restored: \
+             /run/target: deadline of 600 s passed (extract check)",
+            "being restored into system because 2.0 not confirmed after 3 boots",
+            "3 attempt(s) of the restore failed (at most 3 in a row)",
+            "then power-cycle",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
     }
 
     #[test]

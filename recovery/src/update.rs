@@ -137,10 +137,21 @@ fn on_hang(e: UpdateError, hang: Hang) {
     if !supervisor::END.claim(supervisor::Ender::Hang) {
         return;
     }
+    let decided = Arc::new(Mutex::new(None));
+    let shared = Arc::clone(&decided);
     let recorded = supervisor::within(RECORD_WAIT, move || {
-        record_hang(&e);
+        let after = record_hang(&e);
         nix::unistd::sync();
+        if let Ok(mut slot) = shared.lock() {
+            *slot = Some(after);
+        }
     });
+    // What the failure path decided holds for a hang too: a restore whose
+    // attempts are used up (or the lock) stays on the console, here on
+    // the supervisor's thread, the main flow being stuck.
+    if let Some(After::Stay(why)) = decided.lock().ok().and_then(|mut a| a.take()) {
+        stay(&why);
+    }
     match hang {
         Hang::Deadline => {
             if !recorded {
@@ -164,12 +175,13 @@ fn on_hang(e: UpdateError, hang: Hang) {
     }
 }
 
-/// Records a hang from what the main flow's [`Snapshot`] knew.
-fn record_hang(e: &UpdateError) {
+/// Records a hang from what the main flow's [`Snapshot`] knew; returns
+/// what [`fail`] decided.
+fn record_hang(e: &UpdateError) -> After {
     let snapshot = SNAPSHOT.lock().ok().and_then(|mut s| s.take());
     let Some(snap) = snapshot else {
         log::error!("{e}");
-        return;
+        return After::Reboot(Duration::ZERO);
     };
     let mut s = Session {
         started: snap.started,
@@ -185,7 +197,7 @@ fn record_hang(e: &UpdateError) {
         cfg: snap.cfg,
         pseudo: Vec::new(),
     };
-    fail(&mut s, e);
+    fail(&mut s, e)
 }
 
 /// The main flow is over, one way or the other: no deadline any more, and
@@ -206,7 +218,7 @@ enum After {
     Reboot(Duration),
     /// Stay on the console (the update lock is set, or the last good
     /// image cannot be restored), saying why.
-    Stay(&'static str),
+    Stay(String),
 }
 
 enum Done {
@@ -273,7 +285,7 @@ pub fn run() -> ! {
         // /proc, /sys and /dev stay mounted until the reboot: they hold
         // nothing to flush, and /dev/watchdog is still open.
         After::Reboot(delay) => reboot(delay),
-        After::Stay(why) => stay(why),
+        After::Stay(why) => stay(&why),
     }
 }
 
@@ -391,6 +403,8 @@ fn restore(
     s.version = pending.failed.clone();
     s.restoring = Some(pending.clone());
     finish_leaving(config, cfg, &pending)?;
+    let pending = count_restore_attempt(config, cfg, &pending)?;
+    s.restoring = Some(pending.clone());
     let mut config = config.clone();
     config.downgrade = config::Downgrade::Allow;
     let instruction = Instruction {
@@ -415,6 +429,26 @@ fn restore(
     s.written = Some(written);
     finish_restore(s, &config, cfg, &image, &pending)?;
     Ok(Done::Restored)
+}
+
+/// Counts this attempt of the restore in `cfg:update/restore` before
+/// anything is erased ([`decide::count_restore`]); with the attempts used
+/// up, the error that keeps the device on the console.
+fn count_restore_attempt(
+    config: &Config,
+    cfg: &Path,
+    pending: &PendingRestore,
+) -> Result<PendingRestore, UpdateError> {
+    let counted = decide::count_restore(config, pending)
+        .map_err(|why| UpdateError::new(Stage::Instruction, cfg::shown(RESTORE), why))?;
+    store::write_atomic(&cfg.join(RESTORE), counted.render().as_bytes())
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(RESTORE), e))?;
+    log::info!(
+        "restore: attempt {} of at most {}",
+        counted.attempts,
+        config.max_attempts
+    );
+    Ok(counted)
 }
 
 /// Takes what a power cut left undone of the way into this restore
@@ -1044,7 +1078,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
              operator clears it (bootloader-glue unlock); see cfg:{} and cfg:{LOG}",
             RESULT
         );
-        return After::Stay("the update lock is set; power-cycle after clearing it");
+        return After::Stay("the update lock is set; power-cycle after clearing it".into());
     }
     let Some(cfg) = s.cfg.as_ref().map(|m| m.path().to_path_buf()) else {
         log::error!("cfg is not mounted: no result can be recorded; rebooting");
@@ -1116,7 +1150,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
                  image or the device, then clear the lock (bootloader-glue unlock) and reboot",
                 s.attempt.saturating_sub(1)
             );
-            After::Stay("the update lock is set; power-cycle after clearing it")
+            After::Stay("the update lock is set; power-cycle after clearing it".into())
         }
         Outcome::Success | Outcome::Confirmed | Outcome::Restored => After::Reboot(delay),
     }
@@ -1183,30 +1217,57 @@ fn cfg_step(
 }
 
 /// The restore itself failed: the result names the failure that led to
-/// the restore and what the restore image failed; the device stays on the
-/// console (the restore is still pending: a power cycle tries again).
+/// the restore and what the restore image failed. After this attempt's
+/// erase with attempts left, the next boot tries again; else the device
+/// stays on the console saying what, why, how often and what to do, and
+/// the count starts a new round for the operator's power cycle
+/// ([`decide::after_restore_failure`]). `cfg:update/restore` stays.
 fn restore_failed(s: &Session, cfg: &Path, pending: &PendingRestore, e: &UpdateError) -> After {
     let result = UpdateResult {
         reason: format!(
             "cannot restore {} ({}): {}: {}",
             pending.image, pending.reason, e.file, e.reason
         ),
+        attempt: pending.attempts,
         ..result_of(s, Outcome::Failed, Some(e))
     };
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    log::error!(
-        "the last good image {} cannot be restored: {}: {} ({} check). {} remains to be \
-         restored ({}): stage the image of the version to restore there, then power-cycle",
-        pending.image,
-        e.file,
-        e.reason,
-        e.stage,
-        pending.target,
-        pending.reason
-    );
-    After::Stay("the last good image cannot be restored; power-cycle after staging it")
+    let default = Config::for_product("");
+    let config = s.config.as_ref().unwrap_or(&default);
+    let after = decide::after_restore_failure(config, pending, s.erased);
+    let record = PendingRestore {
+        last_failure: format!("{}: {}: {}", e.stage, e.file, e.reason),
+        attempts: match after {
+            decide::AfterRestore::Retry => pending.attempts,
+            decide::AfterRestore::Stay => 0,
+        },
+        ..pending.clone()
+    };
+    if let Err(err) = store::write_atomic(&cfg.join(RESTORE), record.render().as_bytes()) {
+        log::error!("cannot write {}: {err}", cfg::shown(RESTORE));
+    }
+    match after {
+        decide::AfterRestore::Retry => {
+            log::error!(
+                "the restore of {} failed on attempt {} of at most {} ({} check): rebooting to \
+                 try again",
+                pending.image,
+                pending.attempts,
+                config.max_attempts,
+                e.stage
+            );
+            let delay = Duration::from_secs(config.failure_delay);
+            After::Reboot(delay)
+        }
+        decide::AfterRestore::Stay => {
+            log::error!("{}", decide::restore_stay_message(config, pending, e));
+            After::Stay(
+                "the last good image cannot be restored; power-cycle after staging it".into(),
+            )
+        }
+    }
 }
 
 /// Stays on the console: an emergency shell if the initramfs has one,
