@@ -1,6 +1,6 @@
 //! Trial boots and the restore of the last good image: the records on
 //! `cfg` ([`Trial`], `cfg:update/trial`; [`PendingRestore`],
-//! `cfg:update/restore`) and each boot loader's own counter of trial boots
+//! `cfg:update/restore`; [`Touched`], `cfg:update/touched`) and each boot loader's own counter of trial boots
 //! (methods on [`BootFlag`]). See `docs/reliability.md` and
 //! `docs/bootloaders.md`.
 //!
@@ -356,6 +356,46 @@ impl PendingRestore {
     }
 }
 
+/// `cfg:update/touched`: the target partition was erased (maybe partly
+/// written) and holds no complete system yet. Written before every erase
+/// (an update's or a restore's), removed once a system is extracted and
+/// synced: a boot that fails before its own erase knows from it that an
+/// earlier attempt left the partition empty or partial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The partition erased.
+    pub target: String,
+    /// The version being written into it (its manifest verified).
+    pub version: String,
+    /// The manifest of that version.
+    pub manifest: PartitionPath,
+}
+
+const TOUCHED_KEYS: &[&str] = &["format", "target", "version", "manifest"];
+
+impl Touched {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format={FORMAT_VERSION}\ntarget={}\nversion={}\nmanifest={}\n",
+            self.target,
+            one_line(&self.version),
+            self.manifest
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Touched, TrialError> {
+        let body = keyvalue::unseal(bytes)?;
+        let pairs = keyvalue::parse(body, TOUCHED_KEYS)?;
+        check_format(&pairs)?;
+        let get = |key| keyvalue::require(&pairs, key);
+        Ok(Touched {
+            target: get("target")?.as_name()?.to_string(),
+            version: get("version")?.value.to_string(),
+            manifest: partition_path(get("manifest")?)?,
+        })
+    }
+}
+
 /// The directory of systemd-boot's entries, when the flag names the ESP.
 fn systemd_boot_entries(esp: &Option<PathBuf>) -> io::Result<PathBuf> {
     esp.as_ref()
@@ -569,6 +609,18 @@ mod tests {
         let back = PendingRestore::parse(text.as_bytes()).unwrap();
         assert_eq!(back.attempts, 2);
         assert_eq!(back.last_failure, "extract: /run/target/usr: no space");
+    }
+
+    #[test]
+    fn the_touched_record_round_trips() {
+        let t = Touched {
+            target: "system".into(),
+            version: "2.0".into(),
+            manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
+        };
+        let text = t.render();
+        assert_eq!(Touched::parse(text.as_bytes()), Ok(t));
+        assert!(Touched::parse(&text.as_bytes()[..text.len() - 3]).is_err());
     }
 
     #[test]

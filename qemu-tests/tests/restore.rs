@@ -499,6 +499,50 @@ fn a_power_cut_after_the_restore_is_recorded_still_sets_the_lock() {
     );
 }
 
+/// Attempt 1 is cut off right after the erase; attempt 2 is refused
+/// before its own erase (here: the product, overridden on the command
+/// line). The target is empty, so that is no "untouched, reboot into the
+/// old system": `cfg:update/touched` says an earlier attempt erased it,
+/// the refusal counts as a failure after the erase, and on the last
+/// attempt the recovery leaves the restore of 1.0, which the next boot
+/// carries out.
+#[test]
+fn a_refusal_after_an_earlier_attempt_erased_the_system_restores_1_0() {
+    let (device, v1) = requesting_2_0(false);
+    let run = device.boot(
+        "recovery.max-attempts=2 recovery.fault=after-erase",
+        TIMEOUT,
+    );
+    assert!(
+        run.says("fault point AfterErase: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot("recovery.max-attempts=2 recovery.product=other", TIMEOUT);
+    assert!(run.ended, "attempt 2 did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("an earlier attempt erased the target (cfg:update/touched is there)"),
+        "{}",
+        run.tail()
+    );
+    let cfg = device.inspect().partition("cfg");
+    let result = cfg.read_string("/update/result").unwrap_or_default();
+    assert!(result.contains("outcome=failed\n"), "{result}");
+    assert!(result.contains("stage=policy\n"), "{result}");
+    assert!(
+        !cfg.exists("/update/instruction.refused"),
+        "treated as a refusal"
+    );
+    assert!(cfg.exists("/update/restore") && cfg.exists("/update/lock"));
+    let run = device.boot("recovery.max-attempts=2", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert_restored(&device, &v1, "after the refusal");
+    assert!(
+        !device.inspect().partition("cfg").exists("/update/touched"),
+        "a complete system is there again"
+    );
+}
+
 /// The same through a real U-Boot (`the_device_updates_itself_through_u_boot`
 /// in cycle.rs): the recovery arms U-Boot's counting in the environment
 /// area (`upgrade_available=1`, `bootcount=0`, `bootlimit=3`), the boot

@@ -227,6 +227,36 @@ pub fn restore_stay_message(config: &Config, pending: &PendingRestore, e: &Updat
     )
 }
 
+/// How a failed update ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateFailure {
+    /// The update lock is set: stay on the console.
+    Locked,
+    /// The target was not touched: the instruction is disarmed and the
+    /// old system boots.
+    Refused,
+    /// The target was erased, by this attempt or an earlier one: the
+    /// instruction stays (the attempt limit bounds the retries; the last
+    /// one restores, see [`after_failure`]).
+    Failed,
+    /// The target was erased by an earlier attempt and this failure came
+    /// before the attempt was counted (the instruction unreadable): a
+    /// retry would never be counted and there is no system to boot: stay.
+    Stranded,
+}
+
+/// Decides from `lock` (the update lock set), `touched` (the target
+/// erased by this attempt or, as `cfg:update/touched` says, an earlier
+/// one) and `attempt` (0: not counted yet).
+pub fn update_failure(lock: bool, touched: bool, attempt: u64) -> UpdateFailure {
+    match (lock, touched, attempt) {
+        (true, _, _) => UpdateFailure::Locked,
+        (false, false, _) => UpdateFailure::Refused,
+        (false, true, 0) => UpdateFailure::Stranded,
+        (false, true, _) => UpdateFailure::Failed,
+    }
+}
+
 /// After a failure of `version` in its attempt `attempt`: restore when
 /// the system partition was erased, this was the last attempt, and the
 /// instruction names a restore image. The reason names both the failure
@@ -580,6 +610,20 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part}: {message}");
         }
+    }
+
+    #[test]
+    fn a_refusal_after_an_earlier_attempt_erased_the_target_is_a_failure() {
+        assert_eq!(update_failure(false, false, 2), UpdateFailure::Refused);
+        // Attempt 1 erased and failed; attempt 2 is refused (a signature,
+        // the product): the target is empty, so not "untouched, reboot".
+        assert_eq!(update_failure(false, true, 2), UpdateFailure::Failed);
+        assert_eq!(update_failure(false, true, 0), UpdateFailure::Stranded);
+        assert_eq!(update_failure(true, true, 3), UpdateFailure::Locked);
+        // On the last attempt that failure restores.
+        let config = Config::for_product("demo");
+        let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
+        assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
     }
 
     #[test]

@@ -46,13 +46,13 @@ use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
 use formats::cfg::{
     self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_FAILED,
-    INSTRUCTION_REFUSED as REFUSED, LOCK, RECOVERY_LOG as LOG, RESTORE, RESULT, TRIAL,
+    INSTRUCTION_REFUSED as REFUSED, LOCK, RECOVERY_LOG as LOG, RESTORE, RESULT, TOUCHED, TRIAL,
 };
 use formats::config::{self, Config};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use formats::store;
-use formats::trial::{PendingRestore, Trial};
+use formats::trial::{PendingRestore, Touched, Trial};
 use nix::mount::MsFlags;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -352,6 +352,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
     s.version = image.manifest.version.clone();
     fault::hit(Point::AfterVerify);
+    mark_touched(&cfg, &instruction, &image)?;
     s.erased = true;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
@@ -419,6 +420,7 @@ fn restore(
     supervise(s, Stage::Payload);
     let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
     fault::hit(Point::RestoreAfterVerify);
+    mark_touched(cfg, &instruction, &image)?;
     s.erased = true;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
@@ -490,6 +492,7 @@ fn finish_restore(
     image: &VerifiedImage,
     pending: &PendingRestore,
 ) -> Result<(), UpdateError> {
+    clear_touched(cfg);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -912,6 +915,38 @@ fn count_attempt(
     Ok(None)
 }
 
+/// Records on `cfg`, before the erase, that the target is about to hold
+/// no complete system ([`Touched`]): a later attempt that fails before
+/// its own erase is then a failure, not a refusal. Not written: nothing
+/// is erased.
+fn mark_touched(
+    cfg: &Path,
+    instruction: &Instruction,
+    image: &VerifiedImage,
+) -> Result<(), UpdateError> {
+    let touched = Touched {
+        target: instruction.target.clone(),
+        version: image.manifest.version.clone(),
+        manifest: instruction.manifest.clone(),
+    };
+    store::write_atomic(&cfg.join(TOUCHED), touched.render().as_bytes()).map_err(|e| {
+        UpdateError::new(
+            Stage::Erase,
+            cfg::shown(TOUCHED),
+            format!("cannot record that the target is about to be erased: {e}; nothing was erased"),
+        )
+    })
+}
+
+/// A complete system is on the target (extracted and synced): removes
+/// [`mark_touched`]'s record. One that cannot be removed only makes a
+/// later refusal count as a failure (bounded by the attempts): logged.
+fn clear_touched(cfg: &Path) {
+    if let Err(e) = store::remove_durably(&cfg.join(TOUCHED)) {
+        log::warn!("cannot remove {}: {e}", cfg::shown(TOUCHED));
+    }
+}
+
 fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
     let label = erase::ext4_label(&target.device).unwrap_or_else(|| target.name.clone());
     let command = config.mkfs_command(&target.device.to_string_lossy(), &label);
@@ -962,6 +997,7 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 /// instruction: only now, with the new system on disk and synced.
 fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
     fault::hit(Point::HangInFinish);
+    clear_touched(cfg);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -1087,19 +1123,37 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     if let Some(pending) = s.restoring.clone() {
         return restore_failed(s, &cfg, &pending, e);
     }
-    let outcome = if cfg.join(LOCK).exists() {
-        Outcome::Locked
-    } else if s.erased {
-        Outcome::Failed
-    } else {
-        Outcome::Refused
+    // Erased by this attempt or, as cfg says, by an earlier one.
+    let touched = s.erased || cfg.join(TOUCHED).exists();
+    let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt);
+    let outcome = match failure {
+        decide::UpdateFailure::Locked => Outcome::Locked,
+        decide::UpdateFailure::Refused => Outcome::Refused,
+        decide::UpdateFailure::Failed | decide::UpdateFailure::Stranded => Outcome::Failed,
     };
     let result = result_of(s, outcome, Some(e));
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    match outcome {
-        Outcome::Refused => {
+    if touched && !s.erased {
+        log::error!(
+            "an earlier attempt erased the target ({} is there): it holds no complete system, so \
+             this is a failure after the erase, not a refusal",
+            cfg::shown(TOUCHED)
+        );
+    }
+    match failure {
+        decide::UpdateFailure::Stranded => {
+            log::error!(
+                "the target holds no complete system and this failure came before an attempt \
+                 could be counted: neither retrying nor booting the system can help. Fix what \
+                 the message above names (cfg:{INSTRUCTION}), then power-cycle"
+            );
+            After::Stay(
+                "the system partition holds no complete system; see the message above".into(),
+            )
+        }
+        decide::UpdateFailure::Refused => {
             let from = cfg.join(INSTRUCTION);
             if from.exists() {
                 match store::rename_durably(&from, &cfg.join(REFUSED)) {
@@ -1115,14 +1169,14 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             }
             After::Reboot(delay)
         }
-        Outcome::Failed => {
+        decide::UpdateFailure::Failed => {
             let pending = s.config.as_ref().and_then(|config| {
                 decide::after_failure(
                     config,
                     s.instruction.as_ref(),
                     &s.version,
                     s.attempt,
-                    s.erased,
+                    touched,
                     e,
                 )
             });
@@ -1143,7 +1197,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             }
             After::Reboot(delay)
         }
-        Outcome::Locked => {
+        decide::UpdateFailure::Locked => {
             log::error!(
                 "the update lock is set after {} failed attempts: no further attempt is made and \
                  nothing more is erased. The system partition may hold a partial system. Fix the \
@@ -1152,7 +1206,6 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             );
             After::Stay("the update lock is set; power-cycle after clearing it".into())
         }
-        Outcome::Success | Outcome::Confirmed | Outcome::Restored => After::Reboot(delay),
     }
 }
 
