@@ -456,6 +456,33 @@ fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
     );
     assert_restored(&device, &v1, "after the cuts");
     let cfg = device.inspect().partition("cfg");
+    // The version is the one the cut attempts verified before their
+    // erase (cfg:update/touched), not the manifest's path.
+    let result = formats::result::UpdateResult::parse(
+        &cfg.read("/update/result").expect("no result on cfg"),
+    )
+    .expect("a result record");
+    assert_eq!(
+        (
+            result.outcome,
+            result.version.as_str(),
+            result.stage.as_str(),
+            result.attempt,
+            result.restored.as_deref()
+        ),
+        (
+            formats::result::Outcome::Restored,
+            "2.0",
+            "attempts",
+            3,
+            Some("1.0")
+        )
+    );
+    assert_eq!(
+        result.reason,
+        "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after the \
+         erase)"
+    );
     assert!(cfg.exists("/update/lock"), "the lock is not set");
     assert!(cfg.exists("/update/instruction.failed"));
     assert!(
@@ -537,6 +564,13 @@ fn a_refusal_after_an_earlier_attempt_erased_the_system_restores_1_0() {
     let run = device.boot("recovery.max-attempts=2", TIMEOUT);
     assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
     assert_restored(&device, &v1, "after the refusal");
+    let result = device
+        .inspect()
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    // The version attempt 1 verified before its erase.
+    assert!(result.contains("\nversion=2.0\n"), "{result}");
     assert!(
         !device.inspect().partition("cfg").exists("/update/touched"),
         "a complete system is there again"

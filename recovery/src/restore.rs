@@ -19,7 +19,7 @@
 use crate::error::UpdateError;
 use formats::config::Config;
 use formats::instruction::Instruction;
-use formats::trial::{Origin, PendingRestore, Trial};
+use formats::trial::{Origin, PendingRestore, Touched, Trial};
 
 /// What this boot of the recovery does, from what it found on `cfg`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,26 +289,59 @@ pub fn after_failure(
     })
 }
 
+/// The version a failed update of `instruction` was writing, for the
+/// records: the one this boot verified (`verified`), else the one an
+/// earlier attempt verified before it erased the target (`touched`, when
+/// it is of this manifest), else `unknown`: a manifest that was not
+/// verified says nothing that can be trusted, not even its name.
+pub fn failed_version(
+    verified: Option<&str>,
+    instruction: &Instruction,
+    touched: Option<&Touched>,
+) -> String {
+    verified
+        .map(str::to_string)
+        .or_else(|| {
+            touched
+                .filter(|t| t.manifest == instruction.manifest)
+                .map(|t| t.version.clone())
+        })
+        .unwrap_or_else(|| UNKNOWN.to_string())
+}
+
+/// The version of a failed update whose manifest was never verified.
+pub const UNKNOWN: &str = "unknown";
+
 /// The attempts of an instruction were used up before this boot: the
 /// last one was cut off (a power cut, a reset) before it recorded its
 /// failure, maybe after the erase. With a restore image named, that is
 /// the same as a failure after the erase on the last attempt: restore.
-/// `previous` is the number of attempts counted.
+/// `previous` is the number of attempts counted; `touched`, what
+/// `cfg:update/touched` says an earlier attempt was writing.
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
-    version: &str,
+    touched: Option<&Touched>,
     previous: u64,
 ) -> Option<PendingRestore> {
     let image = instruction.restore.clone()?;
     if previous < config.max_attempts {
         return None;
     }
+    let version = failed_version(None, instruction, touched);
+    let what = if version == UNKNOWN {
+        format!(
+            "the update to {} (version unknown: no attempt verified it as far as the erase)",
+            instruction.manifest
+        )
+    } else {
+        version.clone()
+    };
     Some(PendingRestore {
-        failed: version.to_string(),
+        failed: version,
         stage: "attempts".into(),
         reason: format!(
-            "{version}: attempt {previous} of {} did not finish (cut off by a power cut or a \
+            "{what}: attempt {previous} of {} did not finish (cut off by a power cut or a \
              reset, maybe after the erase)",
             config.max_attempts
         ),
@@ -477,7 +510,7 @@ mod tests {
         let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
         let update = after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).unwrap();
         assert_eq!(update.origin, Origin::Update);
-        let cut = after_attempts_used(&config, &instruction(true), "2.0", 3).unwrap();
+        let cut = after_attempts_used(&config, &instruction(true), None, 3).unwrap();
         assert_eq!(cut.origin, Origin::Update);
         // Cut right after the record: neither the lock nor the move.
         assert_eq!(
@@ -506,28 +539,60 @@ mod tests {
         assert_eq!(end_restore(false), [Step::RemoveTrial, Step::RemovePending]);
     }
 
+    fn touched(manifest: &str) -> Touched {
+        Touched {
+            target: "system".into(),
+            version: "2.0".into(),
+            manifest: PartitionPath::parse(manifest).unwrap(),
+        }
+    }
+
     #[test]
     fn a_last_attempt_cut_off_restores_when_the_instruction_names_an_image() {
         let config = Config::for_product("demo");
-        let version = "storage:updates/demo-2.0.manifest";
+        let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), version, 3),
+            after_attempts_used(&config, &instruction(false), Some(&erased), 3),
             None,
             "no image: only the lock"
         );
         assert_eq!(
-            after_attempts_used(&config, &instruction(true), version, 2),
+            after_attempts_used(&config, &instruction(true), Some(&erased), 2),
             None,
             "attempts are left"
         );
-        let p = after_attempts_used(&config, &instruction(true), version, 3).unwrap();
+        let p = after_attempts_used(&config, &instruction(true), Some(&erased), 3).unwrap();
         assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
-        assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", version));
-        assert!(
-            p.reason.contains("attempt 3 of 3 did not finish"),
-            "{}",
-            p.reason
+        // The version the cut attempt verified before its erase, not the
+        // manifest's path.
+        assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", "2.0"));
+        assert_eq!(
+            p.reason,
+            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after \
+             the erase)"
         );
+        // No attempt got as far as the erase, or one of another
+        // instruction did: the version is not known, and it says so.
+        for earlier in [None, Some(touched("storage:updates/demo-1.5.manifest"))] {
+            let p = after_attempts_used(&config, &instruction(true), earlier.as_ref(), 3).unwrap();
+            assert_eq!(p.failed, "unknown");
+            assert!(
+                p.reason.starts_with(
+                    "the update to storage:updates/demo-2.0.manifest (version unknown: "
+                ),
+                "{}",
+                p.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_update_names_the_version_verified_now_or_before_the_erase() {
+        let ins = instruction(true);
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        assert_eq!(failed_version(Some("2.1"), &ins, Some(&erased)), "2.1");
+        assert_eq!(failed_version(None, &ins, Some(&erased)), "2.0");
+        assert_eq!(failed_version(None, &ins, None), "unknown");
     }
 
     #[test]

@@ -73,6 +73,8 @@ struct Session {
     config: Option<Config>,
     instruction: Option<Instruction>,
     version: String,
+    /// `version` is the verified manifest's (not the instruction's path).
+    verified: bool,
     attempt: u64,
     erased: bool,
     written: Option<Extracted>,
@@ -94,6 +96,8 @@ struct Snapshot {
     config: Option<Config>,
     instruction: Option<Instruction>,
     version: String,
+    /// `version` is the verified manifest's (not the instruction's path).
+    verified: bool,
     attempt: u64,
     erased: bool,
     restoring: Option<PendingRestore>,
@@ -112,6 +116,7 @@ fn supervise(s: &Session, stage: Stage) {
             config: s.config.clone(),
             instruction: s.instruction.clone(),
             version: s.version.clone(),
+            verified: s.verified,
             attempt: s.attempt,
             erased: s.erased,
             restoring: s.restoring.clone(),
@@ -189,6 +194,7 @@ fn record_hang(e: &UpdateError) -> After {
         config: snap.config,
         instruction: snap.instruction,
         version: snap.version,
+        verified: snap.verified,
         attempt: snap.attempt,
         erased: snap.erased,
         written: None,
@@ -244,6 +250,7 @@ pub fn run() -> ! {
         config: None,
         instruction: None,
         version: String::new(),
+        verified: false,
         attempt: 0,
         erased: false,
         written: None,
@@ -351,6 +358,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     supervise(s, Stage::Payload);
     let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
     s.version = image.manifest.version.clone();
+    s.verified = true;
     fault::hit(Point::AfterVerify);
     mark_touched(&cfg, &instruction, &image)?;
     s.erased = true;
@@ -371,6 +379,14 @@ fn read_pending_restore(cfg: &Path) -> Option<PendingRestore> {
     let bytes = std::fs::read(cfg.join(RESTORE)).ok()?;
     PendingRestore::parse(&bytes)
         .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(RESTORE)))
+        .ok()
+}
+
+/// Reads `cfg:update/touched`, as [`read_pending_restore`].
+fn read_touched(cfg: &Path) -> Option<Touched> {
+    let bytes = std::fs::read(cfg.join(TOUCHED)).ok()?;
+    Touched::parse(&bytes)
+        .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(TOUCHED)))
         .ok()
 }
 
@@ -883,7 +899,7 @@ fn count_attempt(
         // Not a refusal: the system partition may be erased.
         s.erased = true;
         if let Some(pending) =
-            decide::after_attempts_used(config, instruction, &s.version, previous)
+            decide::after_attempts_used(config, instruction, read_touched(cfg).as_ref(), previous)
         {
             s.attempt = previous;
             log::error!("{}", pending.reason);
@@ -1131,6 +1147,11 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         decide::UpdateFailure::Refused => Outcome::Refused,
         decide::UpdateFailure::Failed | decide::UpdateFailure::Stranded => Outcome::Failed,
     };
+    if let (Outcome::Failed, Some(instruction)) = (outcome, &s.instruction) {
+        // What was being written: verified now or before an earlier erase.
+        let verified = s.verified.then_some(s.version.as_str());
+        s.version = decide::failed_version(verified, instruction, read_touched(&cfg).as_ref());
+    }
     let result = result_of(s, outcome, Some(e));
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
