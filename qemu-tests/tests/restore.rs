@@ -577,6 +577,40 @@ fn a_refusal_after_an_earlier_attempt_erased_the_system_restores_1_0() {
     );
 }
 
+/// GRUB's count of trial boots is at 0 with no trial on cfg (a count that
+/// could not be stopped after a restore), and it cannot be written (a
+/// directory stands where its temp file goes): rebooting would bring
+/// every boot back to the recovery. It stays on the console instead,
+/// naming the boot loader, the file and the variable to clear by hand.
+#[test]
+fn a_trial_count_that_cannot_be_stopped_stays_on_the_console_saying_what_to_clear() {
+    let device = Device::new("1.0");
+    let mut env = formats::grubenv::GrubEnv::default();
+    env.set(formats::trial::GRUB_COUNTER, "0").unwrap();
+    let block = device.cfg.join(formats::trial::GRUB_ENV_ON_CFG);
+    fs::write(&block, env.render().unwrap()).unwrap();
+    fs::create_dir(device.cfg.join("grubenv.tmp")).unwrap();
+    device.build_disk();
+    let before = device.inspect().hash("system");
+    let run = device.boot_as("", |b| {
+        b.timeout = TIMEOUT;
+        b.until = Some("halted: the boot loader's count of trial boots cannot be stopped".into());
+    });
+    assert!(run.stopped, "did not stay on the console:\n{}", run.tail());
+    for part in [
+        "the boot loader (bootflag=grub) still counts trial boots with none left and no trial \
+         on cfg, and its count cannot be stopped: ",
+        "By hand: unset reimage_trial in the GRUB environment block cfg:grubenv",
+    ] {
+        assert!(run.says(part), "{part}:\n{}", run.tail());
+    }
+    assert_eq!(
+        device.inspect().hash("system"),
+        before,
+        "the system was touched"
+    );
+}
+
 /// The same through a real U-Boot (`the_device_updates_itself_through_u_boot`
 /// in cycle.rs): the recovery arms U-Boot's counting in the environment
 /// area (`upgrade_available=1`, `bootcount=0`, `bootlimit=3`), the boot

@@ -13,10 +13,14 @@
 //!   a restore's attempts are counted as an update's, and when they are
 //!   used up (or the image to restore fails its checks) the recovery stays
 //!   on the console saying what, why and what to do.
+//! - [`after_counter_stop`]: a boot loader whose count of trial boots
+//!   cannot be stopped would send every boot back to the recovery: stay
+//!   on the console naming the file or variable to clear by hand.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
 
 use crate::error::UpdateError;
+use formats::bootflag::BootFlag;
 use formats::config::Config;
 use formats::instruction::Instruction;
 use formats::trial::{Origin, PendingRestore, Touched, Trial};
@@ -351,6 +355,95 @@ pub fn after_attempts_used(
         attempts: 0,
         last_failure: String::new(),
     })
+}
+
+/// Where the boot loader's count of trial boots is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterStop {
+    /// At the end of a restore: the last good image is back. A count left
+    /// running brings the next boot back to the recovery, which tries once
+    /// more ([`CounterStop::Stray`]).
+    AfterRestore,
+    /// A count found running with no trial on `cfg`, `left` boots of it
+    /// left: at 0 the boot loader sends every boot to the recovery.
+    Stray { left: u64 },
+}
+
+/// What follows an attempt to stop the count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterCounter {
+    /// Stopped (or the boot loader does not count here).
+    Done,
+    /// Not stopped, but rebooting is bounded: warn and go on.
+    Warn(String),
+    /// Not stopped, and every boot would come back here: stay on the
+    /// console with this message.
+    Stay(String),
+}
+
+/// Decides after `stopped` (the boot loader's `disarm_trial`), `bootflag`
+/// being the recovery's setting (its files as the operator knows them).
+pub fn after_counter_stop(
+    bootflag: &str,
+    when: CounterStop,
+    stopped: &std::io::Result<()>,
+) -> AfterCounter {
+    let e = match stopped {
+        Ok(()) => return AfterCounter::Done,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return AfterCounter::Done,
+        Err(e) => e,
+    };
+    let by_hand = clear_counter_by_hand(bootflag);
+    match when {
+        CounterStop::AfterRestore => AfterCounter::Warn(format!(
+            "trial: cannot stop the counting of the boot loader (bootflag={bootflag}): {e}; the \
+             next boot comes back to the recovery, which tries once more, and if that fails \
+             stays on the console. By hand: {by_hand}"
+        )),
+        CounterStop::Stray { left: 0 } => AfterCounter::Stay(format!(
+            "the boot loader (bootflag={bootflag}) still counts trial boots with none left and \
+             no trial on cfg, and its count cannot be stopped: {e}. Every boot would come back \
+             to the recovery. By hand: {by_hand}; then power-cycle"
+        )),
+        CounterStop::Stray { left } => AfterCounter::Warn(format!(
+            "trial: the boot loader (bootflag={bootflag}) counts trial boots with no trial on \
+             cfg and its count cannot be stopped: {e}; {left} boots of the system are left \
+             before it boots the recovery again. By hand: {by_hand}"
+        )),
+    }
+}
+
+/// How an operator stops the count of the boot loader `bootflag` by
+/// hand: the file or variable, and the command.
+pub fn clear_counter_by_hand(bootflag: &str) -> String {
+    use formats::trial::{
+        GRUB_COUNTER, GRUB_ENV_ON_CFG, LOADER_ENTRIES, UBOOT_BOOTCOUNT, UBOOT_UPGRADE_AVAILABLE,
+    };
+    match BootFlag::parse(bootflag) {
+        Ok(BootFlag::Grub) => format!(
+            "unset {GRUB_COUNTER} in the GRUB environment block cfg:{GRUB_ENV_ON_CFG} \
+             (grub-editenv FILE unset {GRUB_COUNTER}), or replace that file"
+        ),
+        Ok(BootFlag::GrubEnv { file }) => format!(
+            "unset {GRUB_COUNTER} in the GRUB environment block {} (grub-editenv FILE unset \
+             {GRUB_COUNTER}), or replace that file",
+            file.display()
+        ),
+        Ok(BootFlag::Uboot { config, .. }) => format!(
+            "in U-Boot's environment (the area {} names) unset {UBOOT_UPGRADE_AVAILABLE} and set \
+             {UBOOT_BOOTCOUNT}=0: at U-Boot's prompt `setenv {UBOOT_UPGRADE_AVAILABLE}; setenv \
+             {UBOOT_BOOTCOUNT} 0; saveenv`, or fw_setenv",
+            config.display()
+        ),
+        Ok(BootFlag::SystemdBoot { system, esp, .. }) => format!(
+            "rename the system's entry {LOADER_ENTRIES}/{}+LEFT[-DONE].conf on the ESP{} back to \
+             {system}",
+            system.strip_suffix(".conf").unwrap_or(&system),
+            esp.map_or(String::new(), |esp| format!(" ({})", esp.display()))
+        ),
+        Ok(BootFlag::None) => "nothing (bootflag=none counts nothing)".into(),
+        Err(e) => format!("fix the recovery's bootflag setting: {e}"),
+    }
 }
 
 /// The trial a successful install of `version` starts, or why there is
@@ -689,6 +782,60 @@ mod tests {
         let config = Config::for_product("demo");
         let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
         assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
+    }
+
+    #[test]
+    fn a_count_that_cannot_be_stopped_stays_only_where_every_boot_comes_back() {
+        let denied = || -> std::io::Result<()> { Err(std::io::Error::other("Is a directory")) };
+        let grub = |when| after_counter_stop("grub", when, &denied());
+        assert_eq!(
+            after_counter_stop("grub", CounterStop::Stray { left: 0 }, &Ok(())),
+            AfterCounter::Done
+        );
+        let unsupported = Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+        assert_eq!(
+            after_counter_stop("none", CounterStop::AfterRestore, &unsupported),
+            AfterCounter::Done
+        );
+        // After a restore: the next boot of the recovery tries once more.
+        match grub(CounterStop::AfterRestore) {
+            AfterCounter::Warn(w) => assert!(w.contains("tries once more"), "{w}"),
+            other => panic!("{other:?}"),
+        }
+        // Boots of the system are left: they come first.
+        assert!(matches!(
+            grub(CounterStop::Stray { left: 2 }),
+            AfterCounter::Warn(_)
+        ));
+        // None left: rebooting would come back here for ever.
+        match grub(CounterStop::Stray { left: 0 }) {
+            AfterCounter::Stay(m) => {
+                for part in [
+                    "the boot loader (bootflag=grub) still counts trial boots",
+                    "cannot be stopped: Is a directory",
+                    "unset reimage_trial in the GRUB environment block cfg:grubenv",
+                    "then power-cycle",
+                ] {
+                    assert!(m.contains(part), "{part}: {m}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        // Each boot loader's file or variable is named.
+        assert!(clear_counter_by_hand("grubenv:esp:/EFI/grubenv").contains("esp:/EFI/grubenv"));
+        let uboot = clear_counter_by_hand("uboot:cfg:fw_env.config");
+        assert!(
+            uboot.contains("cfg:fw_env.config") && uboot.contains("setenv upgrade_available"),
+            "{uboot}"
+        );
+        let sd = clear_counter_by_hand(
+            "systemd-boot:/sys/firmware/efi/efivars:recovery.conf:system.conf:esp:",
+        );
+        assert!(
+            sd.contains("loader/entries/system+LEFT[-DONE].conf")
+                && sd.contains("back to system.conf"),
+            "{sd}"
+        );
     }
 
     #[test]

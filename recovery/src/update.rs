@@ -233,6 +233,10 @@ enum Done {
     Installed,
     /// The last good image is back.
     Restored,
+    /// No instruction, but the boot loader's count of trial boots cannot
+    /// be stopped: every boot would come back here (the message says
+    /// what to clear by hand).
+    CounterStuck(String),
 }
 
 /// PID 1's entry point.
@@ -284,6 +288,10 @@ pub fn run() -> ! {
             );
             After::Reboot(Duration::ZERO)
         }
+        Ok(Done::CounterStuck(why)) => {
+            log::error!("{why}");
+            After::Stay("the boot loader's count of trial boots cannot be stopped".into())
+        }
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
@@ -326,7 +334,9 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
             return restore(s, &config, &disks, &cfg, pending);
         }
         Plan::Nothing => {
-            clear_stray_trial_counter(&config);
+            if let Some(why) = clear_stray_trial_counter(&config) {
+                return Ok(Done::CounterStuck(why));
+            }
             log::info!("no update instruction on cfg: nothing to do; rebooting");
             return Ok(Done::NothingToDo);
         }
@@ -532,12 +542,12 @@ fn finish_restore(
     decide::run_steps(&steps, |step| cfg_step(cfg, step, pending, s.attempt))
         .map_err(|(_, e)| e)?;
     with_boot_flag(config, |flag| {
-        if let Err(e) = flag.disarm_trial(Path::new(CFG_MOUNT)) {
-            if e.kind() != std::io::ErrorKind::Unsupported {
-                log::warn!(
-                    "trial: cannot stop the counting of {}: {e}",
-                    config.bootflag
-                );
+        let stopped = flag.disarm_trial(Path::new(CFG_MOUNT));
+        let when = decide::CounterStop::AfterRestore;
+        match decide::after_counter_stop(&config.bootflag, when, &stopped) {
+            decide::AfterCounter::Done => {}
+            decide::AfterCounter::Warn(why) | decide::AfterCounter::Stay(why) => {
+                log::warn!("{why}")
             }
         }
         clear_flag(config, flag);
@@ -550,23 +560,32 @@ fn finish_restore(
 }
 
 /// A boot loader still counting trial boots with no trial on `cfg` (a
-/// power cut between removing the trial and stopping the count) would
-/// boot the recovery for ever: stop it.
-fn clear_stray_trial_counter(config: &Config) {
+/// power cut between removing the trial and stopping the count, or a
+/// count that could not be stopped after a restore) would boot the
+/// recovery for ever: stop it. Returns the console's message when it
+/// cannot be stopped and every boot would come back here
+/// ([`decide::after_counter_stop`]).
+fn clear_stray_trial_counter(config: &Config) -> Option<String> {
     with_boot_flag(config, |flag| {
         let cfg = Path::new(CFG_MOUNT);
-        if let Ok(Some(_)) = flag.trial_left(cfg) {
-            match flag.disarm_trial(cfg) {
-                Ok(()) => {
-                    log::warn!("trial: the boot loader counted with no trial on cfg: stopped")
-                }
-                Err(e) => log::warn!(
-                    "trial: cannot stop the counting of {}: {e}",
-                    config.bootflag
-                ),
+        let Ok(Some(left)) = flag.trial_left(cfg) else {
+            return None;
+        };
+        let stopped = flag.disarm_trial(cfg);
+        let when = decide::CounterStop::Stray { left };
+        match decide::after_counter_stop(&config.bootflag, when, &stopped) {
+            decide::AfterCounter::Done => {
+                log::warn!("trial: the boot loader counted with no trial on cfg: stopped");
+                None
             }
+            decide::AfterCounter::Warn(why) => {
+                log::warn!("{why}");
+                None
+            }
+            decide::AfterCounter::Stay(why) => Some(why),
         }
-    });
+    })
+    .flatten()
 }
 
 /// Starts the trial of the version just installed: the record on `cfg`,
