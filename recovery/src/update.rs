@@ -7,24 +7,29 @@
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
 //! 5. read the instruction (none: reboot, unless a trial ran out, as the
-//!    boot loader's counter says, or a restore is pending: then restore)
-//!    [`read_instruction`], [`restore`]
+//!    boot loader's counter says, or a restore is pending: then restore;
+//!    a stray counter is stopped, or the console says how)
+//!    [`read_instruction`], [`restore`], [`clear_stray_trial_counter`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
 //! 9. verify the image, check it against the device  [`verify_image`]
-//! 10. erase the target (fresh file system)   [`erase_target`]
+//! 10. record that the target is touched, erase it (fresh file system)
+//!     [`mark_touched`], [`erase_target`]
 //! 11. mount it, extract, sync                [`extract_image`]
 //! 12. record the result, start the trial, remove the instruction  [`finish`]
 //! 13. unmount everything and reboot          [`run`]
 //!
 //! Any failure ends in [`fail`]: the result is written where possible, a
-//! refusal before the erase disarms the instruction, the message stays on
-//! the console for a few seconds, and the machine reboots; with the update
-//! lock set it stays on the console instead. The last attempt of an
-//! update that failed after the erase leaves a pending restore of the
+//! refusal before any erase (this boot's, or an earlier attempt's, as
+//! `cfg:update/touched` says) disarms the instruction, the message stays
+//! on the console for a few seconds, and the machine reboots; with the
+//! update lock set it stays on the console instead. The last attempt of
+//! an update that failed after the erase leaves a pending restore of the
 //! last good image, which the next boot carries out ([`restore`]: the
-//! same steps 7 to 11 on the restore image). PID 1 never returns and never
+//! same steps 7 to 11 on the restore image, its attempts counted; used
+//! up, it stays on the console). The decisions are in [`crate::restore`]
+//! (`restore.rs`); this module carries them out. PID 1 never returns and never
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
@@ -328,8 +333,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     ) {
         Plan::Restore { pending, record } => {
             if record {
-                store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes())
-                    .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(RESTORE), e))?;
+                cfg_step(&cfg, decide::Step::WritePending, &pending, 0)?;
             }
             return restore(s, &config, &disks, &cfg, pending);
         }
@@ -408,11 +412,13 @@ fn read_trial(cfg: &Path) -> Option<Trial> {
         .ok()
 }
 
-/// Restores the last good image: the update's own steps (the target, the
-/// image's partition, every check of the image, the erase, the
+/// Restores the last good image: first what a power cut left undone of
+/// the way in ([`finish_leaving`]) and the count of this attempt
+/// ([`count_restore_attempt`]), then the update's own steps (the target,
+/// the image's partition, every check of the image, the erase, the
 /// extraction), with downgrades allowed (the image is older than what
-/// failed) and no attempt counted: `cfg:update/restore` stays until it is
-/// done, so every boot finishes what a power cut interrupted.
+/// failed). `cfg:update/restore` stays until it is done, so every boot
+/// finishes what a power cut interrupted, up to `max-attempts` in a row.
 fn restore(
     s: &mut Session,
     config: &Config,
