@@ -285,6 +285,9 @@ mod tests {
             reason: "x".into(),
             image: PartitionPath::parse("storage:old/demo-0.9.swu").unwrap(),
             target: "system".into(),
+            origin: formats::trial::Origin::Update,
+            attempts: 0,
+            last_failure: String::new(),
         };
         std::fs::write(cfg.join(RESTORE), pending.render()).unwrap();
         assert_eq!(

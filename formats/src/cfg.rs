@@ -22,6 +22,10 @@ pub const TRIAL: &str = "update/trial";
 /// A restore decided on and not yet finished
 /// ([`crate::trial::PendingRestore`]).
 pub const RESTORE: &str = "update/restore";
+/// The target partition was erased and holds no complete system yet
+/// ([`crate::trial::Touched`]): written before every erase, removed once a
+/// system is extracted and synced; a later refusal is then no refusal.
+pub const TOUCHED: &str = "update/touched";
 /// The result of the last update ([`crate::result::UpdateResult`]).
 pub const RESULT: &str = "update/result";
 /// The installed product and version ([`crate::result::Installed`]).

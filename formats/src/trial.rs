@@ -1,6 +1,6 @@
 //! Trial boots and the restore of the last good image: the records on
 //! `cfg` ([`Trial`], `cfg:update/trial`; [`PendingRestore`],
-//! `cfg:update/restore`) and each boot loader's own counter of trial boots
+//! `cfg:update/restore`; [`Touched`], `cfg:update/touched`) and each boot loader's own counter of trial boots
 //! (methods on [`BootFlag`]). See `docs/reliability.md` and
 //! `docs/bootloaders.md`.
 //!
@@ -248,6 +248,40 @@ impl Trial {
             reason: format!("{} not confirmed after {} boots", self.version, self.limit),
             image: self.restore.clone(),
             target: self.target.clone(),
+            origin: Origin::Trial,
+            attempts: 0,
+            last_failure: String::new(),
+        }
+    }
+}
+
+/// Why a restore was decided on: what a boot that finds the pending
+/// restore must still finish besides the restore itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The new system was not confirmed in time: nothing but the restore.
+    Trial,
+    /// An update failed after the erase on its last attempt (or its last
+    /// attempt was cut off): the update lock is set and the instruction
+    /// moved aside too, by whichever boot gets there first.
+    Update,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Trial => "trial",
+            Origin::Update => "update",
+        }
+    }
+
+    /// A record written before `origin=` existed: a trial's restore has
+    /// the stage `trial`, an update's the stage that failed.
+    fn of_stage(stage: &str) -> Origin {
+        if stage == "trial" {
+            Origin::Trial
+        } else {
+            Origin::Update
         }
     }
 }
@@ -266,19 +300,44 @@ pub struct PendingRestore {
     pub image: PartitionPath,
     /// The partition to restore into.
     pub target: String,
+    /// A failed update or an expired trial (`origin=`; a record without
+    /// it, from an older recovery, is read from its stage).
+    pub origin: Origin,
+    /// Attempts of the restore begun in this round (counted before the
+    /// erase; 0 when absent). Past the recovery's `max-attempts` it stays
+    /// on the console; staying starts a new round, for the operator's
+    /// power cycle.
+    pub attempts: u64,
+    /// What the last failed attempt said (stage: file: why), empty if none
+    /// was recorded (a power cut, a reset).
+    pub last_failure: String,
 }
 
-const RESTORE_KEYS: &[&str] = &["format", "failed", "stage", "reason", "image", "target"];
+const RESTORE_KEYS: &[&str] = &[
+    "format",
+    "failed",
+    "stage",
+    "reason",
+    "image",
+    "target",
+    "origin",
+    "attempts",
+    "last-failure",
+];
 
 impl PendingRestore {
     pub fn render(&self) -> String {
         keyvalue::seal(&format!(
-            "format={FORMAT_VERSION}\nfailed={}\nstage={}\nreason={}\nimage={}\ntarget={}\n",
+            "format={FORMAT_VERSION}\nfailed={}\nstage={}\nreason={}\nimage={}\ntarget={}\n\
+             origin={}\nattempts={}\nlast-failure={}\n",
             one_line(&self.failed),
             one_line(&self.stage),
             one_line(&self.reason),
             self.image,
-            self.target
+            self.target,
+            self.origin.name(),
+            self.attempts,
+            one_line(&self.last_failure)
         ))
     }
 
@@ -287,12 +346,67 @@ impl PendingRestore {
         let pairs = keyvalue::parse(body, RESTORE_KEYS)?;
         check_format(&pairs)?;
         let get = |key| keyvalue::require(&pairs, key);
+        let optional = |key| pairs.iter().find(|p| p.key == key);
+        let stage = get("stage")?.value.to_string();
+        let origin = match optional("origin") {
+            None => Origin::of_stage(&stage),
+            Some(pair) => [Origin::Trial, Origin::Update]
+                .into_iter()
+                .find(|o| o.name() == pair.value)
+                .ok_or_else(|| pair.bad("expected trial or update"))?,
+        };
         Ok(PendingRestore {
             failed: get("failed")?.value.to_string(),
-            stage: get("stage")?.value.to_string(),
+            stage,
             reason: get("reason")?.value.to_string(),
             image: partition_path(get("image")?)?,
             target: get("target")?.as_name()?.to_string(),
+            origin,
+            attempts: optional("attempts")
+                .map(|p| p.as_u64())
+                .transpose()?
+                .unwrap_or(0),
+            last_failure: optional("last-failure").map_or(String::new(), |p| p.value.to_string()),
+        })
+    }
+}
+
+/// `cfg:update/touched`: the target partition was erased (maybe partly
+/// written) and holds no complete system yet. Written before every erase
+/// (an update's or a restore's), removed once a system is extracted and
+/// synced: a boot that fails before its own erase knows from it that an
+/// earlier attempt left the partition empty or partial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The partition erased.
+    pub target: String,
+    /// The version being written into it (its manifest verified).
+    pub version: String,
+    /// The manifest of that version.
+    pub manifest: PartitionPath,
+}
+
+const TOUCHED_KEYS: &[&str] = &["format", "target", "version", "manifest"];
+
+impl Touched {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format={FORMAT_VERSION}\ntarget={}\nversion={}\nmanifest={}\n",
+            self.target,
+            one_line(&self.version),
+            self.manifest
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Touched, TrialError> {
+        let body = keyvalue::unseal(bytes)?;
+        let pairs = keyvalue::parse(body, TOUCHED_KEYS)?;
+        check_format(&pairs)?;
+        let get = |key| keyvalue::require(&pairs, key);
+        Ok(Touched {
+            target: get("target")?.as_name()?.to_string(),
+            version: get("version")?.value.to_string(),
+            manifest: partition_path(get("manifest")?)?,
         })
     }
 }
@@ -437,7 +551,7 @@ mod tests {
         assert_eq!(Trial::parse(t.render().as_bytes()), Ok(t.clone()));
         let p = t.expired();
         assert_eq!(p.reason, "2.0 not confirmed after 3 boots");
-        assert_eq!(p.stage, "trial");
+        assert_eq!((p.stage.as_str(), p.origin), ("trial", Origin::Trial));
         assert_eq!(PendingRestore::parse(p.render().as_bytes()), Ok(p.clone()));
         let text = t.render();
         assert!(Trial::parse(&text.as_bytes()[..text.len() - 5]).is_err());
@@ -448,6 +562,74 @@ mod tests {
         );
         let err = Trial::parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("restore="), "{err}");
+    }
+
+    #[test]
+    fn a_pending_restore_says_where_it_came_from_and_older_records_still_parse() {
+        let update = PendingRestore {
+            failed: "2.0".into(),
+            stage: "extract".into(),
+            reason: "2.0 failed at extract on attempt 3 of 3: x: no space".into(),
+            image: PartitionPath::parse("storage:updates/demo-1.0.manifest").unwrap(),
+            target: "system".into(),
+            origin: Origin::Update,
+            attempts: 0,
+            last_failure: String::new(),
+        };
+        let text = update.render();
+        assert!(text.contains("\norigin=update\n"), "{text}");
+        assert_eq!(PendingRestore::parse(text.as_bytes()), Ok(update.clone()));
+        // Written by a recovery before `origin=` (and the count of
+        // attempts): read from the stage, no attempt counted.
+        let old = |p: &PendingRestore| {
+            let body = keyvalue::unseal(p.render().as_bytes()).unwrap().to_string();
+            keyvalue::seal(
+                &body
+                    .replace(&format!("origin={}\n", p.origin.name()), "")
+                    .replace("attempts=0\nlast-failure=\n", ""),
+            )
+        };
+        assert_eq!(PendingRestore::parse(old(&update).as_bytes()), Ok(update));
+        let expired = trial().expired();
+        assert_eq!(PendingRestore::parse(old(&expired).as_bytes()), Ok(expired));
+        let bad = keyvalue::seal(
+            &keyvalue::unseal(trial().expired().render().as_bytes())
+                .unwrap()
+                .replace("origin=trial", "origin=both"),
+        );
+        let err = PendingRestore::parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("origin="), "{err}");
+    }
+
+    #[test]
+    fn a_pending_restore_counts_its_attempts_and_keeps_the_last_failure() {
+        let p = PendingRestore {
+            attempts: 2,
+            last_failure: "extract: /run/target/usr:\nno space".into(),
+            ..trial().expired()
+        };
+        let text = p.render();
+        assert!(
+            text.contains("\nattempts=2\nlast-failure=extract: /run/target/usr: no space\n"),
+            "{text}"
+        );
+        let back = PendingRestore::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.attempts, 2);
+        assert_eq!(back.last_failure, "extract: /run/target/usr: no space");
+    }
+
+    #[test]
+    fn the_touched_record_round_trips() {
+        let t = Touched {
+            target: "system".into(),
+            version: "2.0".into(),
+            manifest: PartitionPath::parse("storage:updates/demo-2.0.manifest").unwrap(),
+        };
+        let text = t.render();
+        assert_eq!(Touched::parse(text.as_bytes()), Ok(t));
+        assert!(Touched::parse(&text.as_bytes()[..text.len() - 3]).is_err());
     }
 
     #[test]

@@ -288,6 +288,65 @@ fn a_restore_image_with_a_flipped_byte_is_refused_on_the_console() {
     assert!(cfg.exists("/update/trial") || cfg.exists("/update/restore"));
 }
 
+/// A restore that hangs after its erase (the extraction's deadline ends
+/// it) is counted like an update's attempt: the first boot reboots to try
+/// again, the last stays on the console saying what was being restored,
+/// why and how many attempts failed, instead of rebooting for ever. The
+/// operator's power cycle then starts a new round, which restores 1.0.
+#[test]
+fn a_restore_that_hangs_every_time_stops_after_its_attempts() {
+    let (device, v1) = on_trial(false);
+    let hang = "recovery.fault=hang-in-extract recovery.watchdog=0 \
+                recovery.deadline_extract=5+0 recovery.max-attempts=2";
+    let run = device.boot(hang, TIMEOUT);
+    assert!(run.ended, "attempt 1 did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 1 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("the restore of storage:updates/demo-1.0.manifest failed on attempt 1 of at most 2 (extract check): rebooting to try again"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot_as(hang, |b| {
+        b.timeout = TIMEOUT;
+        b.until = Some("halted: the last good image cannot be restored".into());
+    });
+    assert!(run.stopped, "attempt 2 did not stay:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 2 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    for part in [
+        "the last good image storage:updates/demo-1.0.manifest cannot be restored: ",
+        "(extract check). It was being restored into system because 2.0 not confirmed after \
+         3 boots; 2 attempt(s) of the restore failed (at most 2 in a row)",
+        "then power-cycle: the restore starts again with 2 attempts",
+    ] {
+        assert!(run.says(part), "{part}:\n{}", run.tail());
+    }
+    let result = device
+        .inspect()
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(result.contains("outcome=failed\n"), "{result}");
+    assert!(result.contains("stage=extract\n"), "{result}");
+    assert!(result.contains("attempt=2\n"), "{result}");
+    // The operator's power cycle (the image is fine, the hang is gone).
+    let run = device.boot("recovery.max-attempts=2", TIMEOUT);
+    assert!(run.ended, "the new round did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: attempt 1 of at most 2"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the power cycle");
+}
+
 /// A device running 1.0 with its image staged, and 2.0 staged (an image
 /// that fails while extracting when `failing`) and requested with 1.0's
 /// image to restore; returns 1.0's tree.
@@ -397,11 +456,158 @@ fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
     );
     assert_restored(&device, &v1, "after the cuts");
     let cfg = device.inspect().partition("cfg");
+    // The version is the one the cut attempts verified before their
+    // erase (cfg:update/touched), not the manifest's path.
+    let result = formats::result::UpdateResult::parse(
+        &cfg.read("/update/result").expect("no result on cfg"),
+    )
+    .expect("a result record");
+    assert_eq!(
+        (
+            result.outcome,
+            result.version.as_str(),
+            result.stage.as_str(),
+            result.attempt,
+            result.restored.as_deref()
+        ),
+        (
+            formats::result::Outcome::Restored,
+            "2.0",
+            "attempts",
+            3,
+            Some("1.0")
+        )
+    );
+    assert_eq!(
+        result.reason,
+        "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after the \
+         erase)"
+    );
     assert!(cfg.exists("/update/lock"), "the lock is not set");
     assert!(cfg.exists("/update/instruction.failed"));
     assert!(
         !cfg.exists("/update/instruction"),
         "the instruction is armed"
+    );
+}
+
+/// A power cut right after the last attempt recorded its pending restore,
+/// before the lock was set and the instruction moved aside: the next boot
+/// finishes both (the record says the restore comes from a failed update)
+/// before it restores 1.0. Without that the failing image would be tried
+/// again once the restore was done.
+#[test]
+fn a_power_cut_after_the_restore_is_recorded_still_sets_the_lock() {
+    let (device, v1) = requesting_2_0(true);
+    let run = device.boot(
+        "recovery.max-attempts=1 recovery.fault=restore-recorded",
+        TIMEOUT,
+    );
+    assert!(run.ended, "did not stop:\n{}", run.tail());
+    assert!(
+        run.says("fault point RestoreRecorded: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot("recovery.max-attempts=1", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("restore: finished what a power cut left undone after the restore was recorded: [Lock, DisarmInstruction]"),
+        "{}",
+        run.tail()
+    );
+    assert_restored(&device, &v1, "after the cut");
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/lock"), "the lock is not set");
+    assert!(cfg.exists("/update/instruction.failed"));
+    assert!(
+        !cfg.exists("/update/instruction"),
+        "the instruction is armed"
+    );
+}
+
+/// Attempt 1 is cut off right after the erase; attempt 2 is refused
+/// before its own erase (here: the product, overridden on the command
+/// line). The target is empty, so that is no "untouched, reboot into the
+/// old system": `cfg:update/touched` says an earlier attempt erased it,
+/// the refusal counts as a failure after the erase, and on the last
+/// attempt the recovery leaves the restore of 1.0, which the next boot
+/// carries out.
+#[test]
+fn a_refusal_after_an_earlier_attempt_erased_the_system_restores_1_0() {
+    let (device, v1) = requesting_2_0(false);
+    let run = device.boot(
+        "recovery.max-attempts=2 recovery.fault=after-erase",
+        TIMEOUT,
+    );
+    assert!(
+        run.says("fault point AfterErase: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let run = device.boot("recovery.max-attempts=2 recovery.product=other", TIMEOUT);
+    assert!(run.ended, "attempt 2 did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("an earlier attempt erased the target (cfg:update/touched is there)"),
+        "{}",
+        run.tail()
+    );
+    let cfg = device.inspect().partition("cfg");
+    let result = cfg.read_string("/update/result").unwrap_or_default();
+    assert!(result.contains("outcome=failed\n"), "{result}");
+    assert!(result.contains("stage=policy\n"), "{result}");
+    assert!(
+        !cfg.exists("/update/instruction.refused"),
+        "treated as a refusal"
+    );
+    assert!(cfg.exists("/update/restore") && cfg.exists("/update/lock"));
+    let run = device.boot("recovery.max-attempts=2", TIMEOUT);
+    assert!(run.ended, "the restore did not reboot:\n{}", run.tail());
+    assert_restored(&device, &v1, "after the refusal");
+    let result = device
+        .inspect()
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    // The version attempt 1 verified before its erase.
+    assert!(result.contains("\nversion=2.0\n"), "{result}");
+    assert!(
+        !device.inspect().partition("cfg").exists("/update/touched"),
+        "a complete system is there again"
+    );
+}
+
+/// GRUB's count of trial boots is at 0 with no trial on cfg (a count that
+/// could not be stopped after a restore), and it cannot be written (a
+/// directory stands where its temp file goes): rebooting would bring
+/// every boot back to the recovery. It stays on the console instead,
+/// naming the boot loader, the file and the variable to clear by hand.
+#[test]
+fn a_trial_count_that_cannot_be_stopped_stays_on_the_console_saying_what_to_clear() {
+    let device = Device::new("1.0");
+    let mut env = formats::grubenv::GrubEnv::default();
+    env.set(formats::trial::GRUB_COUNTER, "0").unwrap();
+    let block = device.cfg.join(formats::trial::GRUB_ENV_ON_CFG);
+    fs::write(&block, env.render().unwrap()).unwrap();
+    fs::create_dir(device.cfg.join("grubenv.tmp")).unwrap();
+    device.build_disk();
+    let before = device.inspect().hash("system");
+    let run = device.boot_as("", |b| {
+        b.timeout = TIMEOUT;
+        b.until = Some("halted: the boot loader's count of trial boots cannot be stopped".into());
+    });
+    assert!(run.stopped, "did not stay on the console:\n{}", run.tail());
+    for part in [
+        "the boot loader (bootflag=grub) still counts trial boots with none left and no trial \
+         on cfg, and its count cannot be stopped: ",
+        "By hand: unset reimage_trial in the GRUB environment block cfg:grubenv",
+    ] {
+        assert!(run.says(part), "{part}:\n{}", run.tail());
+    }
+    assert_eq!(
+        device.inspect().hash("system"),
+        before,
+        "the system was touched"
     );
 }
 

@@ -6,9 +6,11 @@
 //! lost as in a power cut. A build without the feature has no fault points.
 //!
 //! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
-//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`; in a
-//! restore, `restore-after-verify` and `restore-after-erase` (and the
-//! extraction's own points, which a restore passes too).
+//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`;
+//! `restore-recorded` (the last attempt's pending restore written, the
+//! lock not yet); in a restore, `restore-after-verify` and
+//! `restore-after-erase` (and the extraction's own points, which a
+//! restore passes too).
 //!
 //! Two points hang instead of stopping, for the tests of the deadlines and
 //! the watchdog ([`crate::supervisor`]): `hang-in-extract` blocks the main
@@ -38,6 +40,9 @@ pub enum Point {
     AfterSync,
     /// The instruction is removed; the reboot has not happened.
     AfterRemoval,
+    /// The last attempt of an update recorded its pending restore; the
+    /// lock is not set and the instruction not moved aside yet.
+    RestoreRecorded,
     /// A restore verified the last good image; nothing erased yet.
     RestoreAfterVerify,
     /// A restore erased the target; nothing restored yet.
@@ -62,6 +67,7 @@ impl Point {
             "before-sync" => Point::BeforeSync,
             "after-sync" => Point::AfterSync,
             "after-removal" => Point::AfterRemoval,
+            "restore-recorded" => Point::RestoreRecorded,
             "restore-after-verify" => Point::RestoreAfterVerify,
             "restore-after-erase" => Point::RestoreAfterErase,
             "hang-in-extract" => Point::HangInExtract,
@@ -202,6 +208,10 @@ mod tests {
         assert_eq!(
             Point::parse("restore-after-erase"),
             Some(Point::RestoreAfterErase)
+        );
+        assert_eq!(
+            Point::parse("restore-recorded"),
+            Some(Point::RestoreRecorded)
         );
         assert_eq!(Point::parse("later"), None);
     }

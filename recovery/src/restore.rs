@@ -9,13 +9,21 @@
 //!   so does [`after_attempts_used`], a last attempt that was cut off.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
 //!   records on `cfg` on the way into a restore and out of it.
+//! - [`count_restore`], [`after_restore_failure`], [`restore_stay_message`]:
+//!   a restore's attempts are counted as an update's, and when they are
+//!   used up (or the image to restore fails its checks) the recovery stays
+//!   on the console saying what, why and what to do.
+//! - [`after_counter_stop`]: a boot loader whose count of trial boots
+//!   cannot be stopped would send every boot back to the recovery: stay
+//!   on the console naming the file or variable to clear by hand.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
 
 use crate::error::UpdateError;
+use formats::bootflag::BootFlag;
 use formats::config::Config;
 use formats::instruction::Instruction;
-use formats::trial::{PendingRestore, Trial};
+use formats::trial::{Origin, PendingRestore, Touched, Trial};
 
 /// What this boot of the recovery does, from what it found on `cfg`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +118,25 @@ pub enum Step {
 /// with nothing that brings the recovery back).
 pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
 
+/// The steps of [`LEAVE_RESTORE`] that a boot finding the pending restore
+/// must still take before it restores: a power cut right after the
+/// record was written (before the lock, or before the instruction was
+/// moved aside) leaves them undone. An update's restore sets the lock (if
+/// `lock` is not set yet) and moves the instruction aside (if one is
+/// still there); a trial's has nothing more to do.
+pub fn resume_leaving(pending: &PendingRestore, lock: bool, instruction: bool) -> Vec<Step> {
+    match pending.origin {
+        Origin::Trial => Vec::new(),
+        Origin::Update => [
+            (!lock).then_some(Step::Lock),
+            instruction.then_some(Step::DisarmInstruction),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    }
+}
+
 /// The steps that end a restore once its result is recorded: an
 /// instruction still on `cfg` (a cut inside [`LEAVE_RESTORE`]) is moved
 /// aside first (else the boot loader sends the next boot back to the
@@ -132,6 +159,106 @@ pub fn run_steps<E>(
     steps
         .iter()
         .try_for_each(|&step| run(step).map_err(|e| (step, e)))
+}
+
+/// Counts an attempt of the restore `pending` (the record to write before
+/// anything is erased), or, with `max-attempts` of them begun in this
+/// round and none finished (each was cut off: a power cut, a reset, a
+/// panic), says so: the boot stays on the console.
+pub fn count_restore(config: &Config, pending: &PendingRestore) -> Result<PendingRestore, String> {
+    if pending.attempts >= config.max_attempts {
+        let last = if pending.last_failure.is_empty() {
+            "none recorded its failure (cut off by a power cut or a reset)".to_string()
+        } else {
+            format!("the last recorded: {}", pending.last_failure)
+        };
+        return Err(format!(
+            "{} attempts of this restore did not finish (at most {}); {last}",
+            pending.attempts, config.max_attempts
+        ));
+    }
+    Ok(PendingRestore {
+        attempts: pending.attempts + 1,
+        ..pending.clone()
+    })
+}
+
+/// What a failed attempt of a restore leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRestore {
+    /// Reboot: the next boot tries the restore again (attempts are left,
+    /// and the failure came after this attempt's erase: the storage, a
+    /// write, a hang may do better next time).
+    Retry,
+    /// Stay on the console: the attempts are used up, or the image to
+    /// restore failed a check before the erase (missing, corrupt, not
+    /// trusted: the same bytes fail the same way).
+    Stay,
+}
+
+/// After the attempt `pending.attempts` of a restore failed, `erased`
+/// saying whether this attempt had started its erase.
+pub fn after_restore_failure(
+    config: &Config,
+    pending: &PendingRestore,
+    erased: bool,
+) -> AfterRestore {
+    if erased && pending.attempts < config.max_attempts {
+        AfterRestore::Retry
+    } else {
+        AfterRestore::Stay
+    }
+}
+
+/// The console's message when a restore stays: what was being restored
+/// and why, how many attempts failed, what failed last, and what the
+/// operator does.
+pub fn restore_stay_message(config: &Config, pending: &PendingRestore, e: &UpdateError) -> String {
+    format!(
+        "the last good image {image} cannot be restored: {file}: {why} ({stage} check). It was \
+         being restored into {target} because {reason}; {attempts} attempt(s) of the restore \
+         failed (at most {max} in a row). {target} may hold no complete system. Stage a good \
+         image of the version to restore as {image} (or repair the disk that holds it), then \
+         power-cycle: the restore starts again with {max} attempts",
+        image = pending.image,
+        file = e.file,
+        why = e.reason,
+        stage = e.stage,
+        target = pending.target,
+        reason = pending.reason,
+        attempts = pending.attempts,
+        max = config.max_attempts,
+    )
+}
+
+/// How a failed update ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateFailure {
+    /// The update lock is set: stay on the console.
+    Locked,
+    /// The target was not touched: the instruction is disarmed and the
+    /// old system boots.
+    Refused,
+    /// The target was erased, by this attempt or an earlier one: the
+    /// instruction stays (the attempt limit bounds the retries; the last
+    /// one restores, see [`after_failure`]).
+    Failed,
+    /// The target was erased by an earlier attempt and this failure came
+    /// before the attempt was counted (the instruction unreadable): a
+    /// retry would never be counted and there is no system to boot: stay.
+    Stranded,
+}
+
+/// Decides from `lock` (the update lock set), `touched` (the target
+/// erased by this attempt or, as `cfg:update/touched` says, an earlier
+/// one) and `attempt` (0: not counted yet).
+pub fn update_failure(lock: bool, touched: bool, attempt: u64) -> UpdateFailure {
+    match (lock, touched, attempt) {
+        (true, _, _) => UpdateFailure::Locked,
+        (false, false, _) => UpdateFailure::Refused,
+        (false, true, 0) => UpdateFailure::Stranded,
+        (false, true, _) => UpdateFailure::Failed,
+    }
 }
 
 /// After a failure of `version` in its attempt `attempt`: restore when
@@ -160,35 +287,163 @@ pub fn after_failure(
         ),
         image,
         target: instruction.target.clone(),
+        origin: Origin::Update,
+        attempts: 0,
+        last_failure: String::new(),
     })
 }
+
+/// The version a failed update of `instruction` was writing, for the
+/// records: the one this boot verified (`verified`), else the one an
+/// earlier attempt verified before it erased the target (`touched`, when
+/// it is of this manifest), else `unknown`: a manifest that was not
+/// verified says nothing that can be trusted, not even its name.
+pub fn failed_version(
+    verified: Option<&str>,
+    instruction: &Instruction,
+    touched: Option<&Touched>,
+) -> String {
+    verified
+        .map(str::to_string)
+        .or_else(|| {
+            touched
+                .filter(|t| t.manifest == instruction.manifest)
+                .map(|t| t.version.clone())
+        })
+        .unwrap_or_else(|| UNKNOWN.to_string())
+}
+
+/// The version of a failed update whose manifest was never verified.
+pub const UNKNOWN: &str = "unknown";
 
 /// The attempts of an instruction were used up before this boot: the
 /// last one was cut off (a power cut, a reset) before it recorded its
 /// failure, maybe after the erase. With a restore image named, that is
 /// the same as a failure after the erase on the last attempt: restore.
-/// `previous` is the number of attempts counted.
+/// `previous` is the number of attempts counted; `touched`, what
+/// `cfg:update/touched` says an earlier attempt was writing.
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
-    version: &str,
+    touched: Option<&Touched>,
     previous: u64,
 ) -> Option<PendingRestore> {
     let image = instruction.restore.clone()?;
     if previous < config.max_attempts {
         return None;
     }
+    let version = failed_version(None, instruction, touched);
+    let what = if version == UNKNOWN {
+        format!(
+            "the update to {} (version unknown: no attempt verified it as far as the erase)",
+            instruction.manifest
+        )
+    } else {
+        version.clone()
+    };
     Some(PendingRestore {
-        failed: version.to_string(),
+        failed: version,
         stage: "attempts".into(),
         reason: format!(
-            "{version}: attempt {previous} of {} did not finish (cut off by a power cut or a \
+            "{what}: attempt {previous} of {} did not finish (cut off by a power cut or a \
              reset, maybe after the erase)",
             config.max_attempts
         ),
         image,
         target: instruction.target.clone(),
+        origin: Origin::Update,
+        attempts: 0,
+        last_failure: String::new(),
     })
+}
+
+/// Where the boot loader's count of trial boots is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterStop {
+    /// At the end of a restore: the last good image is back. A count left
+    /// running brings the next boot back to the recovery, which tries once
+    /// more ([`CounterStop::Stray`]).
+    AfterRestore,
+    /// A count found running with no trial on `cfg`, `left` boots of it
+    /// left: at 0 the boot loader sends every boot to the recovery.
+    Stray { left: u64 },
+}
+
+/// What follows an attempt to stop the count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterCounter {
+    /// Stopped (or the boot loader does not count here).
+    Done,
+    /// Not stopped, but rebooting is bounded: warn and go on.
+    Warn(String),
+    /// Not stopped, and every boot would come back here: stay on the
+    /// console with this message.
+    Stay(String),
+}
+
+/// Decides after `stopped` (the boot loader's `disarm_trial`), `bootflag`
+/// being the recovery's setting (its files as the operator knows them).
+pub fn after_counter_stop(
+    bootflag: &str,
+    when: CounterStop,
+    stopped: &std::io::Result<()>,
+) -> AfterCounter {
+    let e = match stopped {
+        Ok(()) => return AfterCounter::Done,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return AfterCounter::Done,
+        Err(e) => e,
+    };
+    let by_hand = clear_counter_by_hand(bootflag);
+    match when {
+        CounterStop::AfterRestore => AfterCounter::Warn(format!(
+            "trial: cannot stop the counting of the boot loader (bootflag={bootflag}): {e}; the \
+             next boot comes back to the recovery, which tries once more, and if that fails \
+             stays on the console. By hand: {by_hand}"
+        )),
+        CounterStop::Stray { left: 0 } => AfterCounter::Stay(format!(
+            "the boot loader (bootflag={bootflag}) still counts trial boots with none left and \
+             no trial on cfg, and its count cannot be stopped: {e}. Every boot would come back \
+             to the recovery. By hand: {by_hand}; then power-cycle"
+        )),
+        CounterStop::Stray { left } => AfterCounter::Warn(format!(
+            "trial: the boot loader (bootflag={bootflag}) counts trial boots with no trial on \
+             cfg and its count cannot be stopped: {e}; {left} boots of the system are left \
+             before it boots the recovery again. By hand: {by_hand}"
+        )),
+    }
+}
+
+/// How an operator stops the count of the boot loader `bootflag` by
+/// hand: the file or variable, and the command.
+pub fn clear_counter_by_hand(bootflag: &str) -> String {
+    use formats::trial::{
+        GRUB_COUNTER, GRUB_ENV_ON_CFG, LOADER_ENTRIES, UBOOT_BOOTCOUNT, UBOOT_UPGRADE_AVAILABLE,
+    };
+    match BootFlag::parse(bootflag) {
+        Ok(BootFlag::Grub) => format!(
+            "unset {GRUB_COUNTER} in the GRUB environment block cfg:{GRUB_ENV_ON_CFG} \
+             (grub-editenv FILE unset {GRUB_COUNTER}), or replace that file"
+        ),
+        Ok(BootFlag::GrubEnv { file }) => format!(
+            "unset {GRUB_COUNTER} in the GRUB environment block {} (grub-editenv FILE unset \
+             {GRUB_COUNTER}), or replace that file",
+            file.display()
+        ),
+        Ok(BootFlag::Uboot { config, .. }) => format!(
+            "in U-Boot's environment (the area {} names) unset {UBOOT_UPGRADE_AVAILABLE} and set \
+             {UBOOT_BOOTCOUNT}=0: at U-Boot's prompt `setenv {UBOOT_UPGRADE_AVAILABLE}; setenv \
+             {UBOOT_BOOTCOUNT} 0; saveenv`, or fw_setenv",
+            config.display()
+        ),
+        Ok(BootFlag::SystemdBoot { system, esp, .. }) => format!(
+            "rename the system's entry {LOADER_ENTRIES}/{}+LEFT[-DONE].conf on the ESP{} back to \
+             {system}",
+            system.strip_suffix(".conf").unwrap_or(&system),
+            esp.map_or(String::new(), |esp| format!(" ({})", esp.display()))
+        ),
+        Ok(BootFlag::None) => "nothing (bootflag=none counts nothing)".into(),
+        Err(e) => format!("fix the recovery's bootflag setting: {e}"),
+    }
 }
 
 /// The trial a successful install of `version` starts, or why there is
@@ -343,6 +598,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_after_an_updates_restore_was_recorded_leaves_the_lock_to_the_next_boot() {
+        let config = Config::for_product("demo");
+        let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
+        let update = after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).unwrap();
+        assert_eq!(update.origin, Origin::Update);
+        let cut = after_attempts_used(&config, &instruction(true), None, 3).unwrap();
+        assert_eq!(cut.origin, Origin::Update);
+        // Cut right after the record: neither the lock nor the move.
+        assert_eq!(
+            resume_leaving(&update, false, true),
+            [Step::Lock, Step::DisarmInstruction]
+        );
+        assert_eq!(
+            resume_leaving(&update, true, true),
+            [Step::DisarmInstruction]
+        );
+        assert_eq!(resume_leaving(&update, true, false), []);
+        // A trial's restore sets no lock: the update itself succeeded.
+        assert_eq!(resume_leaving(&trial().expired(), false, false), []);
+    }
+
+    #[test]
     fn a_finished_restore_moves_a_leftover_instruction_aside_before_its_record_goes() {
         assert_eq!(
             end_restore(true),
@@ -355,28 +632,60 @@ mod tests {
         assert_eq!(end_restore(false), [Step::RemoveTrial, Step::RemovePending]);
     }
 
+    fn touched(manifest: &str) -> Touched {
+        Touched {
+            target: "system".into(),
+            version: "2.0".into(),
+            manifest: PartitionPath::parse(manifest).unwrap(),
+        }
+    }
+
     #[test]
     fn a_last_attempt_cut_off_restores_when_the_instruction_names_an_image() {
         let config = Config::for_product("demo");
-        let version = "storage:updates/demo-2.0.manifest";
+        let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), version, 3),
+            after_attempts_used(&config, &instruction(false), Some(&erased), 3),
             None,
             "no image: only the lock"
         );
         assert_eq!(
-            after_attempts_used(&config, &instruction(true), version, 2),
+            after_attempts_used(&config, &instruction(true), Some(&erased), 2),
             None,
             "attempts are left"
         );
-        let p = after_attempts_used(&config, &instruction(true), version, 3).unwrap();
+        let p = after_attempts_used(&config, &instruction(true), Some(&erased), 3).unwrap();
         assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
-        assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", version));
-        assert!(
-            p.reason.contains("attempt 3 of 3 did not finish"),
-            "{}",
-            p.reason
+        // The version the cut attempt verified before its erase, not the
+        // manifest's path.
+        assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", "2.0"));
+        assert_eq!(
+            p.reason,
+            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after \
+             the erase)"
         );
+        // No attempt got as far as the erase, or one of another
+        // instruction did: the version is not known, and it says so.
+        for earlier in [None, Some(touched("storage:updates/demo-1.5.manifest"))] {
+            let p = after_attempts_used(&config, &instruction(true), earlier.as_ref(), 3).unwrap();
+            assert_eq!(p.failed, "unknown");
+            assert!(
+                p.reason.starts_with(
+                    "the update to storage:updates/demo-2.0.manifest (version unknown: "
+                ),
+                "{}",
+                p.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_update_names_the_version_verified_now_or_before_the_erase() {
+        let ins = instruction(true);
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        assert_eq!(failed_version(Some("2.1"), &ins, Some(&erased)), "2.1");
+        assert_eq!(failed_version(None, &ins, Some(&erased)), "2.0");
+        assert_eq!(failed_version(None, &ins, None), "unknown");
     }
 
     #[test]
@@ -397,6 +706,135 @@ mod tests {
         assert_eq!(
             p.reason,
             "2.0 failed at extract on attempt 3 of 3: storage:x.tar.zst: no space"
+        );
+    }
+
+    #[test]
+    fn a_restore_counts_its_attempts_and_stops_when_they_are_used_up() {
+        let config = Config::for_product("demo");
+        let mut pending = trial().expired();
+        for n in 1..=3 {
+            pending = count_restore(&config, &pending).unwrap();
+            assert_eq!(pending.attempts, n);
+        }
+        // Three attempts begun, none finished: the fourth boot stays.
+        let why = count_restore(&config, &pending).unwrap_err();
+        assert_eq!(
+            why,
+            "3 attempts of this restore did not finish (at most 3); none recorded its failure \
+             (cut off by a power cut or a reset)"
+        );
+        pending.last_failure = "extract: deadline".into();
+        let why = count_restore(&config, &pending).unwrap_err();
+        assert!(
+            why.ends_with("the last recorded: extract: deadline"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failed_restore_retries_after_its_erase_until_the_attempts_are_used_up() {
+        let config = Config::for_product("demo");
+        let attempt = |n| PendingRestore {
+            attempts: n,
+            ..trial().expired()
+        };
+        // A hang or a write error after the erase: try again, up to 3.
+        assert_eq!(
+            after_restore_failure(&config, &attempt(1), true),
+            AfterRestore::Retry
+        );
+        assert_eq!(
+            after_restore_failure(&config, &attempt(2), true),
+            AfterRestore::Retry
+        );
+        assert_eq!(
+            after_restore_failure(&config, &attempt(3), true),
+            AfterRestore::Stay
+        );
+        // The image fails its checks (or the count was used up): stay now.
+        assert_eq!(
+            after_restore_failure(&config, &attempt(1), false),
+            AfterRestore::Stay
+        );
+        let e = UpdateError::new(Stage::Extract, "/run/target", "deadline of 600 s passed");
+        let message = restore_stay_message(&config, &attempt(3), &e);
+        for part in [
+            "the last good image storage:updates/demo-1.0.manifest cannot be restored: \
+             /run/target: deadline of 600 s passed (extract check)",
+            "being restored into system because 2.0 not confirmed after 3 boots",
+            "3 attempt(s) of the restore failed (at most 3 in a row)",
+            "then power-cycle",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_after_an_earlier_attempt_erased_the_target_is_a_failure() {
+        assert_eq!(update_failure(false, false, 2), UpdateFailure::Refused);
+        // Attempt 1 erased and failed; attempt 2 is refused (a signature,
+        // the product): the target is empty, so not "untouched, reboot".
+        assert_eq!(update_failure(false, true, 2), UpdateFailure::Failed);
+        assert_eq!(update_failure(false, true, 0), UpdateFailure::Stranded);
+        assert_eq!(update_failure(true, true, 3), UpdateFailure::Locked);
+        // On the last attempt that failure restores.
+        let config = Config::for_product("demo");
+        let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
+        assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
+    }
+
+    #[test]
+    fn a_count_that_cannot_be_stopped_stays_only_where_every_boot_comes_back() {
+        let denied = || -> std::io::Result<()> { Err(std::io::Error::other("Is a directory")) };
+        let grub = |when| after_counter_stop("grub", when, &denied());
+        assert_eq!(
+            after_counter_stop("grub", CounterStop::Stray { left: 0 }, &Ok(())),
+            AfterCounter::Done
+        );
+        let unsupported = Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+        assert_eq!(
+            after_counter_stop("none", CounterStop::AfterRestore, &unsupported),
+            AfterCounter::Done
+        );
+        // After a restore: the next boot of the recovery tries once more.
+        match grub(CounterStop::AfterRestore) {
+            AfterCounter::Warn(w) => assert!(w.contains("tries once more"), "{w}"),
+            other => panic!("{other:?}"),
+        }
+        // Boots of the system are left: they come first.
+        assert!(matches!(
+            grub(CounterStop::Stray { left: 2 }),
+            AfterCounter::Warn(_)
+        ));
+        // None left: rebooting would come back here for ever.
+        match grub(CounterStop::Stray { left: 0 }) {
+            AfterCounter::Stay(m) => {
+                for part in [
+                    "the boot loader (bootflag=grub) still counts trial boots",
+                    "cannot be stopped: Is a directory",
+                    "unset reimage_trial in the GRUB environment block cfg:grubenv",
+                    "then power-cycle",
+                ] {
+                    assert!(m.contains(part), "{part}: {m}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        // Each boot loader's file or variable is named.
+        assert!(clear_counter_by_hand("grubenv:esp:/EFI/grubenv").contains("esp:/EFI/grubenv"));
+        let uboot = clear_counter_by_hand("uboot:cfg:fw_env.config");
+        assert!(
+            uboot.contains("cfg:fw_env.config") && uboot.contains("setenv upgrade_available"),
+            "{uboot}"
+        );
+        let sd = clear_counter_by_hand(
+            "systemd-boot:/sys/firmware/efi/efivars:recovery.conf:system.conf:esp:",
+        );
+        assert!(
+            sd.contains("loader/entries/system+LEFT[-DONE].conf")
+                && sd.contains("back to system.conf"),
+            "{sd}"
         );
     }
 

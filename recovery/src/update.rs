@@ -7,24 +7,29 @@
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
 //! 5. read the instruction (none: reboot, unless a trial ran out, as the
-//!    boot loader's counter says, or a restore is pending: then restore)
-//!    [`read_instruction`], [`restore`]
+//!    boot loader's counter says, or a restore is pending: then restore;
+//!    a stray counter is stopped, or the console says how)
+//!    [`read_instruction`], [`restore`], [`clear_stray_trial_counter`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
 //! 9. verify the image, check it against the device  [`verify_image`]
-//! 10. erase the target (fresh file system)   [`erase_target`]
+//! 10. record that the target is touched, erase it (fresh file system)
+//!     [`mark_touched`], [`erase_target`]
 //! 11. mount it, extract, sync                [`extract_image`]
 //! 12. record the result, start the trial, remove the instruction  [`finish`]
 //! 13. unmount everything and reboot          [`run`]
 //!
 //! Any failure ends in [`fail`]: the result is written where possible, a
-//! refusal before the erase disarms the instruction, the message stays on
-//! the console for a few seconds, and the machine reboots; with the update
-//! lock set it stays on the console instead. The last attempt of an
-//! update that failed after the erase leaves a pending restore of the
+//! refusal before any erase (this boot's, or an earlier attempt's, as
+//! `cfg:update/touched` says) disarms the instruction, the message stays
+//! on the console for a few seconds, and the machine reboots; with the
+//! update lock set it stays on the console instead. The last attempt of
+//! an update that failed after the erase leaves a pending restore of the
 //! last good image, which the next boot carries out ([`restore`]: the
-//! same steps 7 to 11 on the restore image). PID 1 never returns and never
+//! same steps 7 to 11 on the restore image, its attempts counted; used
+//! up, it stays on the console). The decisions are in [`crate::restore`]
+//! (`restore.rs`); this module carries them out. PID 1 never returns and never
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
@@ -46,13 +51,13 @@ use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
 use formats::cfg::{
     self, Attempts, Lock, ATTEMPTS, INSTALLED, INSTRUCTION, INSTRUCTION_FAILED,
-    INSTRUCTION_REFUSED as REFUSED, LOCK, RECOVERY_LOG as LOG, RESTORE, RESULT, TRIAL,
+    INSTRUCTION_REFUSED as REFUSED, LOCK, RECOVERY_LOG as LOG, RESTORE, RESULT, TOUCHED, TRIAL,
 };
 use formats::config::{self, Config};
 use formats::instruction::Instruction;
 use formats::result::{Installed, Outcome, UpdateResult};
 use formats::store;
-use formats::trial::{PendingRestore, Trial};
+use formats::trial::{PendingRestore, Touched, Trial};
 use nix::mount::MsFlags;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -73,6 +78,8 @@ struct Session {
     config: Option<Config>,
     instruction: Option<Instruction>,
     version: String,
+    /// `version` is the verified manifest's (not the instruction's path).
+    verified: bool,
     attempt: u64,
     erased: bool,
     written: Option<Extracted>,
@@ -94,6 +101,8 @@ struct Snapshot {
     config: Option<Config>,
     instruction: Option<Instruction>,
     version: String,
+    /// `version` is the verified manifest's (not the instruction's path).
+    verified: bool,
     attempt: u64,
     erased: bool,
     restoring: Option<PendingRestore>,
@@ -112,6 +121,7 @@ fn supervise(s: &Session, stage: Stage) {
             config: s.config.clone(),
             instruction: s.instruction.clone(),
             version: s.version.clone(),
+            verified: s.verified,
             attempt: s.attempt,
             erased: s.erased,
             restoring: s.restoring.clone(),
@@ -137,10 +147,21 @@ fn on_hang(e: UpdateError, hang: Hang) {
     if !supervisor::END.claim(supervisor::Ender::Hang) {
         return;
     }
+    let decided = Arc::new(Mutex::new(None));
+    let shared = Arc::clone(&decided);
     let recorded = supervisor::within(RECORD_WAIT, move || {
-        record_hang(&e);
+        let after = record_hang(&e);
         nix::unistd::sync();
+        if let Ok(mut slot) = shared.lock() {
+            *slot = Some(after);
+        }
     });
+    // What the failure path decided holds for a hang too: a restore whose
+    // attempts are used up (or the lock) stays on the console, here on
+    // the supervisor's thread, the main flow being stuck.
+    if let Some(After::Stay(why)) = decided.lock().ok().and_then(|mut a| a.take()) {
+        stay(&why);
+    }
     match hang {
         Hang::Deadline => {
             if !recorded {
@@ -164,12 +185,13 @@ fn on_hang(e: UpdateError, hang: Hang) {
     }
 }
 
-/// Records a hang from what the main flow's [`Snapshot`] knew.
-fn record_hang(e: &UpdateError) {
+/// Records a hang from what the main flow's [`Snapshot`] knew; returns
+/// what [`fail`] decided.
+fn record_hang(e: &UpdateError) -> After {
     let snapshot = SNAPSHOT.lock().ok().and_then(|mut s| s.take());
     let Some(snap) = snapshot else {
         log::error!("{e}");
-        return;
+        return After::Reboot(Duration::ZERO);
     };
     let mut s = Session {
         started: snap.started,
@@ -177,6 +199,7 @@ fn record_hang(e: &UpdateError) {
         config: snap.config,
         instruction: snap.instruction,
         version: snap.version,
+        verified: snap.verified,
         attempt: snap.attempt,
         erased: snap.erased,
         written: None,
@@ -185,7 +208,7 @@ fn record_hang(e: &UpdateError) {
         cfg: snap.cfg,
         pseudo: Vec::new(),
     };
-    fail(&mut s, e);
+    fail(&mut s, e)
 }
 
 /// The main flow is over, one way or the other: no deadline any more, and
@@ -206,7 +229,7 @@ enum After {
     Reboot(Duration),
     /// Stay on the console (the update lock is set, or the last good
     /// image cannot be restored), saying why.
-    Stay(&'static str),
+    Stay(String),
 }
 
 enum Done {
@@ -215,6 +238,10 @@ enum Done {
     Installed,
     /// The last good image is back.
     Restored,
+    /// No instruction, but the boot loader's count of trial boots cannot
+    /// be stopped: every boot would come back here (the message says
+    /// what to clear by hand).
+    CounterStuck(String),
 }
 
 /// PID 1's entry point.
@@ -232,6 +259,7 @@ pub fn run() -> ! {
         config: None,
         instruction: None,
         version: String::new(),
+        verified: false,
         attempt: 0,
         erased: false,
         written: None,
@@ -265,6 +293,10 @@ pub fn run() -> ! {
             );
             After::Reboot(Duration::ZERO)
         }
+        Ok(Done::CounterStuck(why)) => {
+            log::error!("{why}");
+            After::Stay("the boot loader's count of trial boots cannot be stopped".into())
+        }
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
@@ -273,7 +305,7 @@ pub fn run() -> ! {
         // /proc, /sys and /dev stay mounted until the reboot: they hold
         // nothing to flush, and /dev/watchdog is still open.
         After::Reboot(delay) => reboot(delay),
-        After::Stay(why) => stay(why),
+        After::Stay(why) => stay(&why),
     }
 }
 
@@ -301,13 +333,14 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     ) {
         Plan::Restore { pending, record } => {
             if record {
-                store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes())
-                    .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(RESTORE), e))?;
+                cfg_step(&cfg, decide::Step::WritePending, &pending, 0)?;
             }
             return restore(s, &config, &disks, &cfg, pending);
         }
         Plan::Nothing => {
-            clear_stray_trial_counter(&config);
+            if let Some(why) = clear_stray_trial_counter(&config) {
+                return Ok(Done::CounterStuck(why));
+            }
             log::info!("no update instruction on cfg: nothing to do; rebooting");
             return Ok(Done::NothingToDo);
         }
@@ -339,7 +372,9 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     supervise(s, Stage::Payload);
     let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
     s.version = image.manifest.version.clone();
+    s.verified = true;
     fault::hit(Point::AfterVerify);
+    mark_touched(&cfg, &instruction, &image)?;
     s.erased = true;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
@@ -361,6 +396,14 @@ fn read_pending_restore(cfg: &Path) -> Option<PendingRestore> {
         .ok()
 }
 
+/// Reads `cfg:update/touched`, as [`read_pending_restore`].
+fn read_touched(cfg: &Path) -> Option<Touched> {
+    let bytes = std::fs::read(cfg.join(TOUCHED)).ok()?;
+    Touched::parse(&bytes)
+        .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(TOUCHED)))
+        .ok()
+}
+
 /// Reads `cfg:update/trial`, as [`read_pending_restore`].
 fn read_trial(cfg: &Path) -> Option<Trial> {
     let bytes = std::fs::read(cfg.join(TRIAL)).ok()?;
@@ -369,11 +412,13 @@ fn read_trial(cfg: &Path) -> Option<Trial> {
         .ok()
 }
 
-/// Restores the last good image: the update's own steps (the target, the
-/// image's partition, every check of the image, the erase, the
+/// Restores the last good image: first what a power cut left undone of
+/// the way in ([`finish_leaving`]) and the count of this attempt
+/// ([`count_restore_attempt`]), then the update's own steps (the target,
+/// the image's partition, every check of the image, the erase, the
 /// extraction), with downgrades allowed (the image is older than what
-/// failed) and no attempt counted: `cfg:update/restore` stays until it is
-/// done, so every boot finishes what a power cut interrupted.
+/// failed). `cfg:update/restore` stays until it is done, so every boot
+/// finishes what a power cut interrupted, up to `max-attempts` in a row.
 fn restore(
     s: &mut Session,
     config: &Config,
@@ -390,6 +435,9 @@ fn restore(
     );
     s.version = pending.failed.clone();
     s.restoring = Some(pending.clone());
+    finish_leaving(config, cfg, &pending)?;
+    let pending = count_restore_attempt(config, cfg, &pending)?;
+    s.restoring = Some(pending.clone());
     let mut config = config.clone();
     config.downgrade = config::Downgrade::Allow;
     let instruction = Instruction {
@@ -404,6 +452,7 @@ fn restore(
     supervise(s, Stage::Payload);
     let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
     fault::hit(Point::RestoreAfterVerify);
+    mark_touched(cfg, &instruction, &image)?;
     s.erased = true;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
@@ -414,6 +463,54 @@ fn restore(
     s.written = Some(written);
     finish_restore(s, &config, cfg, &image, &pending)?;
     Ok(Done::Restored)
+}
+
+/// Counts this attempt of the restore in `cfg:update/restore` before
+/// anything is erased ([`decide::count_restore`]); with the attempts used
+/// up, the error that keeps the device on the console.
+fn count_restore_attempt(
+    config: &Config,
+    cfg: &Path,
+    pending: &PendingRestore,
+) -> Result<PendingRestore, UpdateError> {
+    let counted = decide::count_restore(config, pending)
+        .map_err(|why| UpdateError::new(Stage::Instruction, cfg::shown(RESTORE), why))?;
+    store::write_atomic(&cfg.join(RESTORE), counted.render().as_bytes())
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(RESTORE), e))?;
+    log::info!(
+        "restore: attempt {} of at most {}",
+        counted.attempts,
+        config.max_attempts
+    );
+    Ok(counted)
+}
+
+/// Takes what a power cut left undone of the way into this restore
+/// ([`decide::resume_leaving`]): for an update's, the lock and the
+/// instruction moved aside, before anything is erased.
+fn finish_leaving(
+    config: &Config,
+    cfg: &Path,
+    pending: &PendingRestore,
+) -> Result<(), UpdateError> {
+    let steps = decide::resume_leaving(
+        pending,
+        cfg.join(LOCK).exists(),
+        cfg.join(INSTRUCTION).exists(),
+    );
+    if steps.is_empty() {
+        return Ok(());
+    }
+    // The lock counts the update's attempts, as far as cfg still says.
+    let attempts = std::fs::read_to_string(cfg.join(ATTEMPTS))
+        .ok()
+        .and_then(|text| Attempts::parse(&text).ok())
+        .map_or(config.max_attempts, |a| a.count);
+    decide::run_steps(&steps, |step| cfg_step(cfg, step, pending, attempts)).map_err(|(_, e)| e)?;
+    log::warn!(
+        "restore: finished what a power cut left undone after the restore was recorded: {steps:?}"
+    );
+    Ok(())
 }
 
 /// Records the restore (`outcome=restored`, the failed version and why,
@@ -427,6 +524,7 @@ fn finish_restore(
     image: &VerifiedImage,
     pending: &PendingRestore,
 ) -> Result<(), UpdateError> {
+    clear_touched(cfg);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -450,12 +548,12 @@ fn finish_restore(
     decide::run_steps(&steps, |step| cfg_step(cfg, step, pending, s.attempt))
         .map_err(|(_, e)| e)?;
     with_boot_flag(config, |flag| {
-        if let Err(e) = flag.disarm_trial(Path::new(CFG_MOUNT)) {
-            if e.kind() != std::io::ErrorKind::Unsupported {
-                log::warn!(
-                    "trial: cannot stop the counting of {}: {e}",
-                    config.bootflag
-                );
+        let stopped = flag.disarm_trial(Path::new(CFG_MOUNT));
+        let when = decide::CounterStop::AfterRestore;
+        match decide::after_counter_stop(&config.bootflag, when, &stopped) {
+            decide::AfterCounter::Done => {}
+            decide::AfterCounter::Warn(why) | decide::AfterCounter::Stay(why) => {
+                log::warn!("{why}")
             }
         }
         clear_flag(config, flag);
@@ -468,23 +566,32 @@ fn finish_restore(
 }
 
 /// A boot loader still counting trial boots with no trial on `cfg` (a
-/// power cut between removing the trial and stopping the count) would
-/// boot the recovery for ever: stop it.
-fn clear_stray_trial_counter(config: &Config) {
+/// power cut between removing the trial and stopping the count, or a
+/// count that could not be stopped after a restore) would boot the
+/// recovery for ever: stop it. Returns the console's message when it
+/// cannot be stopped and every boot would come back here
+/// ([`decide::after_counter_stop`]).
+fn clear_stray_trial_counter(config: &Config) -> Option<String> {
     with_boot_flag(config, |flag| {
         let cfg = Path::new(CFG_MOUNT);
-        if let Ok(Some(_)) = flag.trial_left(cfg) {
-            match flag.disarm_trial(cfg) {
-                Ok(()) => {
-                    log::warn!("trial: the boot loader counted with no trial on cfg: stopped")
-                }
-                Err(e) => log::warn!(
-                    "trial: cannot stop the counting of {}: {e}",
-                    config.bootflag
-                ),
+        let Ok(Some(left)) = flag.trial_left(cfg) else {
+            return None;
+        };
+        let stopped = flag.disarm_trial(cfg);
+        let when = decide::CounterStop::Stray { left };
+        match decide::after_counter_stop(&config.bootflag, when, &stopped) {
+            decide::AfterCounter::Done => {
+                log::warn!("trial: the boot loader counted with no trial on cfg: stopped");
+                None
             }
+            decide::AfterCounter::Warn(why) => {
+                log::warn!("{why}");
+                None
+            }
+            decide::AfterCounter::Stay(why) => Some(why),
         }
-    });
+    })
+    .flatten()
 }
 
 /// Starts the trial of the version just installed: the record on `cfg`,
@@ -817,7 +924,7 @@ fn count_attempt(
         // Not a refusal: the system partition may be erased.
         s.erased = true;
         if let Some(pending) =
-            decide::after_attempts_used(config, instruction, &s.version, previous)
+            decide::after_attempts_used(config, instruction, read_touched(cfg).as_ref(), previous)
         {
             s.attempt = previous;
             log::error!("{}", pending.reason);
@@ -847,6 +954,38 @@ fn count_attempt(
         .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
     Ok(None)
+}
+
+/// Records on `cfg`, before the erase, that the target is about to hold
+/// no complete system ([`Touched`]): a later attempt that fails before
+/// its own erase is then a failure, not a refusal. Not written: nothing
+/// is erased.
+fn mark_touched(
+    cfg: &Path,
+    instruction: &Instruction,
+    image: &VerifiedImage,
+) -> Result<(), UpdateError> {
+    let touched = Touched {
+        target: instruction.target.clone(),
+        version: image.manifest.version.clone(),
+        manifest: instruction.manifest.clone(),
+    };
+    store::write_atomic(&cfg.join(TOUCHED), touched.render().as_bytes()).map_err(|e| {
+        UpdateError::new(
+            Stage::Erase,
+            cfg::shown(TOUCHED),
+            format!("cannot record that the target is about to be erased: {e}; nothing was erased"),
+        )
+    })
+}
+
+/// A complete system is on the target (extracted and synced): removes
+/// [`mark_touched`]'s record. One that cannot be removed only makes a
+/// later refusal count as a failure (bounded by the attempts): logged.
+fn clear_touched(cfg: &Path) {
+    if let Err(e) = store::remove_durably(&cfg.join(TOUCHED)) {
+        log::warn!("cannot remove {}: {e}", cfg::shown(TOUCHED));
+    }
 }
 
 fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
@@ -899,6 +1038,7 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 /// instruction: only now, with the new system on disk and synced.
 fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
     fault::hit(Point::HangInFinish);
+    clear_touched(cfg);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -1015,7 +1155,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
              operator clears it (bootloader-glue unlock); see cfg:{} and cfg:{LOG}",
             RESULT
         );
-        return After::Stay("the update lock is set; power-cycle after clearing it");
+        return After::Stay("the update lock is set; power-cycle after clearing it".into());
     }
     let Some(cfg) = s.cfg.as_ref().map(|m| m.path().to_path_buf()) else {
         log::error!("cfg is not mounted: no result can be recorded; rebooting");
@@ -1024,19 +1164,42 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     if let Some(pending) = s.restoring.clone() {
         return restore_failed(s, &cfg, &pending, e);
     }
-    let outcome = if cfg.join(LOCK).exists() {
-        Outcome::Locked
-    } else if s.erased {
-        Outcome::Failed
-    } else {
-        Outcome::Refused
+    // Erased by this attempt or, as cfg says, by an earlier one.
+    let touched = s.erased || cfg.join(TOUCHED).exists();
+    let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt);
+    let outcome = match failure {
+        decide::UpdateFailure::Locked => Outcome::Locked,
+        decide::UpdateFailure::Refused => Outcome::Refused,
+        decide::UpdateFailure::Failed | decide::UpdateFailure::Stranded => Outcome::Failed,
     };
+    if let (Outcome::Failed, Some(instruction)) = (outcome, &s.instruction) {
+        // What was being written: verified now or before an earlier erase.
+        let verified = s.verified.then_some(s.version.as_str());
+        s.version = decide::failed_version(verified, instruction, read_touched(&cfg).as_ref());
+    }
     let result = result_of(s, outcome, Some(e));
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    match outcome {
-        Outcome::Refused => {
+    if touched && !s.erased {
+        log::error!(
+            "an earlier attempt erased the target ({} is there): it holds no complete system, so \
+             this is a failure after the erase, not a refusal",
+            cfg::shown(TOUCHED)
+        );
+    }
+    match failure {
+        decide::UpdateFailure::Stranded => {
+            log::error!(
+                "the target holds no complete system and this failure came before an attempt \
+                 could be counted: neither retrying nor booting the system can help. Fix what \
+                 the message above names (cfg:{INSTRUCTION}), then power-cycle"
+            );
+            After::Stay(
+                "the system partition holds no complete system; see the message above".into(),
+            )
+        }
+        decide::UpdateFailure::Refused => {
             let from = cfg.join(INSTRUCTION);
             if from.exists() {
                 match store::rename_durably(&from, &cfg.join(REFUSED)) {
@@ -1052,14 +1215,14 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             }
             After::Reboot(delay)
         }
-        Outcome::Failed => {
+        decide::UpdateFailure::Failed => {
             let pending = s.config.as_ref().and_then(|config| {
                 decide::after_failure(
                     config,
                     s.instruction.as_ref(),
                     &s.version,
                     s.attempt,
-                    s.erased,
+                    touched,
                     e,
                 )
             });
@@ -1080,16 +1243,15 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             }
             After::Reboot(delay)
         }
-        Outcome::Locked => {
+        decide::UpdateFailure::Locked => {
             log::error!(
                 "the update lock is set after {} failed attempts: no further attempt is made and \
                  nothing more is erased. The system partition may hold a partial system. Fix the \
                  image or the device, then clear the lock (bootloader-glue unlock) and reboot",
                 s.attempt.saturating_sub(1)
             );
-            After::Stay("the update lock is set; power-cycle after clearing it")
+            After::Stay("the update lock is set; power-cycle after clearing it".into())
         }
-        Outcome::Success | Outcome::Confirmed | Outcome::Restored => After::Reboot(delay),
     }
 }
 
@@ -1100,7 +1262,11 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
 /// `cfg:update/instruction.failed`), stopping at the first step that fails.
 fn restore_next(cfg: &Path, attempts: u64, pending: &PendingRestore) -> Result<(), UpdateError> {
     decide::run_steps(&decide::LEAVE_RESTORE, |step| {
-        cfg_step(cfg, step, pending, attempts)
+        cfg_step(cfg, step, pending, attempts)?;
+        if step == decide::Step::WritePending {
+            fault::hit(Point::RestoreRecorded);
+        }
+        Ok(())
     })
     .map_err(|(_, e)| e)?;
     log::error!(
@@ -1150,30 +1316,57 @@ fn cfg_step(
 }
 
 /// The restore itself failed: the result names the failure that led to
-/// the restore and what the restore image failed; the device stays on the
-/// console (the restore is still pending: a power cycle tries again).
+/// the restore and what the restore image failed. After this attempt's
+/// erase with attempts left, the next boot tries again; else the device
+/// stays on the console saying what, why, how often and what to do, and
+/// the count starts a new round for the operator's power cycle
+/// ([`decide::after_restore_failure`]). `cfg:update/restore` stays.
 fn restore_failed(s: &Session, cfg: &Path, pending: &PendingRestore, e: &UpdateError) -> After {
     let result = UpdateResult {
         reason: format!(
             "cannot restore {} ({}): {}: {}",
             pending.image, pending.reason, e.file, e.reason
         ),
+        attempt: pending.attempts,
         ..result_of(s, Outcome::Failed, Some(e))
     };
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    log::error!(
-        "the last good image {} cannot be restored: {}: {} ({} check). {} remains to be \
-         restored ({}): stage the image of the version to restore there, then power-cycle",
-        pending.image,
-        e.file,
-        e.reason,
-        e.stage,
-        pending.target,
-        pending.reason
-    );
-    After::Stay("the last good image cannot be restored; power-cycle after staging it")
+    let default = Config::for_product("");
+    let config = s.config.as_ref().unwrap_or(&default);
+    let after = decide::after_restore_failure(config, pending, s.erased);
+    let record = PendingRestore {
+        last_failure: format!("{}: {}: {}", e.stage, e.file, e.reason),
+        attempts: match after {
+            decide::AfterRestore::Retry => pending.attempts,
+            decide::AfterRestore::Stay => 0,
+        },
+        ..pending.clone()
+    };
+    if let Err(err) = store::write_atomic(&cfg.join(RESTORE), record.render().as_bytes()) {
+        log::error!("cannot write {}: {err}", cfg::shown(RESTORE));
+    }
+    match after {
+        decide::AfterRestore::Retry => {
+            log::error!(
+                "the restore of {} failed on attempt {} of at most {} ({} check): rebooting to \
+                 try again",
+                pending.image,
+                pending.attempts,
+                config.max_attempts,
+                e.stage
+            );
+            let delay = Duration::from_secs(config.failure_delay);
+            After::Reboot(delay)
+        }
+        decide::AfterRestore::Stay => {
+            log::error!("{}", decide::restore_stay_message(config, pending, e));
+            After::Stay(
+                "the last good image cannot be restored; power-cycle after staging it".into(),
+            )
+        }
+    }
 }
 
 /// Stays on the console: an emergency shell if the initramfs has one,
