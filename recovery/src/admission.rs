@@ -10,6 +10,9 @@
 //! the signature, product and version. The agent calls it on a manifest
 //! and signature fetched from a server (a bundle's first entries, or two
 //! files), before it downloads a byte of the payload.
+//!
+//! [`admit_restore`] admits the image a failed update would be restored
+//! from, before `request` names it in the instruction.
 
 use crate::error::{Stage, UpdateError};
 use crate::keys;
@@ -144,4 +147,30 @@ pub fn admit(a: &Admission<'_>) -> Result<Admitted, UpdateError> {
         a.target.name
     );
     Ok(Admitted { image, installed })
+}
+
+/// Admits the image a failed update would be restored from, before the
+/// instruction names it: every check of the image, as for an update
+/// ([`verify::verify`]: signature by a trusted key, manifest, payload
+/// size and BLAKE3, every entry), then this product and the installed
+/// version ([`policy::check_restore_image`]). The full check costs one
+/// read of the image; in return a restore image that rotted is found
+/// while an operator can still stage it again, not after the erase. The
+/// recovery admits it again ([`admit`]) before it erases for a restore.
+pub fn admit_restore(
+    config: &Config,
+    image: &Path,
+    trusted_keys: &[PathBuf],
+    cfg: &Path,
+) -> Result<VerifiedImage, UpdateError> {
+    let trusted = keys::load(trusted_keys)?;
+    let verified = verify::verify(image, &trusted)?;
+    let installed = installed_on(cfg);
+    policy::check_restore_image(
+        config,
+        &verified.manifest,
+        &installed,
+        &image.display().to_string(),
+    )?;
+    Ok(verified)
 }

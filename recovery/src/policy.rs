@@ -1,8 +1,9 @@
 //! What the device allows, checked before anything is erased: the target
 //! partition (allowed, present, neither `cfg` nor the image's partition,
 //! not mounted), then the image against the device (product, version,
-//! size). Pure functions over what the other steps found;
-//! [`crate::admission`] gathers their inputs for both sides.
+//! size), and the image a failed update is restored from (product, the
+//! installed version). Pure functions over what the other steps found;
+//! [`crate::admission`] gathers their inputs for every side.
 
 use crate::error::{Stage, UpdateError};
 use crate::partitions::{Disks, Partition};
@@ -63,6 +64,47 @@ impl InstalledVersion {
             _ => None,
         }
     }
+}
+
+/// The product check every admission shares.
+fn check_product(config: &Config, manifest: &Manifest, file: &str) -> Result<(), UpdateError> {
+    if manifest.product != config.product {
+        return Err(UpdateError::new(
+            Stage::Policy,
+            file,
+            format!(
+                "product: this device runs {}, the image is for {}",
+                config.product, manifest.product
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The image a failed update would be restored from, against the device:
+/// this product, and the installed version (the one a restore brings
+/// back), where that version is known. `file` names the image.
+pub fn check_restore_image(
+    config: &Config,
+    manifest: &Manifest,
+    installed: &InstalledVersion,
+    file: &str,
+) -> Result<(), UpdateError> {
+    check_product(config, manifest, file)?;
+    if let Some(installed) = installed.known() {
+        if version::compare(&manifest.version, &installed.version) != Ordering::Equal {
+            return Err(UpdateError::new(
+                Stage::Policy,
+                file,
+                format!(
+                    "version: the image is of {}, the installed version (the one a restore \
+                     brings back) is {}",
+                    manifest.version, installed.version
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The partition that holds the recovery's records; never a target.
@@ -137,12 +179,7 @@ pub fn check_release(
     file: &str,
 ) -> Result<(), UpdateError> {
     let refuse = |reason: String| UpdateError::new(Stage::Policy, file, reason);
-    if manifest.product != config.product {
-        return Err(refuse(format!(
-            "product: this device runs {}, the image is for {}",
-            config.product, manifest.product
-        )));
-    }
+    check_product(config, manifest, file)?;
     let allowed = match config.downgrade {
         Downgrade::Allow => true,
         Downgrade::Refuse => false,
@@ -355,5 +392,30 @@ mod tests {
             InstalledVersion::from_read(Err(denied)),
             InstalledVersion::Unreadable { .. }
         ));
+    }
+
+    #[test]
+    fn the_restore_image_is_of_this_product_and_the_installed_version() {
+        let config = Config::for_product("p");
+        let installed = InstalledVersion::Known(Installed {
+            product: "p".into(),
+            version: "1.0".into(),
+        });
+        let file = "/storage/updates/p-1.0.manifest";
+        assert!(check_restore_image(&config, &manifest("p", "1.0", 1), &installed, file).is_ok());
+        assert!(check_restore_image(&config, &manifest("p", "1.0.0", 1), &installed, file).is_ok());
+        let err =
+            check_restore_image(&config, &manifest("p", "0.9", 1), &installed, file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy: /storage/updates/p-1.0.manifest: version: the image is of 0.9, the \
+             installed version (the one a restore brings back) is 1.0"
+        );
+        let err =
+            check_restore_image(&config, &manifest("q", "1.0", 1), &installed, file).unwrap_err();
+        assert!(err.reason.starts_with("product: "), "{err}");
+        // An unknown installed version: any version of the product.
+        let missing = InstalledVersion::Missing;
+        assert!(check_restore_image(&config, &manifest("p", "0.9", 1), &missing, file).is_ok());
     }
 }
