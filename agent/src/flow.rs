@@ -138,7 +138,7 @@ impl FlowError {
     }
 
     /// Why `request` refused the staged image (the admission: signature,
-    /// product, version) or its restore image
+    /// product, version, the version restored away) or its restore image
     /// (missing, or failing a check), if it did: the same offer will not
     /// do either; [`install`] reports it as a failure.
     pub fn refused_install(&self) -> Option<String> {
@@ -872,6 +872,9 @@ fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowEr
         // retention keeps it (`prune`), and request refuses without it
         // unless the recovery's config says `restore-image=optional`.
         restore: request::Restore::Find,
+        // The version the last restore took away is refused here as
+        // before the download; only an operator allows it again.
+        retry_restored: false,
     };
     // Kept before the instruction, for the report after the reboot.
     let old = installed_version(config).unwrap_or_default();

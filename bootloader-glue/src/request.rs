@@ -1,14 +1,15 @@
 //! Asking for an update from the running system: the staged image is
 //! verified with the recovery's own engine (signature, manifest, payload,
-//! every entry, then product, version and size against this device), so
-//! is the image a failed update would be restored from, the configuration on `cfg` is backed
+//! every entry, then product, version and size against this device, and
+//! not the version the last restore took away), so is the image a failed
+//! update would be restored from, the configuration on `cfg` is backed
 //! up, the instruction is written atomically and the boot loader armed.
 //! Nothing is written while the update lock is set, and nothing is
 //! half-written.
 
 use crate::{backup, mounts};
 use formats::bootflag::BootFlag;
-use formats::cfg::{ATTEMPTS, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK};
+use formats::cfg::{ATTEMPTS, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK, RETRY_RESTORED};
 use formats::config::Config;
 use formats::instruction::{Instruction, PartitionPath};
 use recovery::admission::{self, Admission, Admitted};
@@ -142,6 +143,9 @@ pub struct Request {
     /// Seconds since 1970, for the instruction and the backup's name.
     pub now: u64,
     pub restore: Restore,
+    /// The operator's leave to install the version the last restore took
+    /// away (`--retry-restored`), recorded on `cfg` for the recovery.
+    pub retry_restored: bool,
 }
 
 /// The recovery's admission check ([`recovery::admission::admit`]) on the
@@ -155,14 +159,17 @@ pub fn admit(
     // The target is mounted here (it is the running system): only the
     // recovery, which erases it, requires it unmounted.
     let target = recovery::policy::check_target(&r.config, instruction, disks, &[])?;
-    Ok(admission::admit(&Admission {
-        config: &r.config,
-        instruction,
-        manifest: &storage.join(&r.manifest.path),
-        trusted_keys: &r.trusted_keys,
-        cfg: &r.cfg,
-        target,
-    })?)
+    Ok(admission::admit_retrying(
+        &Admission {
+            config: &r.config,
+            instruction,
+            manifest: &storage.join(&r.manifest.path),
+            trusted_keys: &r.trusted_keys,
+            cfg: &r.cfg,
+            target,
+        },
+        r.retry_restored,
+    )?)
 }
 
 /// The instruction's `restore=`: given, found beside the new image, or
@@ -267,6 +274,12 @@ fn request_on(
         storage: storage.clone(),
         source,
     })?;
+    if let Some(away) = &admitted.retried {
+        // Before the instruction: the recovery admits it on this leave.
+        let path = r.cfg.join(RETRY_RESTORED);
+        formats::store::write_atomic(&path, away.leave().render().as_bytes())
+            .map_err(|e| write_error(path, e))?;
+    }
     write_instruction(&r.cfg, &instruction)?;
     if let Err(e) = r.flag.arm() {
         // Not armed: the instruction must not wait for a boot that may
@@ -363,6 +376,7 @@ mod tests {
             flag: BootFlag::None,
             now: 0,
             restore: Restore::Find,
+            retry_restored: false,
         };
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
@@ -449,6 +463,7 @@ mod tests {
                 flag: BootFlag::None,
                 now: 1_800_000_000,
                 restore: Restore::Find,
+                retry_restored: false,
             };
             Device {
                 dir,
@@ -647,6 +662,65 @@ mod tests {
         );
     }
 
+    /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
+    fn restored_away(finished: u64) -> String {
+        formats::keyvalue::seal(&format!(
+            "format=1\noutcome=restored\nversion=2.0\nstage=trial\nreason=2.0 not confirmed after 3 boots\nattempt=1\nstarted=1700000000\nfinished={finished}\nduration-ms=0\nbytes=0\nentries=0\nrestored=1.0\n"
+        ))
+    }
+
+    /// 2.0 restored away (not confirmed): a request of 2.0 is refused
+    /// with the date and why, nothing written; a newer version is
+    /// requested as usual; `--retry-restored` requests 2.0 and leaves
+    /// the leave on cfg for the recovery.
+    #[test]
+    fn a_version_restored_away_is_requested_again_only_on_the_operators_leave() {
+        let mut d = Device::new();
+        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_000_100)).unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert_eq!(
+            err,
+            "the staged image: policy: storage:updates/p-2.0.manifest: version: 2.0 was \
+             restored away on 2023-11-14T22:15:00Z (1.0 restored): 2.0 not confirmed after 3 \
+             boots; a newer version is admitted, or an operator installs 2.0 again with \
+             `bootloader-glue request --retry-restored`"
+        );
+        assert!(!d.cfg(INSTRUCTION).exists());
+        assert!(!d.cfg(RETRY_RESTORED).exists());
+        // A newer version: as usual, and no leave.
+        build("2.1", &d.key, &d.storage().join("updates"));
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.1.manifest").unwrap();
+        d.request().unwrap();
+        assert!(d.cfg(INSTRUCTION).exists());
+        assert!(!d.cfg(RETRY_RESTORED).exists());
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        // The operator's leave: requested, and recorded before the
+        // instruction for the recovery, which then admits it too.
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
+        d.request.retry_restored = true;
+        let done = d.request().unwrap();
+        assert_eq!(done.version, "2.0");
+        let leave =
+            formats::cfg::RetryRestored::parse(&std::fs::read(d.cfg(RETRY_RESTORED)).unwrap())
+                .unwrap();
+        assert_eq!(
+            (leave.version.as_str(), leave.restored_at),
+            ("2.0", 1_700_000_100)
+        );
+        // Recorded, it stands for the next request without the flag.
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        d.request.retry_restored = false;
+        d.request().unwrap();
+        // A later restore of 2.0 needs a new leave.
+        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_100_000)).unwrap();
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert!(
+            err.contains("2.0 was restored away on 2023-11-16T"),
+            "{err}"
+        );
+    }
+
     /// The recovery (before the erase) and `request` (before the
     /// instruction) come to the same decision on the same device: one
     /// admission check, whatever `cfg:update/installed` holds.
@@ -709,6 +783,7 @@ mod tests {
                     flag: BootFlag::None,
                     now: 0,
                     restore: Restore::Without,
+                    retry_restored: false,
                 };
                 let instruction = Instruction {
                     manifest: r.manifest.clone(),
