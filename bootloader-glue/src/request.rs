@@ -173,17 +173,10 @@ pub fn admit(
 }
 
 /// The instruction's `restore=`: given, found beside the new image, or
-/// none, and admitted ([`admission::admit_restore`]: every check of the
-/// image, this product, the installed version). None there, or one that
-/// fails a check: refused where the configuration requires one
-/// (`restore-image=required`, the default; for `--no-restore` nothing is
-/// looked for), else a warning and no `restore=`. `mount` finds where a
-/// partition is mounted here.
-fn restore_image(
-    r: &Request,
-    storage: &Path,
-    mount: &dyn Fn(&str) -> Result<PathBuf, String>,
-) -> Result<Option<PartitionPath>, RequestError> {
+/// none; refused when none is there and the configuration requires one
+/// (`restore-image=required`, the default), else a warning. Cheap: the
+/// image is admitted by [`admit_restore_image`], after the new one.
+fn find_restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, RequestError> {
     let installed = recovery::policy::InstalledVersion::from_read(std::fs::read(
         r.cfg.join(formats::cfg::INSTALLED),
     ));
@@ -201,12 +194,28 @@ fn restore_image(
             })
         }
     };
-    let Some(image) = found else {
+    if found.is_none() {
         let why = crate::trial::no_restore_image(installed.known());
         if r.config.restore_required && r.restore == Restore::Find {
             return Err(RequestError::NoRestore(why));
         }
         log::warn!("{why}");
+    }
+    Ok(found)
+}
+
+/// Admits the restore image `found` ([`admission::admit_restore`]: every
+/// check of the image, this product, the installed version). One that
+/// fails a check is refused where the configuration requires a restore
+/// image, else a warning and no `restore=`. `mount` finds where a
+/// partition other than the new image's (mounted at `storage`) is.
+fn admit_restore_image(
+    r: &Request,
+    found: Option<PartitionPath>,
+    storage: &Path,
+    mount: &dyn Fn(&str) -> Result<PathBuf, String>,
+) -> Result<Option<PartitionPath>, RequestError> {
+    let Some(image) = found else {
         return Ok(None);
     };
     let root = if image.partition == r.manifest.partition {
@@ -261,14 +270,18 @@ fn request_on(
         });
     }
     let storage = mount(&r.manifest.partition).map_err(RequestError::Partition)?;
-    let instruction = Instruction {
+    // A missing restore image first (cheap), then the new image, then
+    // the restore image: each refusal as soon as it can be known.
+    let found = find_restore_image(r, &storage)?;
+    let mut instruction = Instruction {
         manifest: r.manifest.clone(),
         target: r.target.clone(),
         allow_downgrade: r.allow_downgrade,
         requested: r.now,
-        restore: restore_image(r, &storage, mount)?,
+        restore: None,
     };
     let admitted = admit(r, &instruction, &storage, disks)?;
+    instruction.restore = admit_restore_image(r, found, &storage, mount)?;
     let image = admitted.image;
     let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
         storage: storage.clone(),
@@ -477,9 +490,11 @@ mod tests {
             self.dir.path().join("storage")
         }
 
+        /// The restore image found and admitted, as `request` does.
         fn restore_image(&self) -> Result<Option<PartitionPath>, RequestError> {
             let storage = self.storage();
-            restore_image(&self.request, &storage, &|p| {
+            let found = find_restore_image(&self.request, &storage)?;
+            admit_restore_image(&self.request, found, &storage, &|p| {
                 Err(format!("no partition named {p}"))
             })
         }
@@ -652,6 +667,11 @@ mod tests {
         let err = d.request().err().expect("refused").to_string();
         assert!(err.starts_with("restore image "), "{err}");
         assert!(!d.cfg(INSTRUCTION).exists());
+        // Both refused: the new image's refusal is the one said.
+        d.request.manifest = PartitionPath::parse("storage:updates/p-9.manifest").unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert!(err.starts_with("the staged image: manifest: "), "{err}");
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
         // A good one: named in the instruction.
         restore_good();
         d.request().unwrap();
