@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Ok(());
             };
             let staged = flow::stage(&config, source.as_mut(), &offer)?;
-            let done = flow::install(&config, &staged)?;
+            let done = flow::install(&config, source.as_mut(), &staged)?;
             println!(
                 "update to {} {} requested: cfg backed up to {}; the next boot installs it",
                 done.product,

@@ -546,7 +546,7 @@ impl<'a, C: Clock> Daemon<'a, C> {
         let new = staged.manifest.version.clone();
         // flow::install keeps the action record (for the report after the
         // reboot) before it writes the instruction.
-        match flow::install(self.config, &staged) {
+        match flow::install(self.config, self.source, &staged) {
             Ok(_) => {
                 let report = Report::Proceeding {
                     what: format!("the instruction to install {new} is written; rebooting"),
@@ -559,6 +559,11 @@ impl<'a, C: Clock> Daemon<'a, C> {
             }
             Err(e) => {
                 log::error!("{}", chain(&e));
+                if e.refused_install().is_some() {
+                    // Reported as failed by the flow; the same offer never does.
+                    self.refused.push(offer.id.clone());
+                    self.offer = None;
+                }
                 self.staged = None;
                 self.next_poll = self.clock.now() + self.daemon().poll_interval.as_secs();
                 Turn::InstallFailed

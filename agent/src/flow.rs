@@ -136,6 +136,25 @@ impl FlowError {
             _ => None,
         }
     }
+
+    /// Why `request` refused the staged image (the admission: signature,
+    /// product, version, the version restored away) or its restore image
+    /// (missing, or failing a check), if it did: the same offer will not
+    /// do either; [`install`] reports it as a failure.
+    pub fn refused_install(&self) -> Option<String> {
+        match self {
+            FlowError::Install(e @ (RequestError::Image(_) | RequestError::NoRestore(_))) => {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    text += &format!(": {c}");
+                    cause = c.source();
+                }
+                Some(text)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn now() -> u64 {
@@ -882,8 +901,27 @@ fn prune(config: &Config, product: &str, staged: &str) {
 /// Writes the instruction for a staged image, through `bootloader-glue`'s
 /// `request` (which verifies the image once more, backs up `cfg`, writes
 /// the instruction and arms the boot loader). The storage partition must
-/// be mounted where [`Config::storage_dir`] is.
-pub fn install(config: &Config, staged: &Staged) -> Result<Requested, FlowError> {
+/// be mounted where [`Config::storage_dir`] is. A refusal
+/// ([`FlowError::refused_install`]) is reported to `source` as `Closed`
+/// with `success: false`, as a refusal before the download is.
+pub fn install(
+    config: &Config,
+    source: &mut dyn Source,
+    staged: &Staged,
+) -> Result<Requested, FlowError> {
+    install_request(config, staged).inspect_err(|e| {
+        if let Some(why) = e.refused_install() {
+            let report = Report::Closed {
+                success: false,
+                details: format!("refused: {why}"),
+            };
+            tell(source, &staged.offer_id, &report);
+        }
+    })
+}
+
+/// [`install`] but for the report of a refusal.
+fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowError> {
     request::check_cfg(&config.cfg)?;
     let recovery = recovery_config(config)?;
     let trusted_keys = config
@@ -905,6 +943,9 @@ pub fn install(config: &Config, staged: &Staged) -> Result<Requested, FlowError>
         // retention keeps it (`prune`), and request refuses without it
         // unless the recovery's config says `restore-image=optional`.
         restore: request::Restore::Find,
+        // The version the last restore took away is refused here as
+        // before the download; only an operator allows it again.
+        retry_restored: false,
     };
     // Kept before the instruction, for the report after the reboot.
     let old = installed_version(config).unwrap_or_default();
@@ -1043,6 +1084,37 @@ mod tests {
         assert!(!config.storage_dir.exists());
         fs::create_dir(&config.storage_dir).unwrap();
         check_storage_dir(&config).unwrap();
+    }
+
+    #[test]
+    fn a_request_refusing_the_image_or_its_restore_image_is_a_refusal_with_its_reason() {
+        let image = FlowError::Install(RequestError::Image(UpdateError::new(
+            Stage::Policy,
+            "storage:updates/acme-2.0.swu",
+            "version: 2.0 was restored away",
+        )));
+        assert_eq!(
+            image.refused_install().as_deref(),
+            Some(
+                "the staged image: policy: storage:updates/acme-2.0.swu: version: 2.0 was \
+                 restored away"
+            )
+        );
+        let restore = FlowError::Install(RequestError::NoRestore(
+            "restore image /storage/acme-1.0.swu: signature: x: a failed update could not be \
+             undone"
+                .into(),
+        ));
+        assert!(restore
+            .refused_install()
+            .unwrap()
+            .starts_with("restore image /storage/acme-1.0.swu: signature: "));
+        // Not a refusal of the image: the lock, cfg, the boot loader.
+        let locked = FlowError::Install(RequestError::Locked {
+            path: "/cfg/update/lock".into(),
+        });
+        assert_eq!(locked.refused_install(), None);
+        assert_eq!(FlowError::Setup("x".into()).refused_install(), None);
     }
 
     #[test]

@@ -595,3 +595,91 @@ fn config_data_is_sent_once_per_change_across_one_shot_runs() {
     run(&config);
     assert_eq!(puts(), 4);
 }
+
+/// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
+fn restored_away(finished: u64) -> String {
+    formats::keyvalue::seal(&format!(
+        "format=1\noutcome=restored\nversion=2.0\nstage=trial\nreason=2.0 not confirmed after 3 boots\nattempt=1\nstarted=1700000000\nfinished={finished}\nduration-ms=0\nbytes=0\nentries=0\nrestored=1.0\n"
+    ))
+}
+/// Time that passes only when the daemon sleeps.
+struct FakeClock(u64);
+
+impl agent::daemon::Clock for FakeClock {
+    fn now(&self) -> u64 {
+        self.0
+    }
+    fn sleep_until(&mut self, t: u64) {
+        self.0 = self.0.max(t);
+    }
+}
+
+/// 2.0 was restored away on this device (not confirmed): the server
+/// offers it again, and the daemon refuses it before the download (the
+/// head only), reports it to the server once, closed with the reason,
+/// and does not report or fetch it again at the next polls.
+#[test]
+fn the_daemon_refuses_the_version_restored_away_before_the_download_and_says_so_once() {
+    use agent::daemon::{Daemon, Reboot, Turn};
+    use formats::result::Installed;
+    let fx = FlowFixture::new(600_000, Plan::good(), |_| serde_json::json!({}));
+    assert!(
+        fx.bundle.len() > formats::bundle::HEAD_MAX,
+        "a bundle larger than its head"
+    );
+    let cfg = fx.root().join("cfg");
+    let installed = Installed {
+        product: "acme".into(),
+        version: "1.0".into(),
+    };
+    std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
+    std::fs::write(cfg.join(formats::cfg::RESULT), restored_away(1_700_000_100)).unwrap();
+    let mut config = fx.config();
+    config.daemon.reboot = Reboot::No;
+    config.daemon.poll_interval = Duration::from_secs(60);
+    config.daemon.state_file = fx.root().join("state");
+    let mut source = agent::flow::source(&config).unwrap();
+    let mut daemon = Daemon::new(&config, source.as_mut(), FakeClock(1_800_000_000));
+    let turns: Vec<Turn> = (0..12).map(|_| daemon.turn()).collect();
+    assert_eq!(
+        turns.iter().filter(|t| **t == Turn::StageFailed).count(),
+        1,
+        "{turns:?}"
+    );
+    assert!(
+        turns.iter().filter(|t| **t == Turn::Polled).count() > 2,
+        "{turns:?}"
+    );
+    assert!(!turns.contains(&Turn::Installed), "{turns:?}");
+    // The head only: not a byte of the payload.
+    assert_eq!(
+        fx.server.served_of(&fx.path),
+        formats::bundle::HEAD_MAX as u64
+    );
+    let closed: Vec<serde_json::Value> = fx
+        .server
+        .ddi()
+        .calls()
+        .iter()
+        .filter(|c| c.path == "/deploymentBase/7/feedback")
+        .map(Call::json)
+        .filter(|f| f["status"]["execution"] == "closed")
+        .collect();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["status"]["result"]["finished"], "failure");
+    let details = closed[0]["status"]["details"][0].as_str().unwrap();
+    assert!(
+        details.starts_with("refused: policy: ")
+            && details.contains(
+                ": version: 2.0 was restored away on 2023-11-14T22:15:00Z (1.0 restored): \
+                 2.0 not confirmed after 3 boots; a newer version is admitted, or an operator \
+                 installs 2.0 again with `bootloader-glue request --retry-restored`"
+            ),
+        "{details}"
+    );
+    assert!(!cfg.join(formats::cfg::INSTRUCTION).exists());
+    assert!(std::fs::read_dir(fx.root().join("storage"))
+        .unwrap()
+        .next()
+        .is_none());
+}

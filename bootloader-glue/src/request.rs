@@ -1,13 +1,15 @@
 //! Asking for an update from the running system: the staged image is
 //! verified with the recovery's own engine (signature, manifest, payload,
-//! every entry, then product, version and size against this device), the
-//! configuration on `cfg` is backed up, the instruction is written
-//! atomically and the boot loader armed. Nothing is written while the
-//! update lock is set, and nothing is half-written.
+//! every entry, then product, version and size against this device, and
+//! not the version the last restore took away), so is the image a failed
+//! update would be restored from, the configuration on `cfg` is backed
+//! up, the instruction is written atomically and the boot loader armed.
+//! Nothing is written while the update lock is set, and nothing is
+//! half-written.
 
 use crate::{backup, mounts};
 use formats::bootflag::BootFlag;
-use formats::cfg::{ATTEMPTS, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK};
+use formats::cfg::{ATTEMPTS, INSTRUCTION, INSTRUCTION_CANCELLED, LOCK, RETRY_RESTORED};
 use formats::config::Config;
 use formats::instruction::{Instruction, PartitionPath};
 use recovery::admission::{self, Admission, Admitted};
@@ -141,6 +143,9 @@ pub struct Request {
     /// Seconds since 1970, for the instruction and the backup's name.
     pub now: u64,
     pub restore: Restore,
+    /// The operator's leave to install the version the last restore took
+    /// away (`--retry-restored`), recorded on `cfg` for the recovery.
+    pub retry_restored: bool,
 }
 
 /// The recovery's admission check ([`recovery::admission::admit`]) on the
@@ -154,25 +159,29 @@ pub fn admit(
     // The target is mounted here (it is the running system): only the
     // recovery, which erases it, requires it unmounted.
     let target = recovery::policy::check_target(&r.config, instruction, disks, &[])?;
-    Ok(admission::admit(&Admission {
-        config: &r.config,
-        instruction,
-        manifest: &storage.join(&r.manifest.path),
-        trusted_keys: &r.trusted_keys,
-        cfg: &r.cfg,
-        target,
-    })?)
+    Ok(admission::admit_retrying(
+        &Admission {
+            config: &r.config,
+            instruction,
+            manifest: &storage.join(&r.manifest.path),
+            trusted_keys: &r.trusted_keys,
+            cfg: &r.cfg,
+            target,
+        },
+        r.retry_restored,
+    )?)
 }
 
 /// The instruction's `restore=`: given, found beside the new image, or
 /// none; refused when none is there and the configuration requires one
-/// (`restore-image=required`, the default), else a warning.
-fn restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, RequestError> {
+/// (`restore-image=required`, the default), else a warning. Cheap: the
+/// image is admitted by [`admit_restore_image`], after the new one.
+fn find_restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, RequestError> {
     let installed = recovery::policy::InstalledVersion::from_read(std::fs::read(
         r.cfg.join(formats::cfg::INSTALLED),
     ));
     let found = match &r.restore {
-        Restore::Given(image) => return Ok(Some(image.clone())),
+        Restore::Given(image) => Some(image.clone()),
         Restore::Without => None,
         Restore::Find => {
             // Beside the new image.
@@ -195,6 +204,39 @@ fn restore_image(r: &Request, storage: &Path) -> Result<Option<PartitionPath>, R
     Ok(found)
 }
 
+/// Admits the restore image `found` ([`admission::admit_restore`]: every
+/// check of the image, this product, the installed version). One that
+/// fails a check is refused where the configuration requires a restore
+/// image, else a warning and no `restore=`. `mount` finds where a
+/// partition other than the new image's (mounted at `storage`) is.
+fn admit_restore_image(
+    r: &Request,
+    found: Option<PartitionPath>,
+    storage: &Path,
+    mount: &dyn Fn(&str) -> Result<PathBuf, String>,
+) -> Result<Option<PartitionPath>, RequestError> {
+    let Some(image) = found else {
+        return Ok(None);
+    };
+    let root = if image.partition == r.manifest.partition {
+        storage.to_path_buf()
+    } else {
+        mount(&image.partition).map_err(RequestError::Partition)?
+    };
+    let path = root.join(&image.path);
+    match admission::admit_restore(&r.config, &path, &r.trusted_keys, &r.cfg) {
+        Ok(_) => Ok(Some(image)),
+        Err(e) => {
+            let why = crate::trial::bad_restore_image(&path, &e);
+            if r.config.restore_required {
+                return Err(RequestError::NoRestore(why));
+            }
+            log::warn!("{why}; requested without an image to restore");
+            Ok(None)
+        }
+    }
+}
+
 pub struct Requested {
     pub product: String,
     pub version: String,
@@ -203,6 +245,19 @@ pub struct Requested {
 
 pub fn request(r: &Request) -> Result<Requested, RequestError> {
     check_cfg(&r.cfg)?;
+    let disks = recovery::partitions::scan();
+    request_on(r, &disks, &|partition| {
+        mounts::mount_point_of(&disks, partition)
+    })
+}
+
+/// [`request`] once `cfg` is found mounted: `disks` are this system's
+/// partitions, `mount` says where one of them is mounted.
+fn request_on(
+    r: &Request,
+    disks: &Disks,
+    mount: &dyn Fn(&str) -> Result<PathBuf, String>,
+) -> Result<Requested, RequestError> {
     let lock = r.cfg.join(LOCK);
     if lock.exists() {
         return Err(RequestError::Locked { path: lock });
@@ -214,22 +269,30 @@ pub fn request(r: &Request) -> Result<Requested, RequestError> {
             previous: trial.previous,
         });
     }
-    let disks = recovery::partitions::scan();
-    let storage =
-        mounts::mount_point_of(&disks, &r.manifest.partition).map_err(RequestError::Partition)?;
-    let instruction = Instruction {
+    let storage = mount(&r.manifest.partition).map_err(RequestError::Partition)?;
+    // A missing restore image first (cheap), then the new image, then
+    // the restore image: each refusal as soon as it can be known.
+    let found = find_restore_image(r, &storage)?;
+    let mut instruction = Instruction {
         manifest: r.manifest.clone(),
         target: r.target.clone(),
         allow_downgrade: r.allow_downgrade,
         requested: r.now,
-        restore: restore_image(r, &storage)?,
+        restore: None,
     };
-    let admitted = admit(r, &instruction, &storage, &disks)?;
+    let admitted = admit(r, &instruction, &storage, disks)?;
+    instruction.restore = admit_restore_image(r, found, &storage, mount)?;
     let image = admitted.image;
     let backup = backup::save(&r.cfg, &storage, r.now).map_err(|source| RequestError::Backup {
         storage: storage.clone(),
         source,
     })?;
+    if let Some(away) = &admitted.retried {
+        // Before the instruction: the recovery admits it on this leave.
+        let path = r.cfg.join(RETRY_RESTORED);
+        formats::store::write_atomic(&path, away.leave().render().as_bytes())
+            .map_err(|e| write_error(path, e))?;
+    }
     write_instruction(&r.cfg, &instruction)?;
     if let Err(e) = r.flag.arm() {
         // Not armed: the instruction must not wait for a boot that may
@@ -313,13 +376,12 @@ mod tests {
         );
     }
 
-    /// A request of product `p`'s image at `manifest` (`PARTITION:PATH`)
-    /// into `system`, with no key, no boot flag and the restore image
-    /// found beside it: the tests' starting point.
-    fn request_of(cfg: &Path, manifest: &str) -> Request {
-        Request {
-            cfg: cfg.to_path_buf(),
-            manifest: PartitionPath::parse(manifest).unwrap(),
+    #[test]
+    fn a_directory_that_is_not_a_mount_point_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Request {
+            cfg: dir.path().to_path_buf(),
+            manifest: PartitionPath::parse("storage:x.manifest").unwrap(),
             target: "system".into(),
             allow_downgrade: false,
             config: Config::for_product("p"),
@@ -327,57 +389,349 @@ mod tests {
             flag: BootFlag::None,
             now: 0,
             restore: Restore::Find,
-        }
-    }
-
-    #[test]
-    fn a_directory_that_is_not_a_mount_point_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = request_of(dir.path(), "storage:x.manifest");
+            retry_restored: false,
+        };
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
     }
 
+    /// A disk with cfg, system and storage, 256 MiB each.
+    fn disks() -> Disks {
+        Disks {
+            partitions: ["cfg", "system", "storage"]
+                .iter()
+                .zip(2..)
+                .map(|(name, n)| recovery::partitions::Partition {
+                    name: name.to_string(),
+                    kernel_name: format!("nvme0n1p{n}"),
+                    device: format!("/dev/nvme0n1p{n}").into(),
+                    dev: format!("259:{n}"),
+                    size: 256 << 20,
+                })
+                .collect(),
+            seen: vec!["nvme0n1: cfg, system, storage".into()],
+        }
+    }
+
+    /// Builds the image `p`-`version` of a one-file tree into `out`,
+    /// signed with the secret key `key`.
+    fn build(version: &str, key: &Path, out: &Path) {
+        let tree = out.join(format!("tree-{version}"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("hello"), format!("{version}\n")).unwrap();
+        image_builder::image::build(&image_builder::image::ImageRequest::fixture(
+            image_builder::image::Source::Rootfs(tree.clone()),
+            "p",
+            version,
+            key,
+            out,
+        ))
+        .unwrap();
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
+    /// A device: cfg (1.0 installed), storage with 1.0 and 2.0 staged in
+    /// `updates/`, signed by the trusted key; a request of 2.0.
+    struct Device {
+        dir: tempfile::TempDir,
+        /// The secret key of the vendor's key, which the device trusts.
+        key: PathBuf,
+        /// The secret key of a key the device does not trust.
+        stranger: PathBuf,
+        request: Request,
+    }
+
+    impl Device {
+        fn new() -> Device {
+            let dir = tempfile::tempdir().unwrap();
+            let (public, secret) =
+                image_builder::keygen::keygen(&dir.path().join("vendor")).unwrap();
+            let (_, stranger) =
+                image_builder::keygen::keygen(&dir.path().join("stranger")).unwrap();
+            let cfg = dir.path().join("cfg");
+            let updates = dir.path().join("storage/updates");
+            std::fs::create_dir_all(cfg.join("update")).unwrap();
+            for version in ["1.0", "2.0"] {
+                build(version, &secret, &updates);
+            }
+            let installed = formats::result::Installed {
+                product: "p".into(),
+                version: "1.0".into(),
+            };
+            std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
+            let request = Request {
+                cfg,
+                manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
+                target: "system".into(),
+                allow_downgrade: false,
+                config: Config::for_product("p"),
+                trusted_keys: vec![public],
+                flag: BootFlag::None,
+                now: 1_800_000_000,
+                restore: Restore::Find,
+                retry_restored: false,
+            };
+            Device {
+                dir,
+                key: secret,
+                stranger,
+                request,
+            }
+        }
+
+        fn storage(&self) -> PathBuf {
+            self.dir.path().join("storage")
+        }
+
+        /// The restore image found and admitted, as `request` does.
+        fn restore_image(&self) -> Result<Option<PartitionPath>, RequestError> {
+            let storage = self.storage();
+            let found = find_restore_image(&self.request, &storage)?;
+            admit_restore_image(&self.request, found, &storage, &|p| {
+                Err(format!("no partition named {p}"))
+            })
+        }
+
+        /// The whole request, with cfg and storage where they are here.
+        fn request(&self) -> Result<Requested, RequestError> {
+            let storage = self.storage();
+            request_on(&self.request, &disks(), &|p| match p {
+                "storage" => Ok(storage.clone()),
+                other => Err(format!("no partition named {other}")),
+            })
+        }
+
+        fn cfg(&self, rel: &str) -> PathBuf {
+            self.request.cfg.join(rel)
+        }
+    }
+
     #[test]
     fn the_restore_image_is_found_given_or_refused_when_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("cfg");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(cfg.join("update")).unwrap();
-        std::fs::create_dir_all(storage.join("updates")).unwrap();
-        let installed = formats::result::Installed {
-            product: "p".into(),
-            version: "1.0".into(),
-        };
-        std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
-        let mut r = request_of(&cfg, "storage:updates/p-2.0.manifest");
-        let err = restore_image(&r, &storage).unwrap_err().to_string();
+        let mut d = Device::new();
+        let updates = d.storage().join("updates");
+        assert_eq!(
+            d.restore_image().unwrap().unwrap().to_string(),
+            "storage:updates/p-1.0.manifest"
+        );
+        for name in ["p-1.0.manifest", "p-1.0.manifest.minisig", "p-1.0.tar.zst"] {
+            std::fs::rename(updates.join(name), d.storage().join(name)).unwrap();
+        }
+        let err = d.restore_image().unwrap_err().to_string();
         assert!(
             err.starts_with("no image of 1.0 to restore: a failed update could not be undone"),
             "{err}"
         );
-        r.config.restore_required = false;
-        assert_eq!(restore_image(&r, &storage).unwrap(), None);
-        r.config.restore_required = true;
-        r.restore = Restore::Without;
-        assert_eq!(restore_image(&r, &storage).unwrap(), None);
-        std::fs::write(storage.join("updates/p-1.0.manifest"), "").unwrap();
-        r.restore = Restore::Find;
+        d.request.config.restore_required = false;
+        assert_eq!(d.restore_image().unwrap(), None);
+        d.request.config.restore_required = true;
+        d.request.restore = Restore::Without;
+        assert_eq!(d.restore_image().unwrap(), None);
+        // Given anywhere on the partition, it is admitted there.
+        let given = PartitionPath::parse("storage:p-1.0.manifest").unwrap();
+        d.request.restore = Restore::Given(given.clone());
+        assert_eq!(d.restore_image().unwrap(), Some(given));
+        // Beside the new image, wherever the agent's storage-dir put it:
+        // the bundle of 1.0.
+        let images = d.storage().join("agent/images");
+        image_builder::bundle::build(&image_builder::bundle::BundleRequest {
+            manifest: d.storage().join("p-1.0.manifest"),
+            out_dir: images.clone(),
+            hardware: vec![],
+        })
+        .unwrap();
+        d.request.restore = Restore::Find;
+        d.request.manifest = PartitionPath::parse("storage:agent/images/p-2.0.swu").unwrap();
         assert_eq!(
-            restore_image(&r, &storage).unwrap().unwrap().to_string(),
-            "storage:updates/p-1.0.manifest"
-        );
-        // Beside the new image, wherever the agent's storage-dir put it.
-        std::fs::create_dir_all(storage.join("agent/images")).unwrap();
-        std::fs::write(storage.join("agent/images/p-1.0.swu"), "").unwrap();
-        r.manifest = PartitionPath::parse("storage:agent/images/p-2.0.swu").unwrap();
-        assert_eq!(
-            restore_image(&r, &storage).unwrap().unwrap().to_string(),
+            d.restore_image().unwrap().unwrap().to_string(),
             "storage:agent/images/p-1.0.swu"
         );
-        let given = PartitionPath::parse("storage:old/p-1.0.swu").unwrap();
-        r.restore = Restore::Given(given.clone());
-        assert_eq!(restore_image(&r, &storage).unwrap(), Some(given));
+        // On another partition, where it is mounted.
+        d.request.restore = Restore::Given(PartitionPath::parse("data:p-1.0.manifest").unwrap());
+        let err = d.restore_image().unwrap_err().to_string();
+        assert_eq!(err, "no partition named data");
+    }
+
+    /// The restore image is admitted as an update would be: a trusted
+    /// signature, this product, the installed version, its payload whole.
+    /// Refused naming the file and the check, or (`restore-image=optional`)
+    /// warned and left out of the instruction.
+    #[test]
+    fn a_restore_image_that_fails_a_check_is_refused_naming_file_and_check() {
+        let mut d = Device::new();
+        let updates = d.storage().join("updates");
+        let manifest = updates.join("p-1.0.manifest");
+        let shown = manifest.display().to_string();
+        let good: Vec<(PathBuf, Vec<u8>)> =
+            ["p-1.0.manifest", "p-1.0.manifest.minisig", "p-1.0.tar.zst"]
+                .iter()
+                .map(|n| (updates.join(n), std::fs::read(updates.join(n)).unwrap()))
+                .collect();
+        let restore_good = || {
+            for (path, bytes) in &good {
+                std::fs::write(path, bytes).unwrap();
+            }
+        };
+        let payload = updates.join("p-1.0.tar.zst");
+        type Damage<'a> = (&'static str, Box<dyn Fn() + 'a>);
+        let damages: Vec<Damage> = vec![
+            (
+                "signature: ",
+                Box::new(|| {
+                    let other = d.dir.path().join("other");
+                    build("1.0", &d.stranger, &other);
+                    std::fs::copy(
+                        other.join("p-1.0.manifest.minisig"),
+                        updates.join("p-1.0.manifest.minisig"),
+                    )
+                    .unwrap();
+                }),
+            ),
+            (
+                "payload: ",
+                Box::new(|| {
+                    let bytes = std::fs::read(&payload).unwrap();
+                    std::fs::write(&payload, &bytes[..bytes.len() - 1]).unwrap();
+                }),
+            ),
+            (
+                "payload: ",
+                Box::new(|| std::fs::remove_file(&payload).unwrap()),
+            ),
+            (
+                "payload: ",
+                Box::new(|| {
+                    let mut bytes = std::fs::read(&payload).unwrap();
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 1;
+                    std::fs::write(&payload, bytes).unwrap();
+                }),
+            ),
+        ];
+        for (check, damage) in &damages {
+            restore_good();
+            damage();
+            let err = d.restore_image().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("restore image {shown}: {check}")),
+                "{check}: {err}"
+            );
+            assert!(
+                err.contains(": a failed update could not be undone")
+                    && err.ends_with("; nothing was written"),
+                "{err}"
+            );
+        }
+        // The signature's message says which key and why.
+        restore_good();
+        damages[0].1();
+        let err = d.restore_image().unwrap_err().to_string();
+        assert!(err.contains("p-1.0.manifest.minisig"), "{err}");
+        // The flipped byte: its BLAKE3.
+        restore_good();
+        damages[3].1();
+        let err = d.restore_image().unwrap_err().to_string();
+        assert!(err.contains("BLAKE3"), "{err}");
+        // Another version than the installed one (the one a restore
+        // brings back), named as given.
+        restore_good();
+        build("0.9", &d.key, &updates);
+        d.request.restore =
+            Restore::Given(PartitionPath::parse("storage:updates/p-0.9.manifest").unwrap());
+        let err = d.restore_image().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "restore image {}: policy: {}: version: the image is of 0.9, the installed \
+                 version (the one a restore brings back) is 1.0: a failed update could not be \
+                 undone (stage a good image of the installed version, or pass --restore \
+                 PARTITION:PATH); nothing was written",
+                updates.join("p-0.9.manifest").display(),
+                updates.join("p-0.9.manifest").display(),
+            )
+        );
+        // restore-image=optional: a warning, and no restore= at all.
+        d.request.config.restore_required = false;
+        assert_eq!(d.restore_image().unwrap(), None);
+        // The whole request: refused, nothing written.
+        d.request.config.restore_required = true;
+        d.request.restore = Restore::Find;
+        damages[0].1();
+        let err = d.request().err().expect("refused").to_string();
+        assert!(err.starts_with("restore image "), "{err}");
+        assert!(!d.cfg(INSTRUCTION).exists());
+        // Both refused: the new image's refusal is the one said.
+        d.request.manifest = PartitionPath::parse("storage:updates/p-9.manifest").unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert!(err.starts_with("the staged image: manifest: "), "{err}");
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
+        // A good one: named in the instruction.
+        restore_good();
+        d.request().unwrap();
+        let written = Instruction::parse(&std::fs::read(d.cfg(INSTRUCTION)).unwrap()).unwrap();
+        assert_eq!(
+            written.restore.unwrap().to_string(),
+            "storage:updates/p-1.0.manifest"
+        );
+    }
+
+    /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
+    fn restored_away(finished: u64) -> String {
+        formats::keyvalue::seal(&format!(
+            "format=1\noutcome=restored\nversion=2.0\nstage=trial\nreason=2.0 not confirmed after 3 boots\nattempt=1\nstarted=1700000000\nfinished={finished}\nduration-ms=0\nbytes=0\nentries=0\nrestored=1.0\n"
+        ))
+    }
+
+    /// 2.0 restored away (not confirmed): a request of 2.0 is refused
+    /// with the date and why, nothing written; a newer version is
+    /// requested as usual; `--retry-restored` requests 2.0 and leaves
+    /// the leave on cfg for the recovery.
+    #[test]
+    fn a_version_restored_away_is_requested_again_only_on_the_operators_leave() {
+        let mut d = Device::new();
+        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_000_100)).unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert_eq!(
+            err,
+            "the staged image: policy: storage:updates/p-2.0.manifest: version: 2.0 was \
+             restored away on 2023-11-14T22:15:00Z (1.0 restored): 2.0 not confirmed after 3 \
+             boots; a newer version is admitted, or an operator installs 2.0 again with \
+             `bootloader-glue request --retry-restored`"
+        );
+        assert!(!d.cfg(INSTRUCTION).exists());
+        assert!(!d.cfg(RETRY_RESTORED).exists());
+        // A newer version: as usual, and no leave.
+        build("2.1", &d.key, &d.storage().join("updates"));
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.1.manifest").unwrap();
+        d.request().unwrap();
+        assert!(d.cfg(INSTRUCTION).exists());
+        assert!(!d.cfg(RETRY_RESTORED).exists());
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        // The operator's leave: requested, and recorded before the
+        // instruction for the recovery, which then admits it too.
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
+        d.request.retry_restored = true;
+        let done = d.request().unwrap();
+        assert_eq!(done.version, "2.0");
+        let leave =
+            formats::cfg::RetryRestored::parse(&std::fs::read(d.cfg(RETRY_RESTORED)).unwrap())
+                .unwrap();
+        assert_eq!(
+            (leave.version.as_str(), leave.restored_at),
+            ("2.0", 1_700_000_100)
+        );
+        // Recorded, it stands for the next request without the flag.
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        d.request.retry_restored = false;
+        d.request().unwrap();
+        // A later restore of 2.0 needs a new leave.
+        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_100_000)).unwrap();
+        std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert!(
+            err.contains("2.0 was restored away on 2023-11-16T"),
+            "{err}"
+        );
     }
 
     /// The recovery (before the erase) and `request` (before the
@@ -387,21 +741,10 @@ mod tests {
     fn request_and_recovery_admit_alike() {
         use formats::cfg::INSTALLED;
         use formats::config::Downgrade;
-        use recovery::partitions::Partition;
         let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::fs::write(tree.join("hello"), "hello\n").unwrap();
         let (public, secret) = image_builder::keygen::keygen(&dir.path().join("key")).unwrap();
         let storage = dir.path().join("storage");
-        image_builder::image::build(&image_builder::image::ImageRequest::fixture(
-            image_builder::image::Source::Rootfs(tree),
-            "p",
-            "2.0",
-            &secret,
-            &storage.join("updates"),
-        ))
-        .unwrap();
+        build("2.0", &secret, &storage.join("updates"));
         // The same image as one bundle, alone in its directory.
         image_builder::bundle::build(&image_builder::bundle::BundleRequest {
             manifest: storage.join("updates/p-2.0.manifest"),
@@ -411,20 +754,7 @@ mod tests {
         .unwrap();
         let cfg = dir.path().join("cfg");
         std::fs::create_dir_all(cfg.join("update")).unwrap();
-        let disks = Disks {
-            partitions: ["cfg", "system", "storage"]
-                .iter()
-                .zip(2..)
-                .map(|(name, n)| Partition {
-                    name: name.to_string(),
-                    kernel_name: format!("nvme0n1p{n}"),
-                    device: format!("/dev/nvme0n1p{n}").into(),
-                    dev: format!("259:{n}"),
-                    size: 256 << 20,
-                })
-                .collect(),
-            seen: vec!["nvme0n1: cfg, system, storage".into()],
-        };
+        let disks = disks();
         let installed = |version: &str| {
             formats::result::Installed {
                 product: "p".into(),
@@ -466,6 +796,7 @@ mod tests {
                     flag: BootFlag::None,
                     now: 0,
                     restore: Restore::Without,
+                    retry_restored: false,
                 };
                 let instruction = Instruction {
                     manifest: r.manifest.clone(),

@@ -194,6 +194,25 @@ pub fn records(cfg: &Path) -> Status {
             .filter(|_| r.outcome == Outcome::Restored)
             .map(|v| format!("restored {v}: {}", r.reason))
     });
+    // Whether the version restored away may be installed again.
+    let away = result
+        .as_ref()
+        .and_then(recovery::policy::RestoredAway::of)
+        .map_or(String::new(), |away| {
+            if recovery::admission::allowed_again_on(cfg, &away) {
+                format!(
+                    "; {} allowed again ({})",
+                    away.version,
+                    shown(formats::cfg::RETRY_RESTORED)
+                )
+            } else {
+                format!(
+                    "; {} is refused until a newer version or bootloader-glue request \
+                     --retry-restored",
+                    away.version
+                )
+            }
+        });
     let download_failed = match read(DOWNLOAD_FAILED) {
         Ok(Some(bytes)) => Some(match DownloadFailed::parse(&bytes) {
             Ok(d) => format!("{} after {} attempt(s): {}", d.image, d.attempts, d.reason),
@@ -206,7 +225,8 @@ pub fn records(cfg: &Path) -> Status {
         (
             Code::Critical,
             format!(
-                "{restored}; the update lock is set: fix the image, then bootloader-glue unlock"
+                "{restored}; the update lock is set: fix the image, then bootloader-glue \
+                 unlock{away}"
             ),
         )
     } else if locked {
@@ -270,9 +290,12 @@ pub fn records(cfg: &Path) -> Status {
                 ),
                 Outcome::Restored => (
                     Code::Critical,
-                    restored
-                        .clone()
-                        .unwrap_or_else(|| format!("restored: {}", r.reason)),
+                    format!(
+                        "{}{away}",
+                        restored
+                            .clone()
+                            .unwrap_or_else(|| format!("restored: {}", r.reason))
+                    ),
                 ),
                 outcome => (
                     Code::Critical,
@@ -413,7 +436,23 @@ mod tests {
         std::fs::write(cfg.join(RESULT), restored.render()).unwrap();
         let s = records(cfg);
         assert_eq!(s.code, Code::Critical);
-        assert_eq!(s.message, "restored 1.0: 2.0 not confirmed after 3 boots");
+        assert_eq!(
+            s.message,
+            "restored 1.0: 2.0 not confirmed after 3 boots; 2.0 is refused until a newer \
+             version or bootloader-glue request --retry-restored"
+        );
+        // The operator's leave for that restore.
+        let leave = formats::cfg::RetryRestored {
+            version: "2.0".into(),
+            restored_at: restored.finished,
+        };
+        std::fs::write(cfg.join(formats::cfg::RETRY_RESTORED), leave.render()).unwrap();
+        assert_eq!(
+            records(cfg).message,
+            "restored 1.0: 2.0 not confirmed after 3 boots; 2.0 allowed again \
+             (cfg:update/retry-restored)"
+        );
+        std::fs::remove_file(cfg.join(formats::cfg::RETRY_RESTORED)).unwrap();
         std::fs::write(cfg.join(LOCK), "").unwrap();
         let s = records(cfg);
         assert_eq!(s.code, Code::Critical);

@@ -104,6 +104,16 @@ pub fn no_restore_image(installed: Option<&Installed>) -> String {
     }
 }
 
+/// The message of a request whose restore image at `path` fails the
+/// admission (`refused`: which check, which file).
+pub fn bad_restore_image(path: &Path, refused: &recovery::UpdateError) -> String {
+    format!(
+        "restore image {}: {refused}: a failed update could not be undone (stage a good image \
+         of the installed version, or pass --restore PARTITION:PATH)",
+        path.display()
+    )
+}
+
 /// The trial on `cfg`, if any (an unreadable record is an error: it
 /// stands for a trial all the same).
 pub fn read_trial(cfg: &Path) -> Result<Option<Trial>, String> {

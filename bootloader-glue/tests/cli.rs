@@ -289,3 +289,26 @@ fn the_operations_guide_lists_every_flag() {
         assert_documented(&doc, sub.get_name(), &options);
     }
 }
+
+/// `request --help` (and its man page) tells the operator how to install
+/// again the version a restore took away, and where that is recorded.
+#[test]
+fn request_help_names_the_override_for_a_version_restored_away() {
+    let out = glue(&["request", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let help = text(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    for says in [
+        "--retry-restored",
+        "Installs again the version the last restore took away",
+        "cfg:update/retry-restored",
+        "--no-restore",
+    ] {
+        assert!(help.contains(says), "{says}: {help}");
+    }
+    let man = Path::new(env!("CARGO_BIN_EXE_bootloader-glue"))
+        .parent()
+        .unwrap()
+        .join("share/man/man1/bootloader-glue-request.1");
+    let page = std::fs::read_to_string(&man).unwrap();
+    assert!(page.contains("retry\\-restored"), "{page}");
+}

@@ -41,6 +41,10 @@ pub const ACTION: &str = "update/action";
 /// The recovery's log, appended to on every boot of the recovery.
 pub const RECOVERY_LOG: &str = "update/recovery.log";
 
+/// An operator's leave to install again a version the recovery restored
+/// away ([`RetryRestored`]; `bootloader-glue request --retry-restored`).
+pub const RETRY_RESTORED: &str = "update/retry-restored";
+
 /// The warning flag of the update agent ([`DownloadFailed`]): set after the
 /// last of a round of download attempts failed, cleared only by a
 /// complete, verified download. `bootloader-glue status` reports it.
@@ -197,6 +201,42 @@ impl DownloadFailed {
     }
 }
 
+/// `cfg:update/retry-restored`: the version restored away that an
+/// operator allows again, and when that restore finished (the `finished`
+/// of its `outcome=restored` result). It answers that one restore only: a
+/// later restore of the same version is refused again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryRestored {
+    pub version: String,
+    /// Seconds since 1970.
+    pub restored_at: u64,
+}
+
+impl RetryRestored {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format=1\nversion={}\nrestored-at={}\n",
+            one_line(&self.version),
+            self.restored_at
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<RetryRestored, String> {
+        let body = keyvalue::unseal(bytes).map_err(|e| e.to_string())?;
+        let pairs = keyvalue::parse(body, &["format", "version", "restored-at"])
+            .map_err(|e| e.to_string())?;
+        let get = |key| keyvalue::require(&pairs, key).map_err(|e| e.to_string());
+        let format = get("format")?;
+        if format.value != "1" {
+            return Err(format.bad("expected 1").to_string());
+        }
+        Ok(RetryRestored {
+            version: get("version")?.value.to_string(),
+            restored_at: get("restored-at")?.as_u64().map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +311,16 @@ mod tests {
         };
         let back = DownloadFailed::parse(long.render().as_bytes()).unwrap();
         assert!(back.reason.len() <= MAX_REASON + '…'.len_utf8());
+    }
+
+    #[test]
+    fn the_leave_to_retry_a_restored_version_round_trips() {
+        let r = RetryRestored {
+            version: "2.0".into(),
+            restored_at: 1_700_000_000,
+        };
+        assert_eq!(RetryRestored::parse(r.render().as_bytes()), Ok(r.clone()));
+        assert!(RetryRestored::parse(&r.render().as_bytes()[..12]).is_err());
+        assert!(RetryRestored::parse(b"version=2.0\n").is_err());
     }
 }

@@ -10,17 +10,25 @@
 //! the signature, product and version. The agent calls it on a manifest
 //! and signature fetched from a server (a bundle's first entries, or two
 //! files), before it downloads a byte of the payload.
+//!
+//! Both refuse the version the last restore took away
+//! ([`policy::RestoredAway`], read from `cfg` by [`restored_away_on`])
+//! unless an operator allowed it again (`cfg:update/retry-restored`).
+//!
+//! [`admit_restore`] admits the image a failed update would be restored
+//! from, before `request` names it in the instruction.
 
 use crate::error::{Stage, UpdateError};
 use crate::keys;
 use crate::partitions::Partition;
-use crate::policy::{self, InstalledVersion};
+use crate::policy::{self, InstalledVersion, RestoredAway};
 use crate::source::ImageSource;
 use crate::verify::{self, VerifiedImage};
-use formats::cfg::INSTALLED;
+use formats::cfg::{shown, RetryRestored, INSTALLED, RESULT, RETRY_RESTORED};
 use formats::config::Config;
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
+use formats::result::UpdateResult;
 use std::path::{Path, PathBuf};
 
 /// What the admission check is given.
@@ -44,6 +52,9 @@ pub struct Admission<'a> {
 pub struct Admitted {
     pub image: VerifiedImage,
     pub installed: InstalledVersion,
+    /// The restore that took this version away, when an operator's leave
+    /// let it through ([`admit_retrying`] or `cfg:update/retry-restored`).
+    pub retried: Option<RestoredAway>,
 }
 
 /// The installed version on the `cfg` partition mounted at `cfg`; an
@@ -54,6 +65,64 @@ pub fn installed_on(cfg: &Path) -> InstalledVersion {
         log::warn!("{warning}");
     }
     installed
+}
+
+/// Reads a record on `cfg`: None when it is missing, or unreadable (then
+/// `what` says what that means, in a warning).
+fn read_record<T>(
+    cfg: &Path,
+    rel: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    what: &str,
+) -> Option<T> {
+    let bytes = match std::fs::read(cfg.join(rel)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{}: cannot read: {e}; {what}", shown(rel));
+            return None;
+        }
+    };
+    parse(&bytes)
+        .map_err(|e| log::warn!("{}: {e}; {what}", shown(rel)))
+        .ok()
+}
+
+/// The version the last restore took away, from `cfg:update/result`
+/// ([`RestoredAway::of`]). An unreadable result is logged and names none,
+/// as an unreadable installed version counts as missing.
+pub fn restored_away_on(cfg: &Path) -> Option<RestoredAway> {
+    let result = read_record(
+        cfg,
+        RESULT,
+        |b| UpdateResult::parse(b).map_err(|e| e.to_string()),
+        "no version counts as restored away",
+    )?;
+    RestoredAway::of(&result)
+}
+
+/// Whether `cfg:update/retry-restored` allows `away` again (an unreadable
+/// one allows nothing).
+pub fn allowed_again_on(cfg: &Path, away: &RestoredAway) -> bool {
+    read_record(
+        cfg,
+        RETRY_RESTORED,
+        RetryRestored::parse,
+        "it allows nothing",
+    )
+    .is_some_and(|leave| away.allowed_by(&leave))
+}
+
+/// The version restored away and whether it is allowed again (`retry`:
+/// the operator's leave given now, else the one on `cfg`).
+fn restore_history(cfg: &Path, retry: bool) -> (Option<RestoredAway>, bool) {
+    match restored_away_on(cfg) {
+        Some(away) => {
+            let allowed = retry || allowed_again_on(cfg, &away);
+            (Some(away), allowed)
+        }
+        None => (None, false),
+    }
 }
 
 /// What the admission before the payload is given.
@@ -103,11 +172,13 @@ pub fn admit_head(a: &HeadAdmission<'_>) -> Result<AdmittedHead, UpdateError> {
         }
     }
     let installed = installed_on(a.cfg);
+    let (away, allowed) = restore_history(a.cfg, false);
     policy::check_release(
         a.config,
         a.allow_downgrade,
         &manifest,
         &installed,
+        away.as_ref().filter(|_| !allowed),
         &a.source.manifest_shown(),
     )?;
     log::info!(
@@ -125,17 +196,36 @@ pub fn admit_head(a: &HeadAdmission<'_>) -> Result<AdmittedHead, UpdateError> {
 
 /// Runs the admission check. An unreadable `cfg:update/installed` is
 /// logged as a warning, and refused where the downgrade policy needs it.
+/// The version restored away is refused unless `cfg:update/retry-restored`
+/// allows it again.
 pub fn admit(a: &Admission<'_>) -> Result<Admitted, UpdateError> {
+    admit_retrying(a, false)
+}
+
+/// [`admit`], where `retry_restored` is an operator's leave given now
+/// (`request --retry-restored`) to install the version restored away;
+/// the caller records it ([`RestoredAway::leave`]) for the recovery.
+pub fn admit_retrying(a: &Admission<'_>, retry_restored: bool) -> Result<Admitted, UpdateError> {
     let trusted = keys::load(a.trusted_keys)?;
     let image = verify::verify(a.manifest, &trusted)?;
     let installed = installed_on(a.cfg);
+    let (away, allowed) = restore_history(a.cfg, retry_restored);
     policy::check_image(
         a.config,
         a.instruction,
         &image.manifest,
         &installed,
+        away.as_ref().filter(|_| !allowed),
         a.target,
     )?;
+    let retried = away.filter(|a| a.is(&image.manifest.version));
+    if let Some(away) = &retried {
+        log::warn!(
+            "policy: {} was restored away ({}); installed again on an operator's leave",
+            away.version,
+            away.reason
+        );
+    }
     log::info!(
         "policy: product {}, version {} (installed: {}), fits {}",
         image.manifest.product,
@@ -143,5 +233,35 @@ pub fn admit(a: &Admission<'_>) -> Result<Admitted, UpdateError> {
         installed.known().map_or("unknown", |i| i.version.as_str()),
         a.target.name
     );
-    Ok(Admitted { image, installed })
+    Ok(Admitted {
+        image,
+        installed,
+        retried,
+    })
+}
+
+/// Admits the image a failed update would be restored from, before the
+/// instruction names it: every check of the image, as for an update
+/// ([`verify::verify`]: signature by a trusted key, manifest, payload
+/// size and BLAKE3, every entry), then this product and the installed
+/// version ([`policy::check_restore_image`]). The full check costs one
+/// read of the image; in return a restore image that rotted is found
+/// while an operator can still stage it again, not after the erase. The
+/// recovery admits it again ([`admit`]) before it erases for a restore.
+pub fn admit_restore(
+    config: &Config,
+    image: &Path,
+    trusted_keys: &[PathBuf],
+    cfg: &Path,
+) -> Result<VerifiedImage, UpdateError> {
+    let trusted = keys::load(trusted_keys)?;
+    let verified = verify::verify(image, &trusted)?;
+    let installed = installed_on(cfg);
+    policy::check_restore_image(
+        config,
+        &verified.manifest,
+        &installed,
+        &image.display().to_string(),
+    )?;
+    Ok(verified)
 }

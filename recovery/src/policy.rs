@@ -1,16 +1,19 @@
 //! What the device allows, checked before anything is erased: the target
 //! partition (allowed, present, neither `cfg` nor the image's partition,
-//! not mounted), then the image against the device (product, version,
-//! size). Pure functions over what the other steps found;
-//! [`crate::admission`] gathers their inputs for both sides.
+//! not mounted), then the image against the device (product, version, not
+//! a version restored away, size), and the image a failed update is
+//! restored from (product, the installed version). Pure functions over
+//! what the other steps found; [`crate::admission`] gathers their inputs
+//! for every side.
 
 use crate::error::{Stage, UpdateError};
 use crate::partitions::{Disks, Partition};
-use formats::cfg::{shown, INSTALLED};
+use formats::cfg::{shown, RetryRestored, INSTALLED};
 use formats::config::{Config, Downgrade};
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
-use formats::result::Installed;
+use formats::result::{Installed, Outcome, UpdateResult};
+use formats::units::utc;
 use formats::version;
 use std::cmp::Ordering;
 
@@ -63,6 +66,133 @@ impl InstalledVersion {
             _ => None,
         }
     }
+}
+
+/// A version the recovery restored away: the last result on `cfg` says
+/// `outcome=restored` and names it as the version that failed (not
+/// confirmed in time, or failed after the erase on every attempt). It is
+/// not admitted again (by `request`, the agent or the recovery), or an
+/// image that never confirms would cycle: installed, not confirmed,
+/// restored, downloaded again. A newer version is admitted as usual; an
+/// operator allows that version again with `request --retry-restored`
+/// ([`RetryRestored`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredAway {
+    /// The version that failed.
+    pub version: String,
+    /// The version restored in its place.
+    pub restored: String,
+    /// Why, as the result says it ("2.0 not confirmed after 3 boots").
+    pub reason: String,
+    /// When the restore finished, seconds since 1970.
+    pub at: u64,
+}
+
+impl RestoredAway {
+    /// The version the last result says was restored away, if any. A
+    /// restore that brought back the same version (a reinstall that
+    /// failed) says nothing against that version.
+    pub fn of(result: &UpdateResult) -> Option<RestoredAway> {
+        let restored = result.restored.as_ref()?;
+        if result.outcome != Outcome::Restored
+            || version::compare(restored, &result.version) == Ordering::Equal
+        {
+            return None;
+        }
+        Some(RestoredAway {
+            version: result.version.clone(),
+            restored: restored.clone(),
+            reason: result.reason.clone(),
+            at: result.finished,
+        })
+    }
+
+    /// Whether `version` is the one restored away (`2.0` is `2.0.0`).
+    pub fn is(&self, version: &str) -> bool {
+        version::compare(version, &self.version) == Ordering::Equal
+    }
+
+    /// The operator's leave to install this version again, for this restore.
+    pub fn leave(&self) -> RetryRestored {
+        RetryRestored {
+            version: self.version.clone(),
+            restored_at: self.at,
+        }
+    }
+
+    /// Whether `leave` (`cfg:update/retry-restored`) answers this restore:
+    /// the same version, restored at the same time. A later restore of
+    /// the same version needs a new leave.
+    pub fn allowed_by(&self, leave: &RetryRestored) -> bool {
+        self.is(&leave.version) && leave.restored_at == self.at
+    }
+}
+
+/// Refuses the version restored away (`restored_away`, None when there
+/// is none or an operator allowed it again).
+pub fn check_not_restored_away(
+    manifest: &Manifest,
+    restored_away: Option<&RestoredAway>,
+    file: &str,
+) -> Result<(), UpdateError> {
+    let Some(away) = restored_away.filter(|a| a.is(&manifest.version)) else {
+        return Ok(());
+    };
+    Err(UpdateError::new(
+        Stage::Policy,
+        file,
+        format!(
+            "version: {} was restored away on {} ({} restored): {}; a newer version is \
+             admitted, or an operator installs {} again with `bootloader-glue request \
+             --retry-restored`",
+            away.version,
+            utc(away.at),
+            away.restored,
+            away.reason,
+            manifest.version
+        ),
+    ))
+}
+
+/// The product check every admission shares.
+fn check_product(config: &Config, manifest: &Manifest, file: &str) -> Result<(), UpdateError> {
+    if manifest.product != config.product {
+        return Err(UpdateError::new(
+            Stage::Policy,
+            file,
+            format!(
+                "product: this device runs {}, the image is for {}",
+                config.product, manifest.product
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The image a failed update would be restored from, against the device:
+/// this product, and the installed version (the one a restore brings
+/// back), where that version is known. `file` names the image.
+pub fn check_restore_image(
+    config: &Config,
+    manifest: &Manifest,
+    installed: &InstalledVersion,
+    file: &str,
+) -> Result<(), UpdateError> {
+    check_product(config, manifest, file)?;
+    if let Some(installed) = installed.known() {
+        if version::compare(&manifest.version, &installed.version) != Ordering::Equal {
+            return Err(UpdateError::new(
+                Stage::Policy,
+                file,
+                format!(
+                    "version: the image is of {}, the installed version (the one a restore \
+                     brings back) is {}",
+                    manifest.version, installed.version
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The partition that holds the recovery's records; never a target.
@@ -125,24 +255,21 @@ pub fn usable_bytes(partition: &Partition) -> u64 {
     partition.size / 10 * 9
 }
 
-/// The part of [`check_image`] that needs no target: the product, and the
+/// The part of [`check_image`] that needs no target: the product, the
 /// version against the installed one under the downgrade policy (with
-/// `allow_downgrade` the instruction's wish). `file` names the manifest in
-/// the refusal. The agent calls it before it fetches a payload.
+/// `allow_downgrade` the instruction's wish), and not the version
+/// restored away ([`check_not_restored_away`]). `file` names the manifest
+/// in the refusal. The agent calls it before it fetches a payload.
 pub fn check_release(
     config: &Config,
     allow_downgrade: bool,
     manifest: &Manifest,
     installed: &InstalledVersion,
+    restored_away: Option<&RestoredAway>,
     file: &str,
 ) -> Result<(), UpdateError> {
     let refuse = |reason: String| UpdateError::new(Stage::Policy, file, reason);
-    if manifest.product != config.product {
-        return Err(refuse(format!(
-            "product: this device runs {}, the image is for {}",
-            config.product, manifest.product
-        )));
-    }
+    check_product(config, manifest, file)?;
     let allowed = match config.downgrade {
         Downgrade::Allow => true,
         Downgrade::Refuse => false,
@@ -164,10 +291,11 @@ pub fn check_release(
         // a device whose cfg took a bad sector.
         InstalledVersion::Unreadable { .. } | InstalledVersion::Missing => {}
     }
-    Ok(())
+    check_not_restored_away(manifest, restored_away, file)
 }
 
-/// Checks the verified image against the device. An unreadable installed
+/// Checks the verified image against the device (`restored_away` as for
+/// [`check_release`]). An unreadable installed
 /// version is refused only where the downgrade policy needs the version;
 /// elsewhere it is as good as none (see `docs/update-records.md`).
 pub fn check_image(
@@ -175,6 +303,7 @@ pub fn check_image(
     instruction: &Instruction,
     manifest: &Manifest,
     installed: &InstalledVersion,
+    restored_away: Option<&RestoredAway>,
     target: &Partition,
 ) -> Result<(), UpdateError> {
     let file = instruction.manifest.to_string();
@@ -183,6 +312,7 @@ pub fn check_image(
         instruction.allow_downgrade,
         manifest,
         installed,
+        restored_away,
         &file,
     )?;
     let refuse = |reason: String| UpdateError::new(Stage::Policy, &file, reason);
@@ -285,8 +415,9 @@ mod tests {
             version: "2.0".into(),
         });
         let ins = instruction("system");
-        let check =
-            |c: &Config, m: &Manifest, i: &Instruction| check_image(c, i, m, &installed, target);
+        let check = |c: &Config, m: &Manifest, i: &Instruction| {
+            check_image(c, i, m, &installed, None, target)
+        };
         assert!(check(&config, &manifest("p", "2.1", 1000), &ins).is_ok());
         assert!(check(&config, &manifest("p", "2.0", 1000), &ins).is_ok());
         let err = check(&config, &manifest("q", "2.1", 1000), &ins).unwrap_err();
@@ -305,7 +436,15 @@ mod tests {
         let err = check(&config, &manifest("p", "3.0", 300 << 20), &ins).unwrap_err();
         assert!(err.reason.starts_with("size:"), "{err}");
         let missing = InstalledVersion::Missing;
-        assert!(check_image(&config, &ins, &manifest("p", "0.1", 1), &missing, target).is_ok());
+        assert!(check_image(
+            &config,
+            &ins,
+            &manifest("p", "0.1", 1),
+            &missing,
+            None,
+            target
+        )
+        .is_ok());
         // The release after its release candidate is an upgrade; 1.0 is 1.0.0.
         config.downgrade = Downgrade::Refuse;
         for (installed, image) in [("2.0.1-rc1", "2.0.1"), ("1.0.0", "1.0"), ("1.0", "1.0.0")] {
@@ -320,6 +459,7 @@ mod tests {
                     &ins,
                     &m,
                     &InstalledVersion::Known(installed.clone()),
+                    None,
                     target
                 )
                 .is_ok(),
@@ -343,7 +483,9 @@ mod tests {
         let config = Config::for_product("p");
         for version in ["0.1", "2.1"] {
             let m = manifest("p", version, 1000);
-            assert!(check_image(&config, &instruction("system"), &m, &garbage, target).is_ok());
+            assert!(
+                check_image(&config, &instruction("system"), &m, &garbage, None, target).is_ok()
+            );
         }
         let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
         assert_eq!(
@@ -355,5 +497,122 @@ mod tests {
             InstalledVersion::from_read(Err(denied)),
             InstalledVersion::Unreadable { .. }
         ));
+    }
+
+    fn restored(version: &str, restored: &str, outcome: Outcome) -> UpdateResult {
+        UpdateResult {
+            outcome,
+            version: version.into(),
+            stage: "trial".into(),
+            reason: format!("{version} not confirmed after 3 boots"),
+            attempt: 1,
+            started: 1_700_000_000,
+            finished: 1_700_000_100,
+            duration_ms: 0,
+            bytes: 0,
+            entries: 0,
+            restored: Some(restored.into()),
+        }
+    }
+
+    #[test]
+    fn a_version_restored_away_is_refused_until_a_newer_one_or_the_operators_leave() {
+        let config = Config::for_product("p");
+        let installed = InstalledVersion::Known(Installed {
+            product: "p".into(),
+            version: "1.0".into(),
+        });
+        let away = RestoredAway::of(&restored("2.0", "1.0", Outcome::Restored)).unwrap();
+        assert_eq!(
+            (away.version.as_str(), away.restored.as_str(), away.at),
+            ("2.0", "1.0", 1_700_000_100)
+        );
+        let check = |version: &str, away: Option<&RestoredAway>| {
+            check_release(
+                &config,
+                false,
+                &manifest("p", version, 1),
+                &installed,
+                away,
+                "storage:updates/p.manifest",
+            )
+        };
+        for same in ["2.0", "2.0.0"] {
+            let err = check(same, Some(&away)).unwrap_err();
+            assert_eq!(err.stage, Stage::Policy);
+            assert_eq!(err.file, "storage:updates/p.manifest");
+            assert_eq!(
+                err.reason,
+                format!(
+                    "version: 2.0 was restored away on 2023-11-14T22:15:00Z (1.0 restored): 2.0 \
+                     not confirmed after 3 boots; a newer version is admitted, or an operator \
+                     installs {same} again with `bootloader-glue request --retry-restored`"
+                )
+            );
+        }
+        // A newer version, another one, or none restored away: as usual.
+        for version in ["2.0.1", "3.0", "1.5"] {
+            assert!(check(version, Some(&away)).is_ok(), "{version}");
+        }
+        assert!(check("2.0", None).is_ok());
+        // The operator's leave answers this restore, not a later one.
+        let leave = away.leave();
+        assert!(away.allowed_by(&leave));
+        let later = RestoredAway {
+            at: away.at + 86_400,
+            ..away.clone()
+        };
+        assert!(!later.allowed_by(&leave));
+        assert!(!RestoredAway {
+            version: "2.1".into(),
+            ..away.clone()
+        }
+        .allowed_by(&leave));
+        // Only a restore names a version restored away, and not one that
+        // brought back the version that failed.
+        for outcome in [Outcome::Success, Outcome::Confirmed, Outcome::Refused] {
+            assert_eq!(RestoredAway::of(&restored("2.0", "1.0", outcome)), None);
+        }
+        assert_eq!(
+            RestoredAway::of(&restored("2.0", "2.0", Outcome::Restored)),
+            None
+        );
+        // The size check follows (check_image gives it to check_release).
+        let d = disks();
+        let err = check_image(
+            &config,
+            &instruction("system"),
+            &manifest("p", "2.0", 1),
+            &installed,
+            Some(&away),
+            d.find("system").unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("was restored away"), "{err}");
+    }
+
+    #[test]
+    fn the_restore_image_is_of_this_product_and_the_installed_version() {
+        let config = Config::for_product("p");
+        let installed = InstalledVersion::Known(Installed {
+            product: "p".into(),
+            version: "1.0".into(),
+        });
+        let file = "/storage/updates/p-1.0.manifest";
+        assert!(check_restore_image(&config, &manifest("p", "1.0", 1), &installed, file).is_ok());
+        assert!(check_restore_image(&config, &manifest("p", "1.0.0", 1), &installed, file).is_ok());
+        let err =
+            check_restore_image(&config, &manifest("p", "0.9", 1), &installed, file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy: /storage/updates/p-1.0.manifest: version: the image is of 0.9, the \
+             installed version (the one a restore brings back) is 1.0"
+        );
+        let err =
+            check_restore_image(&config, &manifest("q", "1.0", 1), &installed, file).unwrap_err();
+        assert!(err.reason.starts_with("product: "), "{err}");
+        // An unknown installed version: any version of the product.
+        let missing = InstalledVersion::Missing;
+        assert!(check_restore_image(&config, &manifest("p", "0.9", 1), &missing, file).is_ok());
     }
 }

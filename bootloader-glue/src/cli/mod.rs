@@ -224,6 +224,7 @@ fn request_command(a: RequestArgs) -> Result<i32, Failure> {
         flag,
         now: now(),
         restore,
+        retry_restored: a.retry_restored,
     };
     let done = request::request(&r).map_err(failed)?;
     println!(
