@@ -1,7 +1,8 @@
 //! Reads a disk image from the host, without root: the GPT (with the `gpt`
 //! crate, as the recovery does), a partition's bytes, and files inside an
 //! ext4 partition (with `debugfs`), the names in a FAT partition's
-//! directory (with mtools' `mdir`).
+//! directory (with mtools' `mdir`). One change in place, to make a file
+//! fail the way a device's can: [`Disk::set_immutable`].
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -11,6 +12,9 @@ use std::process::Command;
 pub struct Disk {
     pub path: PathBuf,
 }
+
+/// The inode flag of `chattr +i` (`FS_IMMUTABLE_FL` in linux/fs.h).
+pub const EXT4_IMMUTABLE_FL: u32 = 0x10;
 
 /// One partition copied out of the disk image, for `debugfs`.
 pub struct PartitionImage {
@@ -83,6 +87,36 @@ impl Disk {
         names
     }
 
+    /// Sets the ext4 immutable flag (`chattr +i`) on `path` in the ext4
+    /// partition `name`, in place (`debugfs -w` on the disk image at the
+    /// partition's offset). Nothing can then replace the file: a rename
+    /// over it fails with EPERM ("Operation not permitted") whatever temp
+    /// name the writer used, as a file on a failing device can. Check the
+    /// result with [`PartitionImage::flags`]: debugfs exits 0 on most
+    /// errors.
+    pub fn set_immutable(&self, name: &str, path: &str) {
+        let flags = self
+            .partition(name)
+            .flags(path)
+            .unwrap_or_else(|| panic!("no {name}:{path} to make immutable"));
+        let (offset, _) = self.find(name);
+        let out = Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg(format!(
+                "set_inode_field {path} flags {:#x}",
+                flags | EXT4_IMMUTABLE_FL
+            ))
+            .arg(format!("{}?offset={offset}", self.path.display()))
+            .output()
+            .expect("debugfs is missing: apt-get install e2fsprogs");
+        assert!(
+            out.status.success(),
+            "debugfs -w {name}:{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn partition(&self, name: &str) -> PartitionImage {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
@@ -135,6 +169,14 @@ impl PartitionImage {
         u32::from_str_radix(word.trim_start_matches('0'), 8)
             .ok()
             .or(Some(0))
+    }
+
+    /// The inode flags of a path (`Flags:` of `debugfs stat`), or None if
+    /// it is not there; see [`EXT4_IMMUTABLE_FL`].
+    pub fn flags(&self, path: &str) -> Option<u32> {
+        let stat = self.stat(path);
+        let word = stat.split("Flags:").nth(1)?.split_whitespace().next()?;
+        u32::from_str_radix(word.trim_start_matches("0x"), 16).ok()
     }
 
     /// Names in a directory.

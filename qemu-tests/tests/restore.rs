@@ -578,8 +578,9 @@ fn a_refusal_after_an_earlier_attempt_erased_the_system_restores_1_0() {
 }
 
 /// GRUB's count of trial boots is at 0 with no trial on cfg (a count that
-/// could not be stopped after a restore), and it cannot be written (a
-/// directory stands where its temp file goes): rebooting would bring
+/// could not be stopped after a restore), and it cannot be written (the
+/// file is immutable, so the rename of any temp file over it fails with
+/// EPERM, as on a device whose file cannot be replaced): rebooting would bring
 /// every boot back to the recovery. It stays on the console instead,
 /// naming the boot loader, the file and the variable to clear by hand.
 #[test]
@@ -589,8 +590,16 @@ fn a_trial_count_that_cannot_be_stopped_stays_on_the_console_saying_what_to_clea
     env.set(formats::trial::GRUB_COUNTER, "0").unwrap();
     let block = device.cfg.join(formats::trial::GRUB_ENV_ON_CFG);
     fs::write(&block, env.render().unwrap()).unwrap();
-    fs::create_dir(device.cfg.join("grubenv.tmp")).unwrap();
     device.build_disk();
+    let grubenv = format!("/{}", formats::trial::GRUB_ENV_ON_CFG);
+    device.inspect().set_immutable("cfg", &grubenv);
+    let cfg = device.inspect().partition("cfg");
+    assert!(
+        cfg.flags(&grubenv)
+            .is_some_and(|f| f & qemu_tests::inspect::EXT4_IMMUTABLE_FL != 0),
+        "cfg:grubenv is not immutable, so nothing stops its write:\n{}",
+        cfg.stat(&grubenv)
+    );
     let before = device.inspect().hash("system");
     let run = device.boot_as("", |b| {
         b.timeout = TIMEOUT;
@@ -599,7 +608,7 @@ fn a_trial_count_that_cannot_be_stopped_stays_on_the_console_saying_what_to_clea
     assert!(run.stopped, "did not stay on the console:\n{}", run.tail());
     for part in [
         "the boot loader (bootflag=grub) still counts trial boots with none left and no trial \
-         on cfg, and its count cannot be stopped: ",
+         on cfg, and its count cannot be stopped: Operation not permitted",
         "By hand: unset reimage_trial in the GRUB environment block cfg:grubenv",
     ] {
         assert!(run.says(part), "{part}:\n{}", run.tail());
