@@ -5,7 +5,8 @@
 //! The payload is hashed again as it is read: the bytes written must be
 //! the bytes that were verified, even on storage that returns different
 //! data on a second read. In format 2 only the tar part is decoded (the
-//! entry index that ends the payload is hashed).
+//! entry index that ends the payload is hashed), and every tar header is
+//! compared with its record of the verified index.
 
 use crate::error::{Stage, UpdateError};
 use crate::extract::{self, Extracted};
@@ -57,10 +58,11 @@ fn reread(
 ) -> Result<Extracted, UpdateError> {
     let shown = image.payload.shown();
     let body = image.manifest.payload_size - image.manifest.index_size;
+    let index = image.index.as_deref().map(Vec::as_slice);
     let pass = writeback::while_running(root, || {
         pipeline::pass(file, body, progress, |tar| {
             fault::hit(Point::HangInExtract);
-            extract::extract(tar, dir, &shown, progress)
+            extract::extract(tar, dir, &shown, progress, index)
         })
     })
     .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot read: {e}")))?;

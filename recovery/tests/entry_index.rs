@@ -78,6 +78,68 @@ fn entries() -> Vec<Entry> {
 }
 
 #[test]
+fn a_tar_that_disagrees_with_its_index_fails_the_extraction_naming_the_field() {
+    require_root("extract files with their owners and device nodes");
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (public, secret) = keypair(work.path(), "k");
+    let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
+    type Change = Box<dyn Fn(&mut Vec<Entry>)>;
+    let cases: Vec<(&str, &str, Change)> = vec![
+        ("path", "entry etc/passwd: path: the tar says etc/passwd, the signed entry index says etc/shadow",
+            Box::new(|t| t[2].path = b"etc/shadow".to_vec())),
+        ("type", "entry etc/null: type: the tar says '3', the signed entry index says '6'",
+            Box::new(|t| t[4].kind = Kind::Fifo)),
+        ("link target", "entry etc/link: link target: the tar says passwd, the signed entry index says group",
+            Box::new(|t| t[3].kind = Kind::Symlink(b"group".to_vec()))),
+        ("device", "entry etc/null: device number: the tar says 1:3, the signed entry index says 1:5",
+            Box::new(|t| t[4].kind = Kind::CharDevice { major: 1, minor: 5 })),
+        ("mode", "entry etc/passwd: mode: the tar says 0640, the signed entry index says 4755",
+            Box::new(|t| t[2].mode = 0o4755)),
+        ("uid", "uid: the tar says 1000, the signed entry index says 0", Box::new(|t| t[2].uid = 0)),
+        ("gid", "gid: the tar says 42, the signed entry index says 0", Box::new(|t| t[2].gid = 0)),
+        ("mtime", "mtime: the tar says 1600000000, the signed entry index says 7",
+            Box::new(|t| t[2].mtime = 7)),
+        ("size", "size: the tar says 5, the signed entry index says 4", Box::new(|t| t[2].size = 4)),
+        ("xattrs", "extended attributes: the tar says [user.note=76], the signed entry index says [user.note=77]",
+            Box::new(|t| t[2].xattrs[0].1 = b"w".to_vec())),
+        ("missing", "entry etc/extra: in the signed entry index but missing from the payload",
+            Box::new(|t| t.push(Entry::new("etc/extra", Kind::Fifo)))),
+        ("extra", "entry etc/null: in the payload but not in the signed entry index (4 records)",
+            Box::new(|t| {
+                t.pop();
+            })),
+    ];
+    for (i, (field, says, change)) in cases.into_iter().enumerate() {
+        let tar = entries();
+        let mut index = tar.clone();
+        change(&mut index);
+        let manifest = crafted(&work.path().join(format!("img-{i}")), &secret, &tar, &index);
+        // Before the erase the index is all that is checked: it passes.
+        let image = recovery::verify::verify(&manifest, &keys)
+            .unwrap_or_else(|e| panic!("{field}: the index alone is a good one: {e}"));
+        assert!(image.index.is_some());
+        let into = work.path().join(format!("into-{i}"));
+        fs::create_dir(&into).unwrap();
+        let err = recovery::install::install(&image, &into).unwrap_err();
+        assert_eq!(err.stage, Stage::Extract, "{field}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(says), "{field}: {text}");
+        assert!(
+            text.contains("its signed index does not describe"),
+            "{field}: {text}"
+        );
+    }
+    // The same tar and index agree: it installs.
+    let manifest = crafted(&work.path().join("good"), &secret, &entries(), &entries());
+    let image = recovery::verify::verify(&manifest, &keys).unwrap();
+    let into = work.path().join("into-good");
+    fs::create_dir(&into).unwrap();
+    let written = recovery::install::install(&image, &into).unwrap();
+    assert_eq!(written.entries, 5);
+    assert_eq!(fs::read(into.join("etc/passwd")).unwrap(), b"xxxxx");
+}
+
+#[test]
 fn a_corrupted_index_is_a_hash_mismatch_before_the_erase() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (built, (public, _), into) = small_image(work.path());

@@ -299,7 +299,7 @@ fn the_extractor_alone_refuses_them() {
     let sandbox = Sandbox::new();
     for (case, says, tar) in cases(&sandbox) {
         let progress = recovery::progress::Progress::new("test", 0);
-        let result = recovery::extract::extract(&tar[..], &sandbox.into, "test", &progress);
+        let result = recovery::extract::extract(&tar[..], &sandbox.into, "test", &progress, None);
         let err = result.expect_err(case).to_string();
         assert!(err.contains(says), "{case}: does not say {says:?}: {err}");
         // Entries before the hostile one may have been written (the scan
