@@ -278,7 +278,8 @@ fn tar_name(entry: &Entry) -> Vec<u8> {
 }
 
 /// The entry as [`from_tar`] reads it back from the header [`to_tar`]
-/// writes: the path as stored ([`tar_name`]), no data on non-files. It is
+/// writes: the path as stored (`./` for the root, directories with a
+/// trailing slash), no data on non-files. It is
 /// the entry's record in the signed entry index ([`crate::index`]).
 pub fn as_stored(entry: &Entry) -> Entry {
     Entry {

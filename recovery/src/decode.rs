@@ -521,6 +521,21 @@ mod tests {
         });
     }
 
+    /// A format-2 payload ends with a skippable frame (the entry index).
+    /// The recovery decodes only the frames before it, but a decoder
+    /// given all of it passes over it too, in both modes.
+    #[test]
+    fn a_trailing_skippable_frame_is_passed_over() {
+        let input = data(1_000_000);
+        let skippable = formats::index::write_frame(&[], 1).unwrap();
+        let mut framed_payload = framed(&input, 100_000);
+        framed_payload.extend(&skippable);
+        assert_eq!(decoded(&framed_payload, 2).unwrap(), input);
+        let mut stream = zstd::encode_all(&input[..], 1).unwrap();
+        stream.extend(&skippable);
+        assert_eq!(decoded(&stream, 2).unwrap(), input);
+    }
+
     #[test]
     fn corruption_and_truncation_are_errors() {
         let input = data(2_000_000);
