@@ -36,7 +36,7 @@ pub struct VerifiedImage {
 }
 
 /// Runs every check on the image at `path`: a manifest with its signature
-/// and payload beside it, or a bundle that holds the three ([`source`]).
+/// and payload beside it, or a bundle that holds the three ([`crate::source`]).
 pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
     let start = std::time::Instant::now();
     let source = ImageSource::read(path)?;
