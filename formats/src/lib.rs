@@ -8,6 +8,8 @@
 //! - [`keyvalue`]: the strict `key=value` text that every record is made
 //!   of, and the CRC-32 line that seals the records on `cfg`.
 //! - [`manifest`]: the signed description of an image.
+//! - [`index`]: the signed entry index that ends a format-2 payload (one
+//!   record per tar entry, checked before the erase instead of a decode).
 //! - [`bundle`]: the single-file bundle (a newc cpio: `sw-description`,
 //!   manifest, signature, payload), written and read through one layout.
 //! - [`newc`]: the cpio headers of bundles and of the initramfs.
@@ -48,6 +50,7 @@ pub mod entry_path;
 pub mod fsflags;
 pub mod grubenv;
 pub mod image_info;
+pub mod index;
 pub mod instruction;
 pub mod keyvalue;
 pub mod manifest;

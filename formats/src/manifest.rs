@@ -1,17 +1,26 @@
 //! The manifest: a small signed text that describes one image and pins its
 //! payload by size and BLAKE3 hash. See `docs/image-format.md`.
+//!
+//! Two format versions are read. Format 2 (written by default) adds
+//! `index-size`: the payload ends with the signed entry index
+//! ([`crate::index`]) in that many bytes, so that every entry can be
+//! checked before the erase without decoding the payload. Format 1 has no
+//! index: its payload is decoded once to be checked.
 
 use crate::keyvalue::{self, is_name, KeyValueError};
 use thiserror::Error;
 
-/// The only manifest format this code reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The manifest format `image-builder` writes by default.
+pub const FORMAT_VERSION: u64 = 2;
+/// The formats this code reads (and can write).
+pub const FORMATS: &[u64] = &[1, 2];
 
 /// A manifest is small; anything larger is not one.
 pub const MAX_SIZE: usize = 64 * 1024;
 
 const KEYS: &[&str] = &[
     "format",
+    "index-size",
     "product",
     "version",
     "payload",
@@ -24,6 +33,8 @@ const KEYS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// The format version ([`FORMATS`]).
+    pub format: u64,
     pub product: String,
     pub version: String,
     /// File name of the payload, in the manifest's directory.
@@ -37,6 +48,9 @@ pub struct Manifest {
     pub entries: u64,
     /// Creation time, seconds since the Unix epoch (`SOURCE_DATE_EPOCH`).
     pub created: u64,
+    /// Format 2: the size of the entry index that ends the payload
+    /// ([`crate::index`]); 0 in format 1, which has none.
+    pub index_size: u64,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -45,7 +59,7 @@ pub enum ManifestError {
     NotText,
     #[error("larger than {MAX_SIZE} bytes")]
     TooLarge,
-    #[error("format version {found}: this recovery reads format {FORMAT_VERSION} only")]
+    #[error("format version {found}: this recovery reads formats 1 and 2 only")]
     UnsupportedFormat { found: String },
     #[error(transparent)]
     Field(#[from] KeyValueError),
@@ -66,7 +80,7 @@ impl Manifest {
         // looked at before anything else is judged.
         if let Some(first) = text.lines().next() {
             if let Some(found) = first.strip_prefix("format=") {
-                if found != FORMAT_VERSION.to_string() {
+                if !FORMATS.iter().any(|f| f.to_string() == found) {
                     return Err(ManifestError::UnsupportedFormat {
                         found: found.to_string(),
                     });
@@ -86,6 +100,23 @@ impl Manifest {
                     + &FORMAT_VERSION.to_string(),
             }));
         }
+        let format = get("format")?.as_u64()?;
+        // Format 1 has no index; format 2 must say how large it is, and
+        // it holds at least the index's frame header.
+        let index_size = match pairs.iter().find(|p| p.key == "index-size") {
+            Some(p) if format == 1 => {
+                return Err(p.bad("format 1 has no entry index (format=2 has)").into())
+            }
+            None if format == 1 => 0,
+            None => get("index-size")?.as_u64()?,
+            Some(p) => p.as_u64()?,
+        };
+        if format == 2 && index_size < crate::index::FRAME_HEADER as u64 {
+            let p = get("index-size")?;
+            return Err(p
+                .bad("expected the size of the entry index, 8 bytes or more")
+                .into());
+        }
         let payload = get("payload")?;
         if !is_name(payload.value) {
             return Err(payload
@@ -95,23 +126,36 @@ impl Manifest {
         let hash = get("payload-blake3")?;
         let payload_blake3 =
             parse_hex32(hash.value).ok_or_else(|| hash.bad("expected 64 lowercase hex digits"))?;
+        let payload_size = get("payload-size")?.as_u64()?;
+        if index_size > payload_size {
+            let p = get("index-size")?;
+            return Err(p.bad("the entry index is larger than the payload").into());
+        }
         Ok(Manifest {
+            format,
             product: get("product")?.as_name()?.to_string(),
             version: get("version")?.as_name()?.to_string(),
             payload: payload.value.to_string(),
-            payload_size: get("payload-size")?.as_u64()?,
+            payload_size,
             payload_blake3,
             unpacked_size: get("unpacked-size")?.as_u64()?,
             entries: get("entries")?.as_u64()?,
             created: get("created")?.as_u64()?,
+            index_size,
         })
     }
 
     /// The manifest as text, in the one order `parse` expects.
     pub fn render(&self) -> String {
+        let index = if self.format == 1 {
+            String::new()
+        } else {
+            format!("index-size={}\n", self.index_size)
+        };
         format!(
-            "format={FORMAT_VERSION}\nproduct={}\nversion={}\npayload={}\npayload-size={}\n\
-             payload-blake3={}\nunpacked-size={}\nentries={}\ncreated={}\n",
+            "format={}\nproduct={}\nversion={}\npayload={}\npayload-size={}\n\
+             payload-blake3={}\nunpacked-size={}\nentries={}\ncreated={}\n{index}",
+            self.format,
             self.product,
             self.version,
             self.payload,
@@ -156,6 +200,7 @@ mod tests {
 
     fn sample() -> Manifest {
         Manifest {
+            format: 2,
             product: "acme-gw".into(),
             version: "2.0.1".into(),
             payload: "acme-gw-2.0.1.tar.zst".into(),
@@ -164,6 +209,7 @@ mod tests {
             unpacked_size: 99,
             entries: 7,
             created: 1_700_000_000,
+            index_size: 100,
         }
     }
 
@@ -171,15 +217,33 @@ mod tests {
     fn round_trips() {
         let m = sample();
         assert_eq!(Manifest::parse(m.render().as_bytes()), Ok(m));
+        let old = Manifest {
+            format: 1,
+            index_size: 0,
+            ..sample()
+        };
+        assert!(!old.render().contains("index-size"));
+        assert_eq!(Manifest::parse(old.render().as_bytes()), Ok(old));
     }
 
     #[test]
     fn refuses_an_unknown_format_first() {
-        let text = sample().render().replace("format=1", "format=2") + "newkey=1\n";
+        let text = sample().render().replace("format=2", "format=3") + "newkey=1\n";
         assert_eq!(
             Manifest::parse(text.as_bytes()),
-            Err(ManifestError::UnsupportedFormat { found: "2".into() })
+            Err(ManifestError::UnsupportedFormat { found: "3".into() })
         );
+    }
+
+    #[test]
+    fn the_index_size_belongs_to_format_2_only() {
+        let v2 = sample().render();
+        let err = |text: String| Manifest::parse(text.as_bytes()).unwrap_err().to_string();
+        // Format 1 with an index, format 2 without.
+        assert!(err(v2.replace("format=2", "format=1")).contains("format 1 has no entry index"));
+        assert!(err(v2.replace("index-size=100\n", "")).contains("index-size"));
+        assert!(err(v2.replace("index-size=100", "index-size=7")).contains("8 bytes or more"));
+        assert!(err(v2.replace("index-size=100", "index-size=1235")).contains("larger than"));
     }
 
     #[test]
@@ -204,7 +268,7 @@ mod tests {
             Manifest::parse(missing.as_bytes()),
             Err(ManifestError::Field(KeyValueError::MissingKey { .. }))
         ));
-        let reordered = sample().render().replacen("format=1\n", "", 1) + "format=1\n";
+        let reordered = sample().render().replacen("format=2\n", "", 1) + "format=2\n";
         assert!(Manifest::parse(reordered.as_bytes()).is_err());
         assert_eq!(Manifest::parse(b"\xff\n"), Err(ManifestError::NotText));
     }

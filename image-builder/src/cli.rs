@@ -99,7 +99,7 @@ fn image_command(a: ImageArgs) -> anyhow::Result<()> {
         allow_unsafe_paths: a.allow_unsafe_paths,
         show_progress: !a.quiet && !a.json,
     };
-    let s = image::build(&request)?;
+    let s = image::build_format(&request, a.format)?;
     let m = &s.manifest;
     let ratio = m.unpacked_size as f64 / m.payload_size.max(1) as f64;
     if a.json {

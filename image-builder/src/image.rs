@@ -9,7 +9,7 @@ use crate::sign::SigningKey;
 use crate::tree::{self, Entry};
 use crate::{from_tar, keygen, rootfs};
 use formats::keyvalue::is_name;
-use formats::manifest::Manifest;
+use formats::manifest::{Manifest, FORMATS, FORMAT_VERSION};
 use formats::store::write_atomic;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -74,8 +74,21 @@ pub struct ImageSummary {
     pub seconds: f64,
 }
 
+/// Builds an image in the current format ([`FORMAT_VERSION`]).
 pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
+    build_format(req, FORMAT_VERSION)
+}
+
+/// Builds an image in manifest format `format`: 2 ends the payload with
+/// the entry index, 1 (the old format, for tests that need old images and
+/// devices whose recovery reads format 1 only) does not.
+pub fn build_format(req: &ImageRequest, format: u64) -> Result<ImageSummary, BuildError> {
     let start = Instant::now();
+    if !FORMATS.contains(&format) {
+        return Err(BuildError::Usage(format!(
+            "format {format}: expected one of {FORMATS:?}"
+        )));
+    }
     for (what, value) in [("product", &req.product), ("version", &req.version)] {
         if !is_name(value) {
             return Err(BuildError::Usage(format!(
@@ -108,11 +121,13 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
         spool.as_ref(),
         &payload_path,
         &req.compression,
+        format >= 2,
         &progress,
     )?;
     progress.finish();
 
     let manifest = Manifest {
+        format,
         product: req.product.clone(),
         version: req.version.clone(),
         payload: payload_name,
@@ -121,6 +136,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageSummary, BuildError> {
         unpacked_size,
         entries: entries.len() as u64,
         created: req.created,
+        index_size: summary.index_size,
     };
     let text = manifest.render();
     let manifest_path = req.out_dir.join(format!("{stem}.manifest"));

@@ -7,6 +7,10 @@
 //! several cores; each frame is compressed on one thread, so the output is
 //! the same whatever the number of threads.
 //!
+//! In format 2 the payload ends with the entry index, in a skippable frame
+//! ([`formats::index`]): one record per entry, as the recovery will read
+//! it back from the tar header.
+//!
 //! Headers are those of the shared entry model ([`formats::entry::to_tar`]):
 //! ustar with every field set from the entry and nothing from the build
 //! machine; long names and extended attributes go in PAX records (`path`,
@@ -34,17 +38,31 @@ pub struct Compression {
 pub struct PayloadSummary {
     pub size: u64,
     pub blake3: [u8; 32],
+    /// Bytes of the entry index at the end (0 without one).
+    pub index_size: u64,
 }
 
 /// Writes the payload of `entries` to `out`, atomically: a build that
 /// fails leaves no payload behind, and one that succeeds a synced file.
+/// With `index` (format 2), the entry index ends it.
 pub fn write(
     entries: &[Entry],
     spool: Option<&File>,
     out: &Path,
     compression: &Compression,
+    index: bool,
     progress: &Progress,
 ) -> Result<PayloadSummary, BuildError> {
+    let index = if index {
+        let records: Vec<_> = entries
+            .iter()
+            .map(|e| formats::entry::as_stored(&e.meta))
+            .collect();
+        formats::index::write_frame(&records, compression.level)
+            .ctx(out, "cannot write the entry index")?
+    } else {
+        Vec::new()
+    };
     let file = AtomicFile::create(out).ctx(out, "cannot create the payload")?;
     let hashed = HashWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
@@ -58,7 +76,11 @@ pub fn write(
             append(&mut tar, entry, spool, progress)?;
         }
         let frames = tar.into_inner().ctx(out, "cannot write the payload")?;
-        frames.finish().ctx(out, "cannot write the payload")
+        let mut hashed = frames.finish().ctx(out, "cannot write the payload")?;
+        hashed
+            .write_all(&index)
+            .ctx(out, "cannot write the payload")?;
+        Ok(hashed)
     })?;
     let file = hashed
         .inner
@@ -69,6 +91,7 @@ pub fn write(
     Ok(PayloadSummary {
         size: hashed.count,
         blake3: *hashed.hasher.finalize().as_bytes(),
+        index_size: index.len() as u64,
     })
 }
 

@@ -186,7 +186,22 @@ impl Device {
         key: &Path,
         unsafe_paths: bool,
     ) -> ImageSummary {
-        image::build(&ImageRequest {
+        let format = formats::manifest::FORMAT_VERSION;
+        self.stage_format(product, version, rootfs, key, unsafe_paths, format)
+    }
+
+    /// [`Device::stage_with`] in manifest format `format` (1: the old
+    /// format without an entry index, decoded before the erase).
+    pub fn stage_format(
+        &self,
+        product: &str,
+        version: &str,
+        rootfs: &Path,
+        key: &Path,
+        unsafe_paths: bool,
+        format: u64,
+    ) -> ImageSummary {
+        let request = ImageRequest {
             source: if rootfs.is_dir() {
                 Source::Rootfs(rootfs.to_path_buf())
             } else {
@@ -203,8 +218,9 @@ impl Device {
             created: 1_700_000_000,
             allow_unsafe_paths: unsafe_paths,
             show_progress: false,
-        })
-        .unwrap_or_else(|e| panic!("staging {product}-{version}: {e}"))
+        };
+        image::build_format(&request, format)
+            .unwrap_or_else(|e| panic!("staging {product}-{version}: {e}"))
     }
 
     /// Writes the instruction with the `bootloader-glue` library.

@@ -204,9 +204,6 @@ pub fn main() -> i32 {
         return 1;
     }
     let mut trusted = Vec::new();
-    if args.into.is_some() {
-        verify::keep_for_install();
-    }
     let result = keys::load(&args.keys).and_then(|keys| {
         trusted = keys;
         let image = verify::verify(&args.manifest, &trusted)?;

@@ -7,11 +7,6 @@
 //! Threads: one reads and splits the compressed stream (and, below it, may
 //! hash it), `workers` decode frames, and the caller's `consume` reads the
 //! decoded stream.
-//!
-//! The reader of the decoded stream may keep what it read ([`Decoded::keep`],
-//! up to a limit): the verification keeps the tar stream it checked, so
-//! that the extraction writes those very bytes without reading and
-//! decoding the payload again ([`Kept`]).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -116,7 +111,6 @@ pub fn decode<R: Read + Send, T>(
             pos: 0,
             stop,
             failed: None,
-            kept: None,
         };
         consume(&mut decoded)
         // Dropping `decoded` raises the stop flag and closes the channel
@@ -332,112 +326,6 @@ pub struct Decoded<'p> {
     stop: &'p AtomicBool,
     /// The first error, given again to every later read.
     failed: Option<(io::ErrorKind, String)>,
-    /// The blocks read so far, while they are kept ([`Decoded::keep`]).
-    kept: Option<Keeping>,
-}
-
-struct Keeping {
-    blocks: Vec<Vec<u8>>,
-    bytes: usize,
-    limit: usize,
-}
-
-impl Decoded<'_> {
-    /// Keeps every block that is read from now on, as long as they hold at
-    /// most `limit` bytes in all; past it, lets them go (and keeps none).
-    pub fn keep(&mut self, limit: usize) {
-        self.kept = Some(Keeping {
-            blocks: Vec::new(),
-            bytes: 0,
-            limit,
-        });
-    }
-
-    /// Everything that was read since [`Decoded::keep`] (whole blocks: the
-    /// current one to its end), unless the limit was passed or reading
-    /// failed.
-    pub fn kept(&mut self) -> Option<Kept> {
-        let keeping = self.kept.take()?;
-        if self.failed.is_some() {
-            return None;
-        }
-        let mut blocks = keeping.blocks;
-        let last = std::mem::take(&mut self.block);
-        if keeping.bytes + last.len() > keeping.limit {
-            return None;
-        }
-        blocks.push(last);
-        blocks.retain(|b| !b.is_empty());
-        Some(Kept { blocks })
-    }
-
-    /// Hands a used block back: kept, or to the pool for reuse.
-    fn done_with(&mut self, used: Vec<u8>) {
-        if let Some(k) = &mut self.kept {
-            if k.bytes + used.len() <= k.limit {
-                k.bytes += used.len();
-                k.blocks.push(used);
-                return;
-            }
-            // Over the limit: nothing is kept, and memory is given back.
-            self.kept = None;
-        }
-        self.pool.put(used);
-    }
-}
-
-/// A decoded stream held in memory: what one pass decoded, read again
-/// without reading or decoding the payload a second time.
-pub struct Kept {
-    blocks: Vec<Vec<u8>>,
-}
-
-impl Kept {
-    /// Bytes held.
-    pub fn len(&self) -> u64 {
-        self.blocks.iter().map(|b| b.len() as u64).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
-    /// Reads the stream from its start.
-    pub fn reader(&self) -> impl Read + '_ {
-        KeptReader {
-            blocks: &self.blocks,
-            block: 0,
-            pos: 0,
-        }
-    }
-}
-
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kept({} bytes)", self.len())
-    }
-}
-
-struct KeptReader<'k> {
-    blocks: &'k [Vec<u8>],
-    block: usize,
-    pos: usize,
-}
-
-impl Read for KeptReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some(block) = self.blocks.get(self.block) {
-            if self.pos < block.len() {
-                let n = buf.len().min(block.len() - self.pos);
-                buf[..n].copy_from_slice(&block[self.pos..self.pos + n]);
-                self.pos += n;
-                return Ok(n);
-            }
-            self.block += 1;
-            self.pos = 0;
-        }
-        Ok(0)
-    }
 }
 
 impl Drop for Decoded<'_> {
@@ -480,7 +368,7 @@ impl Read for Decoded<'_> {
                 }
             };
             let used = std::mem::replace(&mut self.block, block);
-            self.done_with(used);
+            self.pool.put(used);
             self.pos = 0;
             self.next += 1;
         }
@@ -633,54 +521,19 @@ mod tests {
         });
     }
 
+    /// A format-2 payload ends with a skippable frame (the entry index).
+    /// The recovery decodes only the frames before it, but a decoder
+    /// given all of it passes over it too, in both modes.
     #[test]
-    fn a_kept_stream_reads_again_as_it_was_decoded() {
-        let input = data(3_000_000);
-        let compressed = framed(&input, 100_000);
-        let kept = decode(&compressed[..], 2, |d| {
-            d.keep(usize::MAX);
-            let mut out = Vec::new();
-            d.read_to_end(&mut out).unwrap();
-            assert_eq!(out, input);
-            d.kept()
-        })
-        .expect("kept");
-        assert_eq!(kept.len(), input.len() as u64);
-        let mut again = Vec::new();
-        kept.reader().read_to_end(&mut again).unwrap();
-        assert_eq!(again, input);
-        // A partial read keeps whole blocks: the stream from its start.
-        let kept = decode(&compressed[..], 2, |d| {
-            d.keep(usize::MAX);
-            d.read_exact(&mut [0u8; 150_000]).unwrap();
-            d.kept()
-        })
-        .unwrap();
-        let mut again = Vec::new();
-        kept.reader().read_to_end(&mut again).unwrap();
-        assert_eq!(again, input[..200_000]);
-    }
-
-    #[test]
-    fn nothing_is_kept_past_the_limit_or_after_an_error() {
-        let input = data(3_000_000);
-        let compressed = framed(&input, 100_000);
-        let over = decode(&compressed[..], 2, |d| {
-            d.keep(1_000_000);
-            let mut out = Vec::new();
-            d.read_to_end(&mut out).unwrap();
-            assert_eq!(out, input, "reading goes on past the limit");
-            d.kept()
-        });
-        assert!(over.is_none());
-        let mut flipped = compressed.clone();
-        flipped[250_000] ^= 0x01;
-        let failed = decode(&flipped[..], 2, |d| {
-            d.keep(usize::MAX);
-            assert!(d.read_to_end(&mut Vec::new()).is_err());
-            d.kept()
-        });
-        assert!(failed.is_none());
+    fn a_trailing_skippable_frame_is_passed_over() {
+        let input = data(1_000_000);
+        let skippable = formats::index::write_frame(&[], 1).unwrap();
+        let mut framed_payload = framed(&input, 100_000);
+        framed_payload.extend(&skippable);
+        assert_eq!(decoded(&framed_payload, 2).unwrap(), input);
+        let mut stream = zstd::encode_all(&input[..], 1).unwrap();
+        stream.extend(&skippable);
+        assert_eq!(decoded(&stream, 2).unwrap(), input);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! relative to it without following a symlink, so that neither a hostile
 //! path nor a symlink planted by an earlier entry can lead a write outside.
 //! The checks of [`crate::scan`] run again on each entry as it is written.
+//! With a signed entry index (format 2), each entry's header is compared
+//! with its record first ([`formats::index::compare`]): a difference, a
+//! missing or an extra entry stops the extraction, naming the entry and
+//! the field.
 //!
 //! Metadata: numeric owner, mode with setuid/setgid/sticky (set after the
 //! owner, which clears them), xattrs after the owner (which clears file
@@ -40,13 +44,15 @@ pub struct Extracted {
     pub bytes: u64,
 }
 
-/// Extracts the tar stream `tar` into the directory `into`. `payload` names
+/// Extracts the tar stream `tar` into the directory `into`, each entry
+/// matched with its record of `index` when there is one. `payload` names
 /// the image in errors.
 pub fn extract<R: Read>(
     tar: R,
     into: &Path,
     payload: &str,
     progress: &Progress,
+    index: Option<&[Entry]>,
 ) -> Result<Extracted, UpdateError> {
     let root = nix::fcntl::open(
         into,
@@ -78,14 +84,42 @@ pub fn extract<R: Read>(
             format!("cannot decode the payload: {e}"),
         )
     };
+    let against_index = |what: String| {
+        UpdateError::new(
+            Stage::Extract,
+            payload,
+            format!(
+                "{what} (the image's builder wrote a tar that its signed index does not describe)"
+            ),
+        )
+    };
     let mut entries = 0;
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let described = describe(&mut entry, payload)?;
+        if let Some(index) = index {
+            let shown = display(&described.path);
+            let Some(record) = index.get(entries as usize) else {
+                return Err(against_index(format!(
+                    "entry {shown}: in the payload but not in the signed entry index \
+                     ({} records)",
+                    index.len()
+                )));
+            };
+            formats::index::compare(&described, record)
+                .map_err(|m| against_index(format!("entry {shown}: {m}")))?;
+        }
         writer.write(&described, &mut entry)?;
         entries += 1;
         progress.add_entry();
         crate::fault::hit(crate::fault::Point::AfterEntries(entries));
+    }
+    if let Some(missing) = index.and_then(|i| i.get(entries as usize)) {
+        return Err(against_index(format!(
+            "entry {}: in the signed entry index but missing from the payload \
+             (it ends after {entries} entries)",
+            display(&missing.path)
+        )));
     }
     writer.finish_directories()?;
     Ok(Extracted {

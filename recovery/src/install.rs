@@ -4,16 +4,15 @@
 //!
 //! The payload is hashed again as it is read: the bytes written must be
 //! the bytes that were verified, even on storage that returns different
-//! data on a second read. When the verification kept the decoded stream
-//! ([`crate::verify::keep_for_install`]), the extraction reads that
-//! instead: the bytes that were checked, with nothing read again.
+//! data on a second read. In format 2 only the tar part is decoded (the
+//! entry index that ends the payload is hashed), and every tar header is
+//! compared with its record of the verified index.
 
 use crate::error::{Stage, UpdateError};
 use crate::extract::{self, Extracted};
 use crate::fault::{self, Point};
 use crate::pipeline;
 use crate::progress::{human, Progress};
-use crate::readers::ProgressReader;
 use crate::supervisor;
 use crate::verify::VerifiedImage;
 use crate::writeback;
@@ -26,26 +25,12 @@ pub fn install(image: &VerifiedImage, dir: &Path) -> Result<Extracted, UpdateErr
     let root = File::open(dir).map_err(|e| {
         UpdateError::new(Stage::Extract, dir.display(), format!("cannot open: {e}"))
     })?;
-    let (progress, written) = match &image.decoded {
-        Some(kept) => {
-            let progress = Progress::new("extract", kept.len());
-            let written = writeback::while_running(&root, || {
-                fault::hit(Point::HangInExtract);
-                let tar = ProgressReader::new(kept.reader(), &progress);
-                extract::extract(tar, dir, &shown, &progress)
-            });
-            (progress, written)
-        }
-        None => {
-            let file = image.payload.open().map_err(|e| {
-                UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}"))
-            })?;
-            let progress = Progress::new("extract", image.manifest.payload_size);
-            let written = reread(image, file, dir, &root, &progress);
-            (progress, written)
-        }
-    };
-    let written = written?;
+    let file = image
+        .payload
+        .open()
+        .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot open: {e}")))?;
+    let progress = Progress::new("extract", image.manifest.payload_size);
+    let written = reread(image, file, dir, &root, &progress)?;
     log::info!("{}", progress.line());
     fault::hit(Point::BeforeSync);
     supervisor::enter(Stage::Sync);
@@ -72,10 +57,12 @@ fn reread(
     progress: &Progress,
 ) -> Result<Extracted, UpdateError> {
     let shown = image.payload.shown();
+    let body = image.manifest.payload_size - image.manifest.index_size;
+    let index = image.index.as_deref().map(Vec::as_slice);
     let pass = writeback::while_running(root, || {
-        pipeline::pass(file, progress, |tar| {
+        pipeline::pass(file, body, progress, |tar| {
             fault::hit(Point::HangInExtract);
-            extract::extract(tar, dir, &shown, progress)
+            extract::extract(tar, dir, &shown, progress, index)
         })
     })
     .map_err(|e| UpdateError::new(Stage::Extract, &shown, format!("cannot read: {e}")))?;

@@ -6,6 +6,9 @@
 //! ([`pipeline`]): payload (a file, or a range of a bundle) → [`readers::HashReader`] (BLAKE3) →
 //! [`readers::ProgressReader`] → [`decode`] (zstd, frames on several
 //! threads) → tar → [`scan`] (verification, writes nothing) or [`extract`].
+//! A format-2 payload is only hashed before the erase: its signed entry
+//! index (its last bytes) is what [`scan::check_index`] checks, and what
+//! [`extract`] compares every tar header with.
 //!
 //! - [`update`]: the recovery OS, step by step, as PID 1.
 //! - [`restore`]: its decisions about trial boots and restoring the last
@@ -21,8 +24,9 @@
 //! - [`keys`]: the trusted public keys.
 //! - [`source`]: where an image's manifest, signature and payload are:
 //!   three files, or one bundle read in place.
-//! - [`verify`]: signature, manifest, payload size and hash, and the scan
-//!   of every entry: everything that is checked before the first write.
+//! - [`verify`]: signature, manifest, payload size and hash, and the check
+//!   of every entry (from the entry index, or the decoded tar of a
+//!   format-1 image): everything that is checked before the first write.
 //! - [`scan`]: the entry checks that need the decoded payload.
 //! - [`install`]: the extraction's data path, hashed again, and the sync.
 //! - [`extract`]: writes the entries below a directory, never outside it.

@@ -365,6 +365,8 @@ mod tests {
 
     fn manifest(product: &str, version: &str, unpacked: u64) -> Manifest {
         Manifest {
+            format: 1,
+            index_size: 0,
             product: product.into(),
             version: version.into(),
             payload: "x".into(),

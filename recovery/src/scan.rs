@@ -1,9 +1,11 @@
-//! The entry checks that need the decoded payload: every entry meets the
-//! rules of the shared entry model ([`formats::entry`]: its path stays
-//! inside the target, its type is one a root file system holds, its names
-//! and attributes fit the file system), and the totals match the manifest.
-//! The scan writes nothing; the extractor runs the same checks again as it
-//! writes.
+//! The entry checks before the erase: every entry meets the rules of the
+//! shared entry model ([`formats::entry`]: its path stays inside the
+//! target, its type is one a root file system holds, its names and
+//! attributes fit the file system), and the totals match the manifest.
+//! A format-2 image's entries are its signed entry index ([`check_index`]:
+//! nothing decoded); a format-1 image's are read from the decoded payload
+//! ([`scan`]). Neither writes anything; the extractor runs the same checks
+//! again as it writes.
 
 use crate::error::{Stage, UpdateError};
 use crate::progress::Progress;
@@ -33,6 +35,34 @@ pub struct Totals {
     pub unpacked_size: u64,
 }
 
+impl Totals {
+    /// Counts one checked entry: regular files' data make the unpacked
+    /// size (hard links hold none).
+    fn add(&mut self, entry: &Entry, progress: &Progress) {
+        self.entries += 1;
+        progress.add_entry();
+        if entry.kind == Kind::File {
+            self.unpacked_size += entry.size;
+        }
+    }
+}
+
+/// Runs every check of [`Entry::check`] on the records of a signed entry
+/// index ([`formats::index`]), in order, as [`scan`] does on a decoded tar.
+pub fn check_index(
+    records: &[Entry],
+    payload: &str,
+    progress: &Progress,
+) -> Result<Totals, UpdateError> {
+    let mut tree = TreeCheck::new();
+    let mut totals = Totals::default();
+    for record in records {
+        check(record, &mut tree, payload)?;
+        totals.add(record, progress);
+    }
+    Ok(totals)
+}
+
 /// Reads every entry of the tar stream without writing anything.
 pub fn scan<R: Read>(tar: R, payload: &str, progress: &Progress) -> Result<Totals, UpdateError> {
     let mut archive = tar::Archive::new(tar);
@@ -51,11 +81,7 @@ pub fn scan<R: Read>(tar: R, payload: &str, progress: &Progress) -> Result<Total
         let mut entry = entry.map_err(read_err)?;
         let described = describe(&mut entry, payload)?;
         check(&described, &mut tree, payload)?;
-        totals.entries += 1;
-        progress.add_entry();
-        if described.kind == Kind::File {
-            totals.unpacked_size += described.size;
-        }
+        totals.add(&described, progress);
         // The data is skipped, but it must decode: zstd's checksum is
         // checked as the whole stream is read.
         while entry.read(&mut skip).map_err(read_err)? > 0 {}

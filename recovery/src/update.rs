@@ -886,7 +886,6 @@ fn verify_image(
     target: &Partition,
 ) -> Result<VerifiedImage, UpdateError> {
     let trusted_keys = keys::files_in(&Path::new("/").join(config::KEYS_DIR))?;
-    crate::verify::keep_for_install();
     let admitted = admission::admit(&Admission {
         config,
         instruction,

@@ -1,49 +1,24 @@
 //! Everything that is checked before the first write, in order: the
 //! manifest's signature by a trusted key, the manifest's fields, the
-//! payload's size, then one pass over the payload that hashes it, decodes
-//! it (on threads of their own) and checks every entry ([`crate::scan`])
-//! without writing.
+//! payload's size, then one pass over the payload that hashes it and
+//! checks every entry ([`crate::scan`]) without writing.
 //!
-//! Where the image will be installed ([`keep_for_install`]) and its tar
-//! stream fits in a quarter of the available memory, the pass keeps the
-//! decoded stream it checked: the extraction then writes those bytes
-//! ([`crate::install`]) instead of reading, hashing and decoding the
-//! payload a second time.
+//! Format 2: the pass reads and hashes the payload without decoding it,
+//! keeps its last `index-size` bytes, and once the hash matches, checks the
+//! signed entry index held there ([`formats::index`]); the extraction then
+//! compares every tar header with its record. Format 1: the pass decodes
+//! the payload (on threads of its own) and checks the entries of the tar.
 
-use crate::decode::Kept;
 use crate::error::{Stage, UpdateError};
 use crate::pipeline;
 use crate::progress::Progress;
-use crate::scan;
+use crate::scan::{self, Totals};
 use crate::source::{ImageSource, PayloadSource};
+use formats::entry::Entry;
 use formats::manifest::{hex, Manifest};
 use formats::signature::{self, TrustedKey};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-
-static KEEP: AtomicBool = AtomicBool::new(false);
-
-/// Says that this process installs the images it verifies (the recovery,
-/// `recovery apply`): from now on the verification keeps the decoded tar
-/// stream when it fits in memory. Other callers (`recovery verify`,
-/// `bootloader-glue request`) hold nothing.
-pub fn keep_for_install() {
-    KEEP.store(true, Relaxed);
-}
-
-/// How much of the decoded stream may be kept: a quarter of the memory
-/// the kernel says is available (`MemAvailable`), the rest left to the
-/// page cache that the extraction writes through; none if unknown.
-pub fn keep_limit(meminfo: &str) -> usize {
-    let available_kb = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    usize::try_from(available_kb.saturating_mul(1024) / 4).unwrap_or(usize::MAX)
-}
 
 /// An image that passed every check.
 #[derive(Debug, Clone)]
@@ -55,13 +30,13 @@ pub struct VerifiedImage {
     pub payload: PayloadSource,
     /// The trusted key that signed it, as `ID from FILE`.
     pub signed_by: String,
-    /// The payload's tar stream as it was checked, when it was kept
-    /// ([`keep_for_install`]).
-    pub decoded: Option<Arc<Kept>>,
+    /// Format 2: the signed entry index, every record checked; the
+    /// extraction compares each tar header with its record.
+    pub index: Option<Arc<Vec<Entry>>>,
 }
 
 /// Runs every check on the image at `path`: a manifest with its signature
-/// and payload beside it, or a bundle that holds the three ([`source`]).
+/// and payload beside it, or a bundle that holds the three ([`crate::source`]).
 pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
     let start = std::time::Instant::now();
     let source = ImageSource::read(path)?;
@@ -87,9 +62,14 @@ pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateE
             payload.offset
         );
     }
-    let decoded = check_payload(&payload, &manifest)?;
+    let index = check_payload(&payload, &manifest)?;
+    let of = if index.is_some() {
+        "of the signed entry index"
+    } else {
+        "decoded"
+    };
     log::info!(
-        "payload: size, BLAKE3 and all {} entries check out ({:.1} s)",
+        "payload: size, BLAKE3 and all {} entries ({of}) check out ({:.1} s)",
         manifest.entries,
         start.elapsed().as_secs_f64()
     );
@@ -98,7 +78,7 @@ pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateE
         manifest_path: path.to_path_buf(),
         payload,
         signed_by,
-        decoded: decoded.map(Arc::new),
+        index: index.map(Arc::new),
     })
 }
 
@@ -114,12 +94,21 @@ pub fn check_signature(source: &ImageSource, keys: &[TrustedKey]) -> Result<Stri
     Ok(format!("{} from {}", key.id, key.name))
 }
 
-/// Size first (cheap), then one pass ([`pipeline`]) with the scan; returns
-/// the decoded stream if it was kept.
+/// What one pass found in the payload, once its hash is known.
+enum Contents {
+    /// Format 1: the entries of the decoded tar, checked.
+    Decoded(Totals),
+    /// Format 2: the bytes of the entry index, not yet read.
+    Index(Vec<u8>),
+}
+
+/// Size first (cheap), then one pass ([`pipeline`]) that hashes the
+/// payload and, in format 1, decodes and scans it; in format 2, once the
+/// hash matches, the entry index is read and checked. Returns the index.
 fn check_payload(
     payload: &PayloadSource,
     manifest: &Manifest,
-) -> Result<Option<Kept>, UpdateError> {
+) -> Result<Option<Vec<Entry>>, UpdateError> {
     let shown = payload.shown();
     let fail = |reason: String| UpdateError::new(Stage::Payload, &shown, reason);
     let size = payload.size;
@@ -138,18 +127,16 @@ fn check_payload(
         .open()
         .map_err(|e| fail(format!("cannot open: {e}")))?;
     let progress = Progress::new("verify", size);
-    let limit = if KEEP.load(Relaxed) {
-        keep_limit(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+    let body = manifest.payload_size - manifest.index_size;
+    let pass = if manifest.format == 1 {
+        pipeline::pass(file, body, &progress, |tar| {
+            scan::scan(&mut *tar, &shown, &progress)
+        })
+        .map(|p| p.map(Contents::Decoded))
     } else {
-        0
-    };
-    let pass = pipeline::pass(file, &progress, |tar| {
-        if limit > 0 {
-            tar.keep(limit);
-        }
-        let totals = scan::scan(&mut *tar, &shown, &progress)?;
-        Ok((totals, tar.kept()))
-    })
+        pipeline::read_tail(file, body, manifest.index_size, &progress)
+            .map(|p| p.map(Contents::Index))
+    }
     .map_err(|e| fail(format!("cannot read: {e}")))?;
     if pass.size != manifest.payload_size {
         return Err(fail(format!(
@@ -165,7 +152,15 @@ fn check_payload(
             pass.stopped()
         )));
     }
-    let (totals, kept) = pass.tar?;
+    let (totals, index) = match pass.tar? {
+        Contents::Decoded(totals) => (totals, None),
+        Contents::Index(bytes) => {
+            let index = formats::index::read_frame(&bytes)
+                .map_err(|e| UpdateError::new(Stage::Contents, &shown, e))?;
+            let totals = scan::check_index(&index, &shown, &progress)?;
+            (totals, Some(index))
+        }
+    };
     let mismatch = |what: &str, said: u64, found: u64| {
         UpdateError::new(
             Stage::Contents,
@@ -183,19 +178,5 @@ fn check_payload(
             totals.unpacked_size,
         ));
     }
-    Ok(kept)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_kept_stream_may_take_a_quarter_of_the_available_memory() {
-        let meminfo = "MemTotal:       24683604 kB\nMemFree:        22987512 kB\n\
-                       MemAvailable:    4000000 kB\nBuffers:  1 kB\n";
-        assert_eq!(keep_limit(meminfo), 1_024_000_000);
-        assert_eq!(keep_limit("MemTotal: 1 kB\n"), 0);
-        assert_eq!(keep_limit("MemAvailable: lots\n"), 0);
-    }
+    Ok(index)
 }

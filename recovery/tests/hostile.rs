@@ -259,7 +259,10 @@ fn hostile_payloads_signed_by_a_trusted_key_are_refused() {
         let dir = sandbox.work.path().join(format!("raw-{i}"));
         fs::create_dir(&dir).unwrap();
         let payload = zstd::encode_all(&tar[..], 3).unwrap();
+        // Format 1 (no entry index): the tar itself is checked.
         let manifest = Manifest {
+            format: 1,
+            index_size: 0,
             product: "testprod".into(),
             version: "1".into(),
             payload: "testprod-1.tar.zst".into(),
@@ -296,7 +299,7 @@ fn the_extractor_alone_refuses_them() {
     let sandbox = Sandbox::new();
     for (case, says, tar) in cases(&sandbox) {
         let progress = recovery::progress::Progress::new("test", 0);
-        let result = recovery::extract::extract(&tar[..], &sandbox.into, "test", &progress);
+        let result = recovery::extract::extract(&tar[..], &sandbox.into, "test", &progress, None);
         let err = result.expect_err(case).to_string();
         assert!(err.contains(says), "{case}: does not say {says:?}: {err}");
         // Entries before the hostile one may have been written (the scan

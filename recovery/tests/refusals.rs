@@ -128,11 +128,11 @@ fn an_unknown_manifest_format_is_refused() {
     let text = fs::read_to_string(&case.image.manifest_path).unwrap();
     fs::write(
         &case.image.manifest_path,
-        text.replace("format=1", "format=2"),
+        text.replace("format=2", "format=3"),
     )
     .unwrap();
     resign(&case.image.manifest_path, &case.key.1);
-    assert_refused(&case, &[&case.key.0], 5, "format version 2");
+    assert_refused(&case, &[&case.key.0], 5, "format version 3");
 }
 
 #[test]

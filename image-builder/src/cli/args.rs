@@ -82,6 +82,11 @@ pub struct ImageArgs {
     /// images that prove the recovery refuses them.
     #[arg(long)]
     pub allow_unsafe_paths: bool,
+    /// The manifest format: 2 ends the payload with the signed entry
+    /// index; 1 is the old format, for recoveries that read no other.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=2))]
+    pub format: u64,
 }
 
 /// Writes DIR/P-V.swu: the image's manifest, signature and payload in one

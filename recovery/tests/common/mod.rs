@@ -47,7 +47,20 @@ pub fn build(
     version: &str,
     allow_unsafe: bool,
 ) -> ImageSummary {
-    image::build(&ImageRequest {
+    let format = formats::manifest::FORMAT_VERSION;
+    build_format(source, key, out, version, allow_unsafe, format)
+}
+
+/// [`build`] in manifest format `format` (1: the old format, no index).
+pub fn build_format(
+    source: Source,
+    key: &Path,
+    out: &Path,
+    version: &str,
+    allow_unsafe: bool,
+    format: u64,
+) -> ImageSummary {
+    let request = ImageRequest {
         source,
         product: "testprod".into(),
         version: version.into(),
@@ -60,8 +73,8 @@ pub fn build(
         created: 1_700_000_000,
         allow_unsafe_paths: allow_unsafe,
         show_progress: false,
-    })
-    .expect("image build")
+    };
+    image::build_format(&request, format).expect("image build")
 }
 
 /// A small valid image (product `testprod`, version 2.0) built in
