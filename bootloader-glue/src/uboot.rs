@@ -74,6 +74,15 @@ if part start ${{devtype}} ${{devnum}} {env} reimage_env; then
     echo "reimage: no valid environment on {env}"
   fi
 fi
+if test -e ${{devtype}} ${{devnum}}:${{reimage_cfg}} /update/instruction; then
+  echo "reimage: update/instruction on {cfg}"
+  setenv reimage_update 1
+fi
+# A boot sent to the recovery (the instruction, the flag) is not a trial
+# boot: it is not counted.
+if test "${{reimage_update}}" = 1; then
+  run altbootcmd
+fi
 if test "${{upgrade_available}}" = 1; then
   # U-Boot's boot counting (CONFIG_BOOTCOUNT_LIMIT) for a U-Boot without
   # it: one more boot in bootcount, saved to the area before booting.
@@ -91,13 +100,6 @@ if test "${{upgrade_available}}" = 1; then
     echo "reimage: bootcount ${{bootcount}} > bootlimit ${{bootlimit}}: altbootcmd"
     run altbootcmd
   fi
-fi
-if test -e ${{devtype}} ${{devnum}}:${{reimage_cfg}} /update/instruction; then
-  echo "reimage: update/instruction on {cfg}"
-  setenv reimage_update 1
-fi
-if test "${{reimage_update}}" = 1; then
-  run altbootcmd
 fi
 "#,
             recovery = self.recovery_part,
@@ -135,5 +137,21 @@ mod tests {
         assert!(text.contains(
             "env import -c ${ramdisk_addr_r} 4000 reimage_update upgrade_available bootcount bootlimit;"
         ));
+    }
+
+    /// A boot that the instruction or a one-shot flag left set (a power
+    /// cut between removing the instruction and clearing the flag) sends
+    /// to the recovery is not a trial boot: the script boots the recovery
+    /// before it counts, so that with `bootlimit=1` the recovery still
+    /// finds the boot left and clears the stale flag instead of restoring.
+    #[test]
+    fn a_boot_sent_to_the_recovery_is_not_counted() {
+        let text = UbootScript::default().script();
+        let to_recovery = text
+            .find("if test \"${reimage_update}\" = 1; then\n  run altbootcmd\nfi")
+            .expect("the flag's boot");
+        let instruction = text.find("/update/instruction; then").unwrap();
+        let count = text.find("setenv bootcount ${reimage_next}").unwrap();
+        assert!(instruction < to_recovery && to_recovery < count, "{text}");
     }
 }

@@ -54,6 +54,13 @@ pub enum Variant {
     /// 2.0 installs and confirms itself (`bootloader-glue confirm`), then
     /// reboots once more: a plain boot of 2.0.
     Confirms,
+    /// Under [`Loader::GrubEnvOnly`]: 2.0's first boot puts GRUB's
+    /// environment block into the state a power cut between the
+    /// recovery's removing the instruction and clearing the flag leaves
+    /// with `trial-boots=1` (`reimage_trial=1`, `reimage_update=1`) and
+    /// reboots; once the recovery cleared the stale flag, 2.0 boots again
+    /// and confirms itself.
+    StaleFlag,
     /// 2.0 is not staged: 1.0's agent downloads its bundle from the feed
     /// [`Cycle::with_agent`] serves (or the hawkBit server of
     /// [`Cycle::with_hawkbit`]), requests it and reboots.
@@ -220,6 +227,13 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
 if [ -f /cfg/update/trial ]; then
+  if [ -f /etc/stale-grubenv ] && [ ! -f /cfg/stale-flag-left ]; then
+    echo "system: leaving the flag set with 1 trial boot left, as a power cut in the recovery would"
+    cat /etc/stale-grubenv > /boot/grubenv
+    touch /cfg/stale-flag-left
+    sync
+    reboot -f
+  fi
   if [ -f /etc/confirm ]; then
     /usr/bin/bootloader-glue confirm --cfg /cfg
     echo "system: confirm exit code $?"
@@ -350,6 +364,12 @@ impl Cycle {
         }
         if variant == Variant::Confirms {
             fs::write(v2.join("etc/reboot-after-confirm"), "").unwrap();
+        }
+        if variant == Variant::StaleFlag {
+            let mut stale = formats::grubenv::GrubEnv::default();
+            stale.set(formats::trial::GRUB_COUNTER, "1").unwrap();
+            stale.set(formats::bootflag::FLAG, "1").unwrap();
+            fs::write(v2.join("etc/stale-grubenv"), stale.render().unwrap()).unwrap();
         }
 
         let storage = d.join("storage");

@@ -170,6 +170,63 @@ fn through_grub_a_confirmed_2_0_boots_plainly_afterwards() {
     );
 }
 
+/// A one-shot flag left set with one trial boot left (what a power cut
+/// between the recovery's removing the instruction and clearing the flag
+/// leaves with `trial-boots=1`) sends the next boot to the recovery; GRUB
+/// must not count that boot, so that the recovery finds the boot left,
+/// clears the stale flag and boots 2.0, instead of reading 0 left and
+/// restoring 1.0 over a system that never had its trial boot.
+#[test]
+fn through_grub_a_stale_flag_does_not_use_up_the_trial() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::StaleFlag, Loader::GrubEnvOnly);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            // The stale flag: GRUB sends this boot to the recovery and
+            // leaves the count at 1.
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    for line in [
+        "system: leaving the flag set with 1 trial boot left",
+        "reimage: to the recovery: not a trial boot",
+        "2.0 is on trial with 1 boots left: the recovery was booted by a boot flag left set",
+        "system: confirm exit code 0",
+        "system: status exit code 0",
+    ] {
+        assert!(
+            run.says(line),
+            "no {line:?} on the console:\n{}",
+            run.tail()
+        );
+    }
+    assert!(!run.says("restore: "), "restored:\n{}", run.tail());
+    let disk = cycle.inspect();
+    assert_eq!(
+        disk.partition("system")
+            .read_string("/etc/version")
+            .as_deref(),
+        Some("2.0\n")
+    );
+    let result = disk
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(result.contains("outcome=confirmed\n"), "{result}");
+}
+
 /// A device running 2.0 on trial (its trial ran out: GRUB's count is at
 /// 0 and the boot loader booted the recovery), with 1.0's image staged;
 /// returns 1.0's tree.
