@@ -175,7 +175,7 @@ fn end_trial(cfg: &Path, flag: Option<BootFlag>, now: u64) -> Result<Option<Stri
         Some(flag) => flag,
         None => locate(&trial.bootloader, cfg).map_err(RequestError::Partition)?,
     };
-    flag.disarm_trial(cfg).map_err(RequestError::Disarm)?;
+    flag.disarm_trial(cfg).map_err(RequestError::StopCount)?;
     let previous = std::fs::read(cfg.join(RESULT))
         .ok()
         .and_then(|b| UpdateResult::parse(&b).ok())
@@ -372,6 +372,47 @@ mod tests {
             .unwrap_err()
             .starts_with("cfg:update/trial: "));
     }
+    /// A count that cannot be stopped is an error naming the boot
+    /// loader's file and what was expected; the block and the trial stay.
+    #[test]
+    fn a_count_that_cannot_be_stopped_is_reported_and_the_trial_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        let boot = dir.path().join("boot");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(&boot).unwrap();
+        let file = boot.join("grubenv");
+        let trial = Trial {
+            bootloader: format!("grubenv:{}", file.display()),
+            ..trial_of("2.0")
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        let flag = BootFlag::GrubEnv { file: file.clone() };
+        flag.arm_trial(&cfg, 3).unwrap();
+        let block = std::fs::read(&file).unwrap();
+        let chattr = |op: &str| {
+            let status = std::process::Command::new("chattr")
+                .arg(op)
+                .arg(&boot)
+                .status()
+                .expect("chattr is missing: apt-get install e2fsprogs");
+            assert!(status.success(), "chattr {op} (needs root)");
+        };
+        chattr("+i");
+        let err = end_trial(&cfg, None, 5);
+        chattr("-i");
+        let text = crate::cli::message(err.expect_err("stopped the count"));
+        for what in [
+            "stopping the boot loader's count of trial boots (the trial is still on): ",
+            &format!("{}: writing the GRUB environment block", file.display()),
+        ] {
+            assert!(text.contains(what), "{what:?} not in: {text}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), block);
+        assert_eq!(read_trial(&cfg), Ok(Some(trial)));
+        assert!(!cfg.join(RESULT).exists());
+    }
+
     /// Under systemd-boot, confirming does what systemd-bless-boot does:
     /// the system's entry on the ESP gets its plain name back.
     #[test]
