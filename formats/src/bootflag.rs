@@ -9,7 +9,9 @@
 //!   file's directory must exist: a missing one means the partition that
 //!   holds it (ESP, `/boot`) is not mounted, and nothing is created.
 //! - `uboot:FW_ENV_CONFIG`: `reimage_update=1` in U-Boot's environment
-//!   (single or redundant), located by a libubootenv `fw_env.config`. An
+//!   (single or redundant), located by a libubootenv `fw_env.config`, read
+//!   and written as [`crate::ubootenv::read_area`] says (the newest valid
+//!   copy read, the other one written). An
 //!   area without a valid copy (blank, bad CRC) is never written over, as
 //!   `fw_setenv` refuses it: U-Boot runs on its built-in defaults there,
 //!   and an environment holding only our flag would drop them (no
@@ -240,9 +242,10 @@ pub(crate) fn edit_grubenv(
     })
 }
 
-/// U-Boot's environment area as found: the current environment (None when
-/// no copy is valid: U-Boot runs on its defaults), where to write the next
-/// one and, for a redundant environment, its flags byte.
+/// U-Boot's environment area as found ([`ubootenv::read_area`]): the
+/// current environment (None when no copy is valid: U-Boot runs on its
+/// defaults), where to write the next one and, for a redundant pair, its
+/// flags byte.
 struct UbootArea {
     env: Option<UbootEnv>,
     next: ubootenv::Location,
@@ -257,49 +260,37 @@ fn read_uboot(config: &Path) -> io::Result<UbootArea> {
     let locations = ubootenv::parse_fw_env_config(&text)
         .map_err(|e| invalid(format!("{}: {e}", config.display())))?;
     let read = |l: &ubootenv::Location| -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(&l.device)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
-        f.seek(SeekFrom::Start(l.offset))?;
+        let context = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "reading {} at {:#x} ({:#x} bytes, a U-Boot environment copy): {e}",
+                    l.device, l.offset, l.size
+                ),
+            )
+        };
+        let mut f = fs::File::open(&l.device).map_err(context)?;
+        f.seek(SeekFrom::Start(l.offset)).map_err(context)?;
         let mut buf = vec![0; l.size];
-        f.read_exact(&mut buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
+        f.read_exact(&mut buf).map_err(context)?;
         Ok(buf)
     };
-    let redundant = locations.len() == 2;
-    let copies: Vec<_> = locations
+    let copies: Vec<Vec<u8>> = locations.iter().map(read).collect::<io::Result<_>>()?;
+    let refs: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+    let area = ubootenv::read_area(&refs);
+    let problems = area
+        .invalid
         .iter()
-        .map(|l| read(l).map(|b| UbootEnv::parse_copy(&b, redundant)))
-        .collect::<io::Result<_>>()?;
-    let problems = locations
-        .iter()
-        .zip(&copies)
-        .filter_map(|(l, c)| {
-            c.as_ref()
-                .err()
-                .map(|e| format!("{} at {:#x}: {e}", l.device, l.offset))
+        .map(|(i, e)| {
+            let l = &locations[*i];
+            format!("{} at {:#x}: {e}", l.device, l.offset)
         })
         .collect();
-    let current = if redundant {
-        ubootenv::current(&copies[0], &copies[1])
-    } else {
-        copies[0].is_ok().then_some(0)
-    };
-    Ok(match current {
-        Some(i) => {
-            let copy = copies[i].clone().expect("current is valid");
-            UbootArea {
-                env: Some(copy.env),
-                next: locations[if redundant { 1 - i } else { 0 }].clone(),
-                flags: copy.flags.map(|f| f.wrapping_add(1)),
-                problems,
-            }
-        }
-        None => UbootArea {
-            env: None,
-            next: locations[0].clone(),
-            flags: redundant.then_some(1),
-            problems,
-        },
+    Ok(UbootArea {
+        env: area.env,
+        next: locations[area.next].clone(),
+        flags: area.flags,
+        problems,
     })
 }
 

@@ -521,6 +521,91 @@ fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
     assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
 }
 
+/// The same with the environment area a redundant pair (a copy on
+/// `ubootenv`, one on `ubootenv2`), and a power cut's torn write: on 2.0's
+/// first trial boot the copy U-Boot's script had just written (count 1)
+/// is torn. The next boot's script takes the other copy, the newest
+/// valid one (count 0), counts that boot again and writes over the torn
+/// copy; the count goes on, and after the limit the recovery restores 1.0.
+/// With one copy, the torn area would have lost the count: 2.0 would stay
+/// on trial for ever.
+#[test]
+fn through_u_boot_a_torn_copy_of_the_pair_does_not_stop_the_count() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::TearsACopy, Loader::UBootPair);
+    let run = cycle.run(false);
+    assert!(
+        run.stopped,
+        "the guest did not reach its power-off:\n{}",
+        run.tail()
+    );
+    let script: Vec<&str> = run
+        .console
+        .lines()
+        .filter(|l| {
+            l.starts_with("reimage: ")
+                || l.starts_with("system: running")
+                || l.starts_with("system: tearing")
+        })
+        .collect();
+    let copy = |n| format!("reimage: the environment from copy {n} (ubootenv, ubootenv2)");
+    let (one, two) = (copy(1), copy(2));
+    assert_eq!(
+        script,
+        [
+            &one,
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            // request wrote the flag to the second copy.
+            &two,
+            "reimage: reimage_update=1 in the environment on ubootenv",
+            "reimage: update/instruction on cfg",
+            "reimage: booting the recovery",
+            // The recovery armed the count (copy 1), cleared the flag
+            // (copy 2); the script counts into copy 1.
+            &two,
+            "reimage: trial boot 1 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "system: tearing the environment copy on /dev/sda6, as a power cut in its write would",
+            // Copy 1 is torn: copy 2 (count 0) is read, and the boot counted again.
+            &two,
+            "reimage: trial boot 1 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &one,
+            "reimage: trial boot 2 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &two,
+            "reimage: trial boot 3 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &one,
+            "reimage: trial boot 4 of 3",
+            "reimage: bootcount 4 > bootlimit 3: altbootcmd",
+            "reimage: booting the recovery",
+            &one,
+            "reimage: booting the system",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    let disk = assert_full_cycle_restored(&cycle, &run);
+    let (first, second) = (disk.bytes("ubootenv"), disk.bytes("ubootenv2"));
+    let area = formats::ubootenv::read_area(&[&first[..0x4000], &second[..0x4000]]);
+    assert!(area.invalid.is_empty(), "{:?}", area.invalid);
+    let env = area.env.expect("a valid copy");
+    assert_eq!(
+        env.get("upgrade_available"),
+        None,
+        "U-Boot still counts: {env:?}"
+    );
+    assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
+    assert_eq!(env.get("bootlimit"), Some("3"), "{env:?}");
+}
+
 /// The same through systemd-boot: the recovery renames the system's entry
 /// `system.conf` to `system+3.conf` on the ESP, systemd-boot counts down
 /// in its name at each boot (`system+2-1.conf` … `system+0-3.conf`) and
