@@ -372,6 +372,53 @@ mod tests {
             .unwrap_err()
             .starts_with("cfg:update/trial: "));
     }
+    /// Under U-Boot, confirming writes the older copy of a redundant pair
+    /// (the newest stays as it was, for a cut in the middle of the write)
+    /// and keeps every variable it did not set.
+    #[test]
+    fn confirming_under_u_boot_writes_the_older_copy_and_keeps_the_rest() {
+        use formats::ubootenv::{read_area, UbootEnv};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let area = dir.path().join("env.bin");
+        let mut env = UbootEnv::default();
+        env.set("bootcmd", "run distro_bootcmd");
+        env.set("upgrade_available", "1");
+        env.set("bootcount", "1");
+        env.set("bootlimit", "3");
+        let older = env.render_copy(0x1000, Some(6)).unwrap();
+        env.set("bootcount", "2");
+        let newer = env.render_copy(0x1000, Some(7)).unwrap();
+        std::fs::write(&area, [newer.clone(), older].concat()).unwrap();
+        let config = dir.path().join("fw_env.config");
+        std::fs::write(
+            &config,
+            format!("{0} 0x0 0x1000\n{0} 0x1000 0x1000\n", area.display()),
+        )
+        .unwrap();
+        let trial = Trial {
+            bootloader: format!("uboot:{}", config.display()),
+            ..trial_of("2.0")
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        assert_eq!(end_trial(&cfg, None, 5).unwrap().as_deref(), Some("2.0"));
+        let bytes = std::fs::read(&area).unwrap();
+        assert_eq!(
+            &bytes[..0x1000],
+            &newer[..],
+            "the newest copy was written over"
+        );
+        let read = read_area(&[&bytes[..0x1000], &bytes[0x1000..]]);
+        assert!(read.invalid.is_empty(), "{:?}", read.invalid);
+        assert_eq!(read.next, 0, "the confirmation is not the newest copy");
+        let confirmed = read.env.unwrap();
+        assert_eq!(confirmed.get("bootcmd"), Some("run distro_bootcmd"));
+        assert_eq!(confirmed.get("bootlimit"), Some("3"));
+        assert_eq!(confirmed.get("upgrade_available"), None);
+        assert_eq!(confirmed.get("bootcount"), Some("0"));
+    }
+
     /// A count that cannot be stopped is an error naming the boot
     /// loader's file and what was expected; the block and the trial stay.
     #[test]
