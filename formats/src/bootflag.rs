@@ -232,11 +232,10 @@ pub(crate) fn edit_grubenv(
         io::Error::new(
             e.kind(),
             format!(
-                "{}: writing the GRUB environment block ({} bytes, to {}.tmp, then renamed \
-                 over it): {e}; the old block is unchanged",
+                "{}: writing the GRUB environment block ({} bytes, to a temp file beside it, \
+                 then renamed over it): {e}; the old block is unchanged",
                 file.display(),
                 block.len(),
-                file.display()
             ),
         )
     })
