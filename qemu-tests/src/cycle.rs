@@ -54,12 +54,13 @@ pub enum Variant {
     /// 2.0 installs and confirms itself (`bootloader-glue confirm`), then
     /// reboots once more: a plain boot of 2.0.
     Confirms,
-    /// Under [`Loader::GrubEnvOnly`]: 2.0's first boot puts GRUB's
-    /// environment block into the state a power cut between the
-    /// recovery's removing the instruction and clearing the flag leaves
-    /// with `trial-boots=1` (`reimage_trial=1`, `reimage_update=1`) and
-    /// reboots; once the recovery cleared the stale flag, 2.0 boots again
-    /// and confirms itself.
+    /// Under [`Loader::GrubEnvOnly`] or [`Loader::UBoot`]: 2.0's first
+    /// boot puts the boot loader's environment into the state a power cut
+    /// between the recovery's removing the instruction and clearing the
+    /// flag leaves with `trial-boots=1` (GRUB: `reimage_trial=1`; U-Boot:
+    /// `bootlimit=1`, `bootcount=0`; and `reimage_update=1`) and reboots;
+    /// once the recovery cleared the stale flag, 2.0 boots again and
+    /// confirms itself.
     StaleFlag,
     /// Under [`Loader::UBootPair`]: 2.0 does not confirm, and on its first
     /// boot it tears the copy of the environment area on `ubootenv`, the
@@ -245,9 +246,9 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
 if [ -f /cfg/update/trial ]; then
-  if [ -f /etc/stale-grubenv ] && [ ! -f /cfg/stale-flag-left ]; then
+  if [ -f /etc/stale-flag ] && [ ! -f /cfg/stale-flag-left ]; then
     echo "system: leaving the flag set with 1 trial boot left, as a power cut in the recovery would"
-    cat /etc/stale-grubenv > /boot/grubenv
+    cat /etc/stale-flag > $(cat /etc/stale-flag-path)
     touch /cfg/stale-flag-left
     sync
     reboot -f
@@ -393,10 +394,26 @@ impl Cycle {
             fs::write(v2.join("etc/tear-uboot-copy"), "/dev/sda6").unwrap();
         }
         if variant == Variant::StaleFlag {
-            let mut stale = formats::grubenv::GrubEnv::default();
-            stale.set(formats::trial::GRUB_COUNTER, "1").unwrap();
-            stale.set(formats::bootflag::FLAG, "1").unwrap();
-            fs::write(v2.join("etc/stale-grubenv"), stale.render().unwrap()).unwrap();
+            let (path, bytes) = if loader == Loader::UBoot {
+                let mut stale = formats::ubootenv::UbootEnv::default();
+                for (name, value) in [
+                    (formats::bootflag::FLAG, "1"),
+                    (formats::trial::UBOOT_UPGRADE_AVAILABLE, "1"),
+                    (formats::trial::UBOOT_BOOTCOUNT, "0"),
+                    (formats::trial::UBOOT_BOOTLIMIT, "1"),
+                ] {
+                    stale.set(name, value);
+                }
+                let size = bootloader_glue::uboot::ENV_SIZE as usize;
+                ("/dev/sda6", stale.render_copy(size, None).unwrap())
+            } else {
+                let mut stale = formats::grubenv::GrubEnv::default();
+                stale.set(formats::trial::GRUB_COUNTER, "1").unwrap();
+                stale.set(formats::bootflag::FLAG, "1").unwrap();
+                ("/boot/grubenv", stale.render().unwrap())
+            };
+            fs::write(v2.join("etc/stale-flag"), bytes).unwrap();
+            fs::write(v2.join("etc/stale-flag-path"), path).unwrap();
         }
 
         let storage = d.join("storage");
