@@ -4,9 +4,12 @@
 //! `reimage_update` flag in its environment block), and makes the recovery
 //! entry the default. It also counts the boots of a new system on trial:
 //! `reimage_trial` (boots left) in the environment block on `cfg` (or the
-//! one named with `--grubenv`), one less on each boot with `save_env`; at
-//! 0 (or a value it cannot count down) the recovery is booted, which
-//! restores the last good image.
+//! one named with `--grubenv`), one less on each boot of the system with
+//! `save_env`; at 0 (or a value it cannot count down) the recovery is
+//! booted, which restores the last good image. A boot that goes to the
+//! recovery for another reason (an instruction, a one-shot flag left set
+//! by a power cut) is not counted: the recovery, seeing boots left, takes
+//! the flag for a stale one instead of restoring.
 
 /// Where the recovery's kernel and initramfs are, and what it boots with.
 pub struct GrubConfig {
@@ -40,13 +43,8 @@ impl GrubConfig {
         let countdown: String = (1..=formats::trial::MAX_BOOTS)
             .rev()
             .map(|n| {
-                let word = if n == formats::trial::MAX_BOOTS {
-                    "if"
-                } else {
-                    "elif"
-                };
                 format!(
-                    "  {word} [ \"${counter}\" = {n} ]; then\n    set {counter}={}\n",
+                    "  elif [ \"${counter}\" = {n} ]; then\n    set {counter}={}\n",
                     n - 1
                 )
             })
@@ -71,7 +69,11 @@ if [ -n "$reimage_cfg" ]; then
   fi
 fi
 {grubenv}# A new system on trial: one boot less; none left, the recovery restores.
+# A boot that goes to the recovery anyway (an instruction, a one-shot flag
+# left set) is not a boot of the new system: it does not count.
 if [ -n "${counter}" ]; then
+  if [ "$reimage_update" = 1 ]; then
+    echo "reimage: to the recovery: not a trial boot"
 {countdown}  else
     set reimage_update=1
   fi
@@ -142,6 +144,7 @@ mod tests {
             );
         }
         assert!(text.contains("  else\n    set reimage_update=1\n"));
+        assert!(text.contains("  elif [ \"$reimage_trial\" = 9 ]; then\n"));
         assert!(text.contains("save_env -f \"$reimage_counter\" reimage_trial"));
         let env = GrubConfig {
             grubenv: Some(("recovery".into(), "/grubenv".into())),
@@ -149,5 +152,35 @@ mod tests {
         }
         .fragment();
         assert!(env.contains("set reimage_counter=\"($reimage_env)/grubenv\""));
+    }
+
+    /// With one trial boot left and a one-shot flag left set (a power cut
+    /// between removing the instruction and clearing the flag), the boot
+    /// the flag sends to the recovery must leave the count alone: counted,
+    /// the recovery would read 0 left and restore over a new system that
+    /// never had its boot.
+    #[test]
+    fn a_boot_sent_to_the_recovery_is_not_a_trial_boot() {
+        let text = GrubConfig::default().fragment();
+        let trial = text
+            .split("if [ -n \"$reimage_trial\" ]; then\n")
+            .nth(1)
+            .expect("the trial block");
+        assert!(
+            trial.starts_with(
+                "  if [ \"$reimage_update\" = 1 ]; then\n    \
+                 echo \"reimage: to the recovery: not a trial boot\"\n  \
+                 elif [ \"$reimage_trial\" = 9 ]; then\n"
+            ),
+            "the flag is not the first test of the trial block:\n{trial}"
+        );
+        // The flag and the instruction are known before the count.
+        let count = text.find("if [ -n \"$reimage_trial\" ]").unwrap();
+        for before in [
+            "load_env -f \"($reimage_cfg)/grubenv\"",
+            "/update/instruction\" ]",
+        ] {
+            assert!(text.find(before).unwrap() < count, "{before}");
+        }
     }
 }

@@ -45,6 +45,8 @@ pub enum RequestError {
     Arm(#[source] io::Error),
     #[error("clearing the boot loader's flag")]
     Disarm(#[source] io::Error),
+    #[error("stopping the boot loader's count of trial boots (the trial is still on)")]
+    StopCount(#[source] io::Error),
     #[error("{0}; nothing was written")]
     NoRestore(String),
     #[error("{version} is on trial ({path}): confirm it first (bootloader-glue confirm), or let the recovery restore {previous}")]

@@ -185,7 +185,7 @@ fn end_trial(cfg: &Path, flag: Option<BootFlag>, now: u64) -> Result<Option<Stri
         Some(flag) => flag,
         None => locate(&trial.bootloader, cfg).map_err(RequestError::Partition)?,
     };
-    flag.disarm_trial(cfg).map_err(RequestError::Disarm)?;
+    flag.disarm_trial(cfg).map_err(RequestError::StopCount)?;
     let previous = std::fs::read(cfg.join(RESULT))
         .ok()
         .and_then(|b| UpdateResult::parse(&b).ok())
@@ -379,6 +379,94 @@ mod tests {
             .unwrap_err()
             .starts_with("cfg:update/trial: "));
     }
+    /// Under U-Boot, confirming writes the older copy of a redundant pair
+    /// (the newest stays as it was, for a cut in the middle of the write)
+    /// and keeps every variable it did not set.
+    #[test]
+    fn confirming_under_u_boot_writes_the_older_copy_and_keeps_the_rest() {
+        use formats::ubootenv::{read_area, UbootEnv};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        let area = dir.path().join("env.bin");
+        let mut env = UbootEnv::default();
+        env.set("bootcmd", "run distro_bootcmd");
+        env.set("upgrade_available", "1");
+        env.set("bootcount", "1");
+        env.set("bootlimit", "3");
+        let older = env.render_copy(0x1000, Some(6)).unwrap();
+        env.set("bootcount", "2");
+        let newer = env.render_copy(0x1000, Some(7)).unwrap();
+        std::fs::write(&area, [newer.clone(), older].concat()).unwrap();
+        let config = dir.path().join("fw_env.config");
+        std::fs::write(
+            &config,
+            format!("{0} 0x0 0x1000\n{0} 0x1000 0x1000\n", area.display()),
+        )
+        .unwrap();
+        let trial = Trial {
+            bootloader: format!("uboot:{}", config.display()),
+            ..trial_of("2.0")
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        assert_eq!(end_trial(&cfg, None, 5).unwrap().as_deref(), Some("2.0"));
+        let bytes = std::fs::read(&area).unwrap();
+        assert_eq!(
+            &bytes[..0x1000],
+            &newer[..],
+            "the newest copy was written over"
+        );
+        let read = read_area(&[&bytes[..0x1000], &bytes[0x1000..]]);
+        assert!(read.invalid.is_empty(), "{:?}", read.invalid);
+        assert_eq!(read.next, 0, "the confirmation is not the newest copy");
+        let confirmed = read.env.unwrap();
+        assert_eq!(confirmed.get("bootcmd"), Some("run distro_bootcmd"));
+        assert_eq!(confirmed.get("bootlimit"), Some("3"));
+        assert_eq!(confirmed.get("upgrade_available"), None);
+        assert_eq!(confirmed.get("bootcount"), Some("0"));
+    }
+
+    /// A count that cannot be stopped is an error naming the boot
+    /// loader's file and what was expected; the block and the trial stay.
+    #[test]
+    fn a_count_that_cannot_be_stopped_is_reported_and_the_trial_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        let boot = dir.path().join("boot");
+        std::fs::create_dir_all(cfg.join("update")).unwrap();
+        std::fs::create_dir_all(&boot).unwrap();
+        let file = boot.join("grubenv");
+        let trial = Trial {
+            bootloader: format!("grubenv:{}", file.display()),
+            ..trial_of("2.0")
+        };
+        std::fs::write(cfg.join(TRIAL), trial.render()).unwrap();
+        let flag = BootFlag::GrubEnv { file: file.clone() };
+        flag.arm_trial(&cfg, 3).unwrap();
+        let block = std::fs::read(&file).unwrap();
+        let chattr = |op: &str| {
+            let status = std::process::Command::new("chattr")
+                .arg(op)
+                .arg(&boot)
+                .status()
+                .expect("chattr is missing: apt-get install e2fsprogs");
+            assert!(status.success(), "chattr {op} (needs root)");
+        };
+        chattr("+i");
+        let err = end_trial(&cfg, None, 5);
+        chattr("-i");
+        let text = crate::cli::message(err.expect_err("stopped the count"));
+        for what in [
+            "stopping the boot loader's count of trial boots (the trial is still on): ",
+            &format!("{}: writing the GRUB environment block", file.display()),
+        ] {
+            assert!(text.contains(what), "{what:?} not in: {text}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), block);
+        assert_eq!(read_trial(&cfg), Ok(Some(trial)));
+        assert!(!cfg.join(RESULT).exists());
+    }
+
     /// Under systemd-boot, confirming does what systemd-bless-boot does:
     /// the system's entry on the ESP gets its plain name back.
     #[test]

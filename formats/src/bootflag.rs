@@ -9,7 +9,9 @@
 //!   file's directory must exist: a missing one means the partition that
 //!   holds it (ESP, `/boot`) is not mounted, and nothing is created.
 //! - `uboot:FW_ENV_CONFIG`: `reimage_update=1` in U-Boot's environment
-//!   (single or redundant), located by a libubootenv `fw_env.config`. An
+//!   (single or redundant), located by a libubootenv `fw_env.config`, read
+//!   and written as [`crate::ubootenv::read_area`] says (the newest valid
+//!   copy read, the other one written). An
 //!   area without a valid copy (blank, bad CRC) is never written over, as
 //!   `fw_setenv` refuses it: U-Boot runs on its built-in defaults there,
 //!   and an environment holding only our flag would drop them (no
@@ -216,13 +218,33 @@ pub(crate) fn edit_grubenv(
     edit: impl FnOnce(&mut GrubEnv) -> Result<(), crate::grubenv::GrubEnvError>,
 ) -> io::Result<()> {
     let mut env = read_grubenv(file)?;
-    edit(&mut env).map_err(invalid)?;
-    crate::store::write_atomic(file, &env.render().map_err(invalid)?)
+    let refused = |e: crate::grubenv::GrubEnvError| {
+        invalid(format!(
+            "{}: GRUB environment block: {e}; nothing was written",
+            file.display()
+        ))
+    };
+    edit(&mut env).map_err(refused)?;
+    let block = env.render().map_err(refused)?;
+    // A new file renamed over the old one: a cut leaves the old block or
+    // the new one, never a torn one that GRUB and grub-editenv refuse.
+    crate::store::write_atomic(file, &block).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: writing the GRUB environment block ({} bytes, to a temp file beside it, \
+                 then renamed over it): {e}; the old block is unchanged",
+                file.display(),
+                block.len(),
+            ),
+        )
+    })
 }
 
-/// U-Boot's environment area as found: the current environment (None when
-/// no copy is valid: U-Boot runs on its defaults), where to write the next
-/// one and, for a redundant environment, its flags byte.
+/// U-Boot's environment area as found ([`ubootenv::read_area`]): the
+/// current environment (None when no copy is valid: U-Boot runs on its
+/// defaults), where to write the next one and, for a redundant pair, its
+/// flags byte.
 struct UbootArea {
     env: Option<UbootEnv>,
     next: ubootenv::Location,
@@ -237,49 +259,37 @@ fn read_uboot(config: &Path) -> io::Result<UbootArea> {
     let locations = ubootenv::parse_fw_env_config(&text)
         .map_err(|e| invalid(format!("{}: {e}", config.display())))?;
     let read = |l: &ubootenv::Location| -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(&l.device)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
-        f.seek(SeekFrom::Start(l.offset))?;
+        let context = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "reading {} at {:#x} ({:#x} bytes, a U-Boot environment copy): {e}",
+                    l.device, l.offset, l.size
+                ),
+            )
+        };
+        let mut f = fs::File::open(&l.device).map_err(context)?;
+        f.seek(SeekFrom::Start(l.offset)).map_err(context)?;
         let mut buf = vec![0; l.size];
-        f.read_exact(&mut buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", l.device)))?;
+        f.read_exact(&mut buf).map_err(context)?;
         Ok(buf)
     };
-    let redundant = locations.len() == 2;
-    let copies: Vec<_> = locations
+    let copies: Vec<Vec<u8>> = locations.iter().map(read).collect::<io::Result<_>>()?;
+    let refs: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+    let area = ubootenv::read_area(&refs);
+    let problems = area
+        .invalid
         .iter()
-        .map(|l| read(l).map(|b| UbootEnv::parse_copy(&b, redundant)))
-        .collect::<io::Result<_>>()?;
-    let problems = locations
-        .iter()
-        .zip(&copies)
-        .filter_map(|(l, c)| {
-            c.as_ref()
-                .err()
-                .map(|e| format!("{} at {:#x}: {e}", l.device, l.offset))
+        .map(|(i, e)| {
+            let l = &locations[*i];
+            format!("{} at {:#x}: {e}", l.device, l.offset)
         })
         .collect();
-    let current = if redundant {
-        ubootenv::current(&copies[0], &copies[1])
-    } else {
-        copies[0].is_ok().then_some(0)
-    };
-    Ok(match current {
-        Some(i) => {
-            let copy = copies[i].clone().expect("current is valid");
-            UbootArea {
-                env: Some(copy.env),
-                next: locations[if redundant { 1 - i } else { 0 }].clone(),
-                flags: copy.flags.map(|f| f.wrapping_add(1)),
-                problems,
-            }
-        }
-        None => UbootArea {
-            env: None,
-            next: locations[0].clone(),
-            flags: redundant.then_some(1),
-            problems,
-        },
+    Ok(UbootArea {
+        env: area.env,
+        next: locations[area.next].clone(),
+        flags: area.flags,
+        problems,
     })
 }
 
@@ -342,14 +352,36 @@ fn uboot_defaults_only(config: &Path, area: &UbootArea) -> io::Error {
 }
 
 fn write_uboot(area: &UbootArea, env: &UbootEnv) -> io::Result<()> {
-    let location = &area.next;
+    let l = &area.next;
+    let copy = format!(
+        "{} at {:#x} (a U-Boot environment copy of {:#x} bytes{})",
+        l.device,
+        l.offset,
+        l.size,
+        match area.flags {
+            Some(_) => ", the older of the redundant pair",
+            None => "",
+        }
+    );
     let bytes = env
-        .render_copy(location.size, area.flags)
-        .map_err(invalid)?;
-    let mut f = OpenOptions::new().write(true).open(&location.device)?;
-    f.seek(SeekFrom::Start(location.offset))?;
-    f.write_all(&bytes)?;
-    f.sync_all()
+        .render_copy(l.size, area.flags)
+        .map_err(|e| invalid(format!("{copy}: {e}; nothing was written")))?;
+    let context = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "writing {copy}: {e}; expected a writable device or file of at least {:#x} bytes",
+                l.offset + l.size as u64
+            ),
+        )
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(&l.device)
+        .map_err(context)?;
+    f.seek(SeekFrom::Start(l.offset)).map_err(context)?;
+    f.write_all(&bytes).map_err(context)?;
+    f.sync_all().map_err(context)
 }
 
 #[cfg(test)]
@@ -494,6 +526,76 @@ mod tests {
         let env = read_uboot(config).unwrap().env.unwrap();
         assert_eq!(env.get("bootcmd"), Some("run distro_bootcmd"));
         assert_eq!(env.get("bootdelay"), Some("2"));
+    }
+
+    /// `chattr OP path`: as root, an immutable file or directory is the
+    /// one way to make a write fail.
+    fn chattr(op: &str, path: &Path) {
+        let status = std::process::Command::new("chattr")
+            .arg(op)
+            .arg(path)
+            .status()
+            .expect("chattr is missing: apt-get install e2fsprogs");
+        assert!(
+            status.success(),
+            "chattr {op} {} (needs root)",
+            path.display()
+        );
+    }
+
+    /// A write that fails names the file and what was expected, and leaves
+    /// the boot loader's settings as they were.
+    #[test]
+    fn a_write_that_fails_names_the_file_and_keeps_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = uboot(dir.path(), true);
+        let area = dir.path().join("uboot.env");
+        let before = fs::read(&area).unwrap();
+        chattr("+i", &area);
+        let err = flag.arm();
+        chattr("-i", &area);
+        let text = err.expect_err("wrote an immutable file").to_string();
+        for what in [
+            &format!("writing {} at 0x1000", area.display()),
+            "a U-Boot environment copy of 0x1000 bytes, the older of the redundant pair",
+            "expected a writable device or file of at least 0x2000 bytes",
+        ] {
+            assert!(text.contains(what), "{what:?} not in: {text}");
+        }
+        assert_eq!(fs::read(&area).unwrap(), before);
+
+        let grub = dir.path().join("grub");
+        fs::create_dir(&grub).unwrap();
+        let file = grub.join("grubenv");
+        let flag = BootFlag::GrubEnv { file: file.clone() };
+        edit_grubenv(&file, |env| env.set("saved_entry", "system")).unwrap();
+        let before = fs::read(&file).unwrap();
+        chattr("+i", &grub);
+        let err = flag.arm();
+        chattr("-i", &grub);
+        let text = err
+            .expect_err("wrote into an immutable directory")
+            .to_string();
+        for what in [
+            &format!(
+                "{}: writing the GRUB environment block (1024 bytes",
+                file.display()
+            ),
+            "then renamed over it",
+            "the old block is unchanged",
+        ] {
+            assert!(text.contains(what), "{what:?} not in: {text}");
+        }
+        assert_eq!(fs::read(&file).unwrap(), before);
+        // A variable that does not fit is refused naming the block.
+        let text = edit_grubenv(&file, |env| env.set("big", &"x".repeat(2000)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with(&format!("{}: GRUB environment block: ", file.display())),
+            "{text}"
+        );
+        assert_eq!(fs::read(&file).unwrap(), before);
     }
 
     #[test]

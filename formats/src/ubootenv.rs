@@ -7,6 +7,8 @@
 //! No valid copy (a blank area, a bad CRC) means that U-Boot runs on the
 //! default environment built into it, which no file here holds: see
 //! [`UbootEnv::parse_defaults`] for the text that stands in for it.
+//! [`read_area`] reads an area of one copy or a pair as U-Boot does, and
+//! says where the next write goes.
 
 use thiserror::Error;
 
@@ -199,6 +201,71 @@ pub fn current(a: &Result<Copy, UbootEnvError>, b: &Result<Copy, UbootEnvError>)
     }
 }
 
+/// What a reader makes of an area's copies, as U-Boot does: the current
+/// environment, and where the next write goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Area {
+    /// The current environment; None when no copy is valid (U-Boot runs
+    /// on its built-in defaults).
+    pub env: Option<UbootEnv>,
+    /// The copy the next write goes to: the one not read (0 or 1).
+    pub next: usize,
+    /// The next write's flags byte, for a redundant pair: one ahead of the
+    /// copy read.
+    pub flags: Option<u8>,
+    /// The copies that are not valid, and why.
+    pub invalid: Vec<(usize, UbootEnvError)>,
+}
+
+/// Reads an area of one copy (`copies.len() == 1`) or of a redundant pair
+/// (2): the newest valid copy of the pair ([`current`]) is the
+/// environment, and the next write goes to the other, the older one, so
+/// that a power cut in the middle of it leaves the newest intact. A pair
+/// whose copies are both invalid as redundant copies is read in the
+/// older single-copy layout from its first copy (CRC-32 and data, no flags
+/// byte: what the area held before it had a second copy), and the next
+/// write goes to the second copy.
+pub fn read_area(copies: &[&[u8]]) -> Area {
+    let redundant = copies.len() == 2;
+    let parsed: Vec<_> = copies
+        .iter()
+        .map(|c| UbootEnv::parse_copy(c, redundant))
+        .collect();
+    let invalid = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.as_ref().err().map(|e| (i, e.clone())))
+        .collect();
+    let found = if redundant {
+        current(&parsed[0], &parsed[1])
+    } else {
+        parsed[0].is_ok().then_some(0)
+    };
+    match found {
+        Some(i) => {
+            let copy = parsed[i].clone().expect("the current copy is valid");
+            Area {
+                env: Some(copy.env),
+                next: if redundant { 1 - i } else { 0 },
+                flags: copy.flags.map(|f| f.wrapping_add(1)),
+                invalid,
+            }
+        }
+        None => {
+            let single = copies
+                .first()
+                .filter(|_| redundant)
+                .and_then(|c| UbootEnv::parse_copy(c, false).ok());
+            Area {
+                next: usize::from(single.is_some()),
+                env: single.map(|c| c.env),
+                flags: redundant.then_some(1),
+                invalid,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +314,54 @@ mod tests {
         assert_eq!(current(&copy(7), &Err(UbootEnvError::BadVariable)), Some(0));
         let bad = || Err(UbootEnvError::TooSmall { len: 0 });
         assert_eq!(current(&bad(), &bad()), None);
+    }
+
+    #[test]
+    fn a_pair_reads_its_newest_valid_copy_and_writes_the_other() {
+        let mut env = UbootEnv::default();
+        env.set("bootcount", "1");
+        let older = env.render_copy(256, Some(4)).unwrap();
+        env.set("bootcount", "2");
+        let newer = env.render_copy(256, Some(5)).unwrap();
+        let area = read_area(&[&older, &newer]);
+        assert_eq!(area.env.unwrap().get("bootcount"), Some("2"));
+        assert_eq!((area.next, area.flags), (0, Some(6)));
+        // The newer copy torn (a cut in the middle of its write): the
+        // older one is read, and the next write goes over the torn one.
+        let mut torn = newer.clone();
+        torn[100] ^= 0xff;
+        let area = read_area(&[&older, &torn]);
+        assert_eq!(area.env.unwrap().get("bootcount"), Some("1"));
+        assert_eq!((area.next, area.flags), (1, Some(5)));
+        assert!(matches!(
+            area.invalid[..],
+            [(1, UbootEnvError::BadCrc { .. })]
+        ));
+    }
+
+    /// An area that had one copy (the layout before the pair) is read
+    /// from its first copy, and the next write goes to the second, which
+    /// from then on is the newest.
+    #[test]
+    fn a_pair_whose_first_copy_is_in_the_single_layout_is_read() {
+        let mut env = UbootEnv::default();
+        env.set("upgrade_available", "1");
+        let single = env.render_copy(256, None).unwrap();
+        let blank = vec![0u8; 256];
+        let area = read_area(&[&single, &blank]);
+        assert_eq!(area.env.as_ref(), Some(&env));
+        assert_eq!((area.next, area.flags), (1, Some(1)));
+        let second = env.render_copy(256, area.flags).unwrap();
+        let area = read_area(&[&single, &second]);
+        assert_eq!(area.env.as_ref(), Some(&env));
+        assert_eq!((area.next, area.flags), (0, Some(2)));
+        // Neither: U-Boot's defaults; the first write goes to the first.
+        let area = read_area(&[&blank, &blank]);
+        assert_eq!((area.env, area.next, area.flags), (None, 0, Some(1)));
+        assert_eq!(area.invalid.len(), 2);
+        // One copy in the single layout is read as it always was.
+        let area = read_area(&[&single]);
+        assert_eq!((area.env, area.next, area.flags), (Some(env), 0, None));
     }
 
     #[test]

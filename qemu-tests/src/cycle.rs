@@ -54,6 +54,19 @@ pub enum Variant {
     /// 2.0 installs and confirms itself (`bootloader-glue confirm`), then
     /// reboots once more: a plain boot of 2.0.
     Confirms,
+    /// Under [`Loader::GrubEnvOnly`] or [`Loader::UBoot`]: 2.0's first
+    /// boot puts the boot loader's environment into the state a power cut
+    /// between the recovery's removing the instruction and clearing the
+    /// flag leaves with `trial-boots=1` (GRUB: `reimage_trial=1`; U-Boot:
+    /// `bootlimit=1`, `bootcount=0`; and `reimage_update=1`) and reboots;
+    /// once the recovery cleared the stale flag, 2.0 boots again and
+    /// confirms itself.
+    StaleFlag,
+    /// Under [`Loader::UBootPair`]: 2.0 does not confirm, and on its first
+    /// boot it tears the copy of the environment area on `ubootenv`, the
+    /// one U-Boot's script has just written (as a power cut in the middle
+    /// of that write would).
+    TearsACopy,
     /// 2.0 is not staged: 1.0's agent downloads its bundle from the feed
     /// [`Cycle::with_agent`] serves (or the hawkBit server of
     /// [`Cycle::with_hawkbit`]), requests it and reboots.
@@ -93,8 +106,12 @@ pub enum Loader {
     SystemdBoot,
     /// U-Boot (`-bios u-boot.rom`), its boot script on the ESP; `request
     /// --bootloader uboot` also sets `reimage_update=1` in the environment
-    /// area on the `ubootenv` partition, which the script imports.
+    /// area on the `ubootenv` partition, which the script imports: one
+    /// copy, the older layout.
     UBoot,
+    /// [`Loader::UBoot`] with the area a redundant pair: a copy on
+    /// `ubootenv` and one on `ubootenv2`.
+    UBootPair,
 }
 
 impl Loader {
@@ -104,17 +121,26 @@ impl Loader {
             Loader::Grub => "grub",
             Loader::GrubEnvOnly => "grubenv:/boot/grubenv",
             Loader::SystemdBoot => "systemd-boot",
-            Loader::UBoot => "uboot:/etc/fw_env.config",
+            Loader::UBoot | Loader::UBootPair => "uboot:/etc/fw_env.config",
+        }
+    }
+
+    fn is_uboot(self) -> bool {
+        matches!(self, Loader::UBoot | Loader::UBootPair)
+    }
+
+    /// `fw_env.config` for the environment area (partitions 6 and 7 as
+    /// the running system and the recovery see them, on IDE).
+    fn fw_env_config(self) -> &'static str {
+        match self {
+            Loader::UBootPair => "/dev/sda6 0x0 0x4000\n/dev/sda7 0x0 0x4000\n",
+            _ => "/dev/sda6 0x0 0x4000\n",
         }
     }
 }
 
 /// Debian's U-Boot for QEMU x86_64, from `u-boot-qemu`.
 pub const UBOOT_ROM: &str = "/usr/lib/u-boot/qemu-x86_64/u-boot.rom";
-
-/// The U-Boot environment area: the `ubootenv` partition, partition 6,
-/// as the running system and the recovery see it (IDE).
-const UBOOT_FW_ENV_CONFIG: &str = "/dev/sda6 0x0 0x4000\n";
 
 /// What the kernel needs under this U-Boot: its MTRRs cover no RAM (the
 /// kernel would trim all of it), its EFI runtime services fault in
@@ -220,6 +246,19 @@ if [ -f /etc/request-update ] && [ ! -f /cfg/update/result ]; then
   /usr/bin/bootloader-glue request --manifest storage:updates/demo-2.0.manifest --cfg /cfg --bootloader "$loader" --reboot
 fi
 if [ -f /cfg/update/trial ]; then
+  if [ -f /etc/stale-flag ] && [ ! -f /cfg/stale-flag-left ]; then
+    echo "system: leaving the flag set with 1 trial boot left, as a power cut in the recovery would"
+    cat /etc/stale-flag > $(cat /etc/stale-flag-path)
+    touch /cfg/stale-flag-left
+    sync
+    reboot -f
+  fi
+  if [ -f /etc/tear-uboot-copy ] && [ ! -f /cfg/tore-uboot-copy ]; then
+    copy=$(cat /etc/tear-uboot-copy)
+    echo "system: tearing the environment copy on $copy, as a power cut in its write would"
+    printf 'torn' | /bin/busybox dd of=$copy bs=1 seek=64 conv=notrunc 2>/dev/null
+    touch /cfg/tore-uboot-copy
+  fi
   if [ -f /etc/confirm ]; then
     /usr/bin/bootloader-glue confirm --cfg /cfg
     echo "system: confirm exit code $?"
@@ -324,7 +363,7 @@ impl Cycle {
                 install_modules(&root, "fat", artifacts::fat_modules());
             }
             fs::write(root.join("etc/bootloader"), loader.glue_name()).unwrap();
-            fs::write(root.join("etc/fw_env.config"), UBOOT_FW_ENV_CONFIG).unwrap();
+            fs::write(root.join("etc/fw_env.config"), loader.fw_env_config()).unwrap();
             if request {
                 fs::write(root.join("etc/request-update"), "").unwrap();
                 if loader == Loader::SystemdBoot {
@@ -345,11 +384,36 @@ impl Cycle {
         }
         // A new system confirms itself once it is up, as the systemd unit
         // in docs/reliability.md does.
-        if variant != Variant::Unconfirmed {
+        if !matches!(variant, Variant::Unconfirmed | Variant::TearsACopy) {
             fs::write(v2.join("etc/confirm"), "").unwrap();
         }
         if variant == Variant::Confirms {
             fs::write(v2.join("etc/reboot-after-confirm"), "").unwrap();
+        }
+        if variant == Variant::TearsACopy {
+            fs::write(v2.join("etc/tear-uboot-copy"), "/dev/sda6").unwrap();
+        }
+        if variant == Variant::StaleFlag {
+            let (path, bytes) = if loader == Loader::UBoot {
+                let mut stale = formats::ubootenv::UbootEnv::default();
+                for (name, value) in [
+                    (formats::bootflag::FLAG, "1"),
+                    (formats::trial::UBOOT_UPGRADE_AVAILABLE, "1"),
+                    (formats::trial::UBOOT_BOOTCOUNT, "0"),
+                    (formats::trial::UBOOT_BOOTLIMIT, "1"),
+                ] {
+                    stale.set(name, value);
+                }
+                let size = bootloader_glue::uboot::ENV_SIZE as usize;
+                ("/dev/sda6", stale.render_copy(size, None).unwrap())
+            } else {
+                let mut stale = formats::grubenv::GrubEnv::default();
+                stale.set(formats::trial::GRUB_COUNTER, "1").unwrap();
+                stale.set(formats::bootflag::FLAG, "1").unwrap();
+                ("/boot/grubenv", stale.render().unwrap())
+            };
+            fs::write(v2.join("etc/stale-flag"), bytes).unwrap();
+            fs::write(v2.join("etc/stale-flag-path"), path).unwrap();
         }
 
         let storage = d.join("storage");
@@ -434,7 +498,7 @@ impl Cycle {
         fs::create_dir_all(cfg.join("update")).unwrap();
         fs::write(cfg.join("hostname"), "demo-1\n").unwrap();
         // The recovery clears U-Boot's flag through this one.
-        fs::write(cfg.join("fw_env.config"), UBOOT_FW_ENV_CONFIG).unwrap();
+        fs::write(cfg.join("fw_env.config"), loader.fw_env_config()).unwrap();
         let installed = Installed {
             product: PRODUCT.into(),
             version: "1.0".into(),
@@ -488,7 +552,7 @@ impl Cycle {
                 fs::copy(&suite.kernel, esp.join("vmlinuz")).unwrap();
                 fs::copy(&suite.initramfs, esp.join("initramfs.img")).unwrap();
             }
-            Loader::UBoot => {
+            Loader::UBoot | Loader::UBootPair => {
                 fs::remove_dir_all(esp.join("EFI")).unwrap();
                 let script = d.join("boot.cmd");
                 fs::write(&script, uboot_script_text()).unwrap();
@@ -522,9 +586,14 @@ impl Cycle {
                 contents: dir,
             })
             .collect();
-        if loader == Loader::UBoot {
+        let env_parts: &[&str] = match loader {
+            Loader::UBoot => &["ubootenv"],
+            Loader::UBootPair => &["ubootenv", "ubootenv2"],
+            _ => &[],
+        };
+        for name in env_parts {
             layout.push(PartitionSpec {
-                name: "ubootenv".into(),
+                name: name.to_string(),
                 size: 1 << 20,
                 fs: Fs::Raw,
                 contents: None,
@@ -533,7 +602,7 @@ impl Cycle {
         let disk_path = d.join("disk.img");
         let placed = disk::build(&disk_path, &layout).unwrap_or_else(|e| panic!("disk: {e}"));
         if let Some(area) = placed.iter().find(|p| p.name == "ubootenv") {
-            write_uboot_env(&disk_path, area.offset);
+            write_uboot_env(&disk_path, area.offset, loader == Loader::UBootPair);
         }
         let vars = d.join("OVMF_VARS.fd");
         fs::copy(vm::OVMF_VARS, &vars).expect("OVMF_VARS.fd is missing: apt-get install ovmf");
@@ -566,7 +635,7 @@ impl Cycle {
             self.dir.path().join("console.log"),
         );
         boot.direct = None;
-        if self.loader == Loader::UBoot {
+        if self.loader.is_uboot() {
             boot.bios = Some(UBOOT_ROM.into());
             boot.until = Some("system: powering off".into());
         } else {
@@ -730,13 +799,14 @@ bootefi ${{kernel_addr_r}}
 }
 
 /// The environment area as a device has it once U-Boot's defaults were
-/// saved: a valid copy (`request` never writes over a blank area).
-fn write_uboot_env(disk: &Path, offset: u64) {
+/// saved: a valid copy (`request` never writes over a blank area); of a
+/// pair, the first copy (flags 1), the second blank.
+fn write_uboot_env(disk: &Path, offset: u64, pair: bool) {
     use std::io::{Seek, SeekFrom, Write};
     let mut env = formats::ubootenv::UbootEnv::default();
     env.set("bootlimit", "3");
     let area = env
-        .render_copy(bootloader_glue::uboot::ENV_SIZE as usize, None)
+        .render_copy(bootloader_glue::uboot::ENV_SIZE as usize, pair.then_some(1))
         .unwrap();
     let mut file = fs::OpenOptions::new().write(true).open(disk).unwrap();
     file.seek(SeekFrom::Start(offset)).unwrap();

@@ -170,6 +170,135 @@ fn through_grub_a_confirmed_2_0_boots_plainly_afterwards() {
     );
 }
 
+/// A one-shot flag left set with one trial boot left (what a power cut
+/// between the recovery's removing the instruction and clearing the flag
+/// leaves with `trial-boots=1`) sends the next boot to the recovery; GRUB
+/// must not count that boot, so that the recovery finds the boot left,
+/// clears the stale flag and boots 2.0, instead of reading 0 left and
+/// restoring 1.0 over a system that never had its trial boot.
+#[test]
+fn through_grub_a_stale_flag_does_not_use_up_the_trial() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::StaleFlag, Loader::GrubEnvOnly);
+    let run = cycle.run(false);
+    assert!(run.ended, "the guest did not power off:\n{}", run.tail());
+    assert_eq!(
+        boots(&run),
+        [
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            // The stale flag: GRUB sends this boot to the recovery and
+            // leaves the count at 1.
+            "reimage: booting the recovery",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    assert!(
+        run.says("reimage: to the recovery: not a trial boot"),
+        "{}",
+        run.tail()
+    );
+    let disk = assert_stale_flag_cleared(&cycle, &run);
+    let result = disk
+        .partition("cfg")
+        .read_string("/update/result")
+        .unwrap_or_default();
+    assert!(result.contains("outcome=confirmed\n"), "{result}");
+}
+
+/// The same through a real U-Boot: the boot script sends the boot to
+/// the recovery for the flag before it counts, so that with `bootlimit=1`
+/// the recovery finds the boot left and clears the stale flag.
+#[test]
+fn through_u_boot_a_stale_flag_does_not_use_up_the_trial() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::StaleFlag, Loader::UBoot);
+    let run = cycle.run(false);
+    let script = uboot_lines(&run, &["system: running"]);
+    assert_eq!(
+        script,
+        [
+            &UBOOT_INSTALL_AND_FIRST_TRIAL_BOOT[..],
+            &[
+                // The stale flag, bootlimit=1: to the recovery, not counted.
+                "reimage: reimage_update=1 in the environment on ubootenv",
+                "reimage: booting the recovery",
+                "reimage: trial boot 1 of 1",
+                "reimage: booting the system",
+                "system: running demo 2.0",
+            ],
+        ]
+        .concat(),
+        "{}",
+        run.tail()
+    );
+    assert_stale_flag_cleared(&cycle, &run);
+}
+
+/// The consoles and the disk of a [`Variant::StaleFlag`] cycle: the
+/// recovery took the flag for a stale one (a boot of the trial left),
+/// cleared it and restored nothing; 2.0 confirmed itself and is on
+/// `system`. Returns the disk.
+fn assert_stale_flag_cleared(
+    cycle: &Cycle,
+    run: &qemu_tests::vm::Finished,
+) -> qemu_tests::inspect::Disk {
+    for line in [
+        "system: leaving the flag set with 1 trial boot left",
+        "2.0 is on trial with 1 boots left: the recovery was booted by a boot flag left set",
+        "system: confirm exit code 0",
+        "system: status exit code 0",
+    ] {
+        assert!(
+            run.says(line),
+            "no {line:?} on the console:\n{}",
+            run.tail()
+        );
+    }
+    assert!(!run.says("restore: "), "restored:\n{}", run.tail());
+    let disk = cycle.inspect();
+    assert_eq!(
+        disk.partition("system")
+            .read_string("/etc/version")
+            .as_deref(),
+        Some("2.0\n")
+    );
+    disk
+}
+
+/// The boot script's and the systems' lines through U-Boot (the one-copy
+/// area) from 1.0's request to 2.0's first trial boot.
+const UBOOT_INSTALL_AND_FIRST_TRIAL_BOOT: [&str; 8] = [
+    "reimage: booting the system",
+    "system: running demo 1.0",
+    "reimage: reimage_update=1 in the environment on ubootenv",
+    "reimage: update/instruction on cfg",
+    "reimage: booting the recovery",
+    "reimage: trial boot 1 of 3",
+    "reimage: booting the system",
+    "system: running demo 2.0",
+];
+
+/// The lines of a run through U-Boot (which reached the system's last
+/// line) that start with `reimage: ` (the boot script's) or one of `also`.
+fn uboot_lines<'a>(run: &'a qemu_tests::vm::Finished, also: &[&str]) -> Vec<&'a str> {
+    assert!(
+        run.stopped,
+        "the guest did not reach its power-off:\n{}",
+        run.tail()
+    );
+    run.console
+        .lines()
+        .filter(|l| l.starts_with("reimage: ") || also.iter().any(|a| l.starts_with(a)))
+        .collect()
+}
+
 /// A device running 2.0 on trial (its trial ran out: GRUB's count is at
 /// 0 and the boot loader booted the recovery), with 1.0's image staged;
 /// returns 1.0's tree.
@@ -630,39 +759,26 @@ fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
     use qemu_tests::cycle::Loader;
     let cycle = Cycle::with_loader(Variant::Unconfirmed, Loader::UBoot);
     let run = cycle.run(false);
-    assert!(
-        run.stopped,
-        "the guest did not reach its power-off:\n{}",
-        run.tail()
-    );
-    let script: Vec<&str> = run
-        .console
-        .lines()
-        .filter(|l| l.starts_with("reimage: ") || l.starts_with("system: running"))
-        .collect();
+    let script = uboot_lines(&run, &["system: running"]);
     assert_eq!(
         script,
         [
-            "reimage: booting the system",
-            "system: running demo 1.0",
-            "reimage: reimage_update=1 in the environment on ubootenv",
-            "reimage: update/instruction on cfg",
-            "reimage: booting the recovery",
-            "reimage: trial boot 1 of 3",
-            "reimage: booting the system",
-            "system: running demo 2.0",
-            "reimage: trial boot 2 of 3",
-            "reimage: booting the system",
-            "system: running demo 2.0",
-            "reimage: trial boot 3 of 3",
-            "reimage: booting the system",
-            "system: running demo 2.0",
-            "reimage: trial boot 4 of 3",
-            "reimage: bootcount 4 > bootlimit 3: altbootcmd",
-            "reimage: booting the recovery",
-            "reimage: booting the system",
-            "system: running demo 1.0",
-        ],
+            &UBOOT_INSTALL_AND_FIRST_TRIAL_BOOT[..],
+            &[
+                "reimage: trial boot 2 of 3",
+                "reimage: booting the system",
+                "system: running demo 2.0",
+                "reimage: trial boot 3 of 3",
+                "reimage: booting the system",
+                "system: running demo 2.0",
+                "reimage: trial boot 4 of 3",
+                "reimage: bootcount 4 > bootlimit 3: altbootcmd",
+                "reimage: booting the recovery",
+                "reimage: booting the system",
+                "system: running demo 1.0",
+            ],
+        ]
+        .concat(),
         "{}",
         run.tail()
     );
@@ -677,6 +793,78 @@ fn through_u_boot_an_unconfirmed_2_0_is_replaced_by_1_0_after_3_boots() {
         "U-Boot still counts: {env:?}"
     );
     assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
+}
+
+/// The same with the environment area a redundant pair (a copy on
+/// `ubootenv`, one on `ubootenv2`), and a power cut's torn write: on 2.0's
+/// first trial boot the copy U-Boot's script had just written (count 1)
+/// is torn. The next boot's script takes the other copy, the newest
+/// valid one (count 0), counts that boot again and writes over the torn
+/// copy; the count goes on, and after the limit the recovery restores 1.0.
+/// With one copy, the torn area would have lost the count: 2.0 would stay
+/// on trial for ever.
+#[test]
+fn through_u_boot_a_torn_copy_of_the_pair_does_not_stop_the_count() {
+    use qemu_tests::cycle::Loader;
+    let cycle = Cycle::with_loader(Variant::TearsACopy, Loader::UBootPair);
+    let run = cycle.run(false);
+    let script = uboot_lines(&run, &["system: running", "system: tearing"]);
+    let copy = |n| format!("reimage: the environment from copy {n} (ubootenv, ubootenv2)");
+    let (one, two) = (copy(1), copy(2));
+    assert_eq!(
+        script,
+        [
+            &one,
+            "reimage: booting the system",
+            "system: running demo 1.0",
+            // request wrote the flag to the second copy.
+            &two,
+            "reimage: reimage_update=1 in the environment on ubootenv",
+            "reimage: update/instruction on cfg",
+            "reimage: booting the recovery",
+            // The recovery armed the count (copy 1), cleared the flag
+            // (copy 2); the script counts into copy 1.
+            &two,
+            "reimage: trial boot 1 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            "system: tearing the environment copy on /dev/sda6, as a power cut in its write would",
+            // Copy 1 is torn: copy 2 (count 0) is read, and the boot counted again.
+            &two,
+            "reimage: trial boot 1 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &one,
+            "reimage: trial boot 2 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &two,
+            "reimage: trial boot 3 of 3",
+            "reimage: booting the system",
+            "system: running demo 2.0",
+            &one,
+            "reimage: trial boot 4 of 3",
+            "reimage: bootcount 4 > bootlimit 3: altbootcmd",
+            "reimage: booting the recovery",
+            &one,
+            "reimage: booting the system",
+            "system: running demo 1.0",
+        ],
+        "{}",
+        run.tail()
+    );
+    let disk = assert_full_cycle_restored(&cycle, &run);
+    let (first, second) = (disk.bytes("ubootenv"), disk.bytes("ubootenv2"));
+    let area = formats::ubootenv::read_area(&[&first[..0x4000], &second[..0x4000]]);
+    assert!(area.invalid.is_empty(), "{:?}", area.invalid);
+    let env = area.env.expect("a valid copy");
+    assert_eq!(
+        env.get("upgrade_available"),
+        None,
+        "U-Boot still counts: {env:?}"
+    );
+    assert_eq!(env.get("bootcount"), Some("0"), "{env:?}");
+    assert_eq!(env.get("bootlimit"), Some("3"), "{env:?}");
 }
 
 /// The same through systemd-boot: the recovery renames the system's entry

@@ -157,10 +157,15 @@ pub struct UbootScriptArgs {
     /// GPT name of the cfg partition [default: cfg]
     #[arg(long, value_name = "NAME")]
     pub cfg_part: Option<String>,
-    /// GPT name of the raw partition holding the environment area
-    /// (0x4000 bytes at its start) [default: ubootenv]
+    /// GPT name of the raw partition holding the environment area's
+    /// first copy (0x4000 bytes at its start) [default: ubootenv]
     #[arg(long, value_name = "NAME")]
     pub env_part: Option<String>,
+    /// GPT name of the raw partition with the environment area's second
+    /// copy (a redundant pair; without the partition, one copy)
+    /// [default: ubootenv2]
+    #[arg(long, value_name = "NAME")]
+    pub env_part2: Option<String>,
     #[command(flatten)]
     pub entry: RecoveryEntryArgs,
 }

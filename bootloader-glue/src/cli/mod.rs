@@ -146,6 +146,7 @@ fn uboot_script(a: UbootScriptArgs) -> UbootScript {
     set(&mut u.recovery_part, a.recovery_part);
     set(&mut u.cfg_part, a.cfg_part);
     set(&mut u.env_part, a.env_part);
+    set(&mut u.env_part2, a.env_part2);
     set_entry(a.entry, &mut u.kernel, &mut u.initrd, &mut u.cmdline);
     u
 }
