@@ -949,7 +949,7 @@ fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowEr
     };
     // Kept before the instruction, for the report after the reboot.
     let old = installed_version(config).unwrap_or_default();
-    outcome::begin(
+    let action = outcome::begin(
         &config.cfg,
         &staged.source,
         &staged.offer_id,
@@ -957,7 +957,7 @@ fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowEr
         &staged.manifest.version,
     )?;
     let done = request::request(&r).inspect_err(|_| {
-        if let Err(e) = outcome::abandon(&config.cfg) {
+        if let Err(e) = outcome::abandon(&config.cfg, &action) {
             log::error!("{e}");
         }
     })?;
