@@ -659,6 +659,30 @@ mod tests {
         );
     }
 
+    /// The record says the command has run before it runs: a command
+    /// that reboots, or a power cut while it runs, does not make it run
+    /// at every boot.
+    #[test]
+    fn the_command_is_recorded_as_done_before_it_runs() {
+        let dir = after_recovery(Outcome::Success, "1.0");
+        let cfg = dir.path();
+        let seen = cfg.join("action.seen");
+        let post = post(format!(
+            "cp '{}' '{}'",
+            cfg.join(ACTION).display(),
+            seen.display()
+        ));
+        report(cfg, &mut hawkbit(), Some(&post)).unwrap();
+        let seen = std::fs::read(&seen).expect("the command ran");
+        assert!(Action::parse(&seen).unwrap().post_update_done);
+        assert!(
+            String::from_utf8(seen)
+                .unwrap()
+                .contains("\npost-update=done\n"),
+            "the record while the command ran"
+        );
+    }
+
     /// begin, abandon and report share one lock, and abandon removes only
     /// the record it was given: an update that began meanwhile (the
     /// daemon's install while the report unit abandons) keeps its record.
