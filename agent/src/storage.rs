@@ -81,8 +81,10 @@ const SUFFIXES: &[&str] = &[".manifest.minisig", ".manifest", ".tar.zst"];
 
 /// The version of the image a file belongs to, when it is one of ours:
 /// `P-V` + a known suffix (or the bundle's `.swu`), with or without
-/// `.part` / `.part.state`.
+/// `.part` / `.part.state`, and with or without the `.tmp.PID.N` of a
+/// temp file a power cut left ([`formats::store::temp_of`]).
 pub fn version_of<'a>(product: &str, name: &'a str) -> Option<&'a str> {
+    let name = formats::store::temp_of(name).map_or(name, |(file, _)| file);
     let name = name
         .strip_suffix(".part.state")
         .or_else(|| name.strip_suffix(".part"))
@@ -195,6 +197,11 @@ mod tests {
             Some("2.0")
         );
         assert_eq!(version_of("acme", "acme-2.0.swu.part"), Some("2.0"));
+        assert_eq!(
+            version_of("acme", "acme-2.0.tar.zst.part.state.tmp.812.0"),
+            Some("2.0")
+        );
+        assert_eq!(version_of("acme", "acme-2.0.manifest.tmp.1.3"), Some("2.0"));
         for other in [
             "acme-2.0.txt",
             "other-2.0.swu",
@@ -203,6 +210,8 @@ mod tests {
             "notes",
             "acme-2.0.swu.bak",
             "acme-x/y.swu",
+            "acme-2.0.swu.tmp.1",
+            "acme-2.0.txt.tmp.1.2",
         ] {
             assert_eq!(version_of("acme", other), None, "{other}");
         }
