@@ -384,11 +384,11 @@ fn fetch_head(client: &Client, layout: &Layout) -> Result<Head, AttemptError> {
 
 /// The image's names on storage, from the signed manifest.
 fn image_path(config: &Config, manifest: &Manifest, is_bundle: bool) -> PathBuf {
-    let stem = Manifest::file_stem(&manifest.product, &manifest.version);
+    let (product, version) = (&manifest.product, &manifest.version);
     let name = if is_bundle {
-        format!("{stem}.{EXTENSION}")
+        format!("{}.{EXTENSION}", Manifest::file_stem(product, version))
     } else {
-        format!("{stem}.manifest")
+        Manifest::manifest_name(product, version)
     };
     config.storage_dir.join(name)
 }
@@ -435,7 +435,7 @@ fn download_request(
             // only the name of this version's payload will do, so that no
             // manifest can make the agent overwrite another version's
             // file (the installed version's image is the restore image).
-            let expected = storage::payload_name(&manifest.product, &manifest.version);
+            let expected = Manifest::payload_name(&manifest.product, &manifest.version);
             if manifest.payload != expected {
                 return Err(AttemptError::Refused(UpdateError::new(
                     Stage::Manifest,
