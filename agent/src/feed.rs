@@ -88,11 +88,7 @@ impl Feed {
         let stem = Manifest::file_stem(&self.product, version);
         let names = match self.layout {
             FeedLayout::Bundle => vec![format!("{stem}.{EXTENSION}")],
-            FeedLayout::Files => vec![
-                format!("{stem}.manifest"),
-                format!("{stem}.manifest.minisig"),
-                crate::storage::payload_name(&self.product, version),
-            ],
+            FeedLayout::Files => Manifest::file_names(&self.product, version).to_vec(),
         };
         names
             .into_iter()

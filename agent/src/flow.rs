@@ -76,6 +76,12 @@ pub enum AttemptError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("moving {from} to {to}: {source}")]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Retryable for AttemptError {
@@ -85,7 +91,10 @@ impl Retryable for AttemptError {
             AttemptError::Download(e) => e.retryable(),
             // Bytes damaged on the way: the file was deleted, fetch again.
             AttemptError::Verify(e) => e.stage == Stage::Payload,
-            AttemptError::Refused(_) | AttemptError::Space(_) | AttemptError::Io { .. } => false,
+            AttemptError::Refused(_)
+            | AttemptError::Space(_)
+            | AttemptError::Io { .. }
+            | AttemptError::Move { .. } => false,
         }
     }
 }
@@ -375,11 +384,11 @@ fn fetch_head(client: &Client, layout: &Layout) -> Result<Head, AttemptError> {
 
 /// The image's names on storage, from the signed manifest.
 fn image_path(config: &Config, manifest: &Manifest, is_bundle: bool) -> PathBuf {
-    let stem = Manifest::file_stem(&manifest.product, &manifest.version);
+    let (product, version) = (&manifest.product, &manifest.version);
     let name = if is_bundle {
-        format!("{stem}.{EXTENSION}")
+        format!("{}.{EXTENSION}", Manifest::file_stem(product, version))
     } else {
-        format!("{stem}.manifest")
+        Manifest::manifest_name(product, version)
     };
     config.storage_dir.join(name)
 }
@@ -426,7 +435,7 @@ fn download_request(
             // only the name of this version's payload will do, so that no
             // manifest can make the agent overwrite another version's
             // file (the installed version's image is the restore image).
-            let expected = storage::payload_name(&manifest.product, &manifest.version);
+            let expected = Manifest::payload_name(&manifest.product, &manifest.version);
             if manifest.payload != expected {
                 return Err(AttemptError::Refused(UpdateError::new(
                     Stage::Manifest,
@@ -470,28 +479,93 @@ fn incoming_dir(config: &Config) -> PathBuf {
     config.storage_dir.join(storage::INCOMING)
 }
 
-/// Moves a verified image of three files from [`incoming_dir`] to `image`
-/// (`P-V.manifest` on storage). The old manifest goes first, the new one
-/// last: after a power cut on the way there is no manifest, or one beside
-/// the payload and signature it describes, never one beside another
-/// payload.
-fn move_into_place(incoming: &Path, image: &Path, payload: &str) -> Result<(), AttemptError> {
-    formats::store::remove_durably(image).map_err(io(image, "deleting the old manifest"))?;
+/// Where [`move_into_place`] keeps the files of the version it replaces
+/// until the new set is complete: `.incoming/replaced/`.
+const REPLACED: &str = "replaced";
+
+/// The renames that move a verified image of three files from
+/// [`incoming_dir`] (`incoming`, its manifest there) to `image`
+/// (`P-V.manifest` on storage), in order: the old files that are there
+/// go aside into `.incoming/replaced/`, the manifest first; then the new
+/// payload, signature and manifest, the manifest last. So at every
+/// moment, on storage there is no manifest, or one beside the payload and
+/// signature it describes; and while there is none, the old set is whole
+/// in `replaced/` ([`put_back_replaced`] puts it back).
+fn move_steps(incoming: &Path, image: &Path, payload: &str) -> Vec<(PathBuf, PathBuf)> {
     let dir = image.parent().unwrap_or(Path::new("."));
-    let moves = [
-        (incoming.with_file_name(payload), dir.join(payload)),
-        (
-            recovery::source::signature_path(incoming),
-            recovery::source::signature_path(image),
-        ),
-        (incoming.to_path_buf(), image.to_path_buf()),
+    let aside = incoming.parent().unwrap_or(Path::new(".")).join(REPLACED);
+    let names = [
+        file_name(image),
+        file_name(&recovery::source::signature_path(image)),
+        payload.to_string(),
     ];
-    for (from, to) in moves {
-        formats::store::rename_durably(&from, &to).map_err(io(&to, "moving into place"))?;
+    let mut steps: Vec<(PathBuf, PathBuf)> = names
+        .iter()
+        .filter(|n| dir.join(n).exists())
+        .map(|n| (dir.join(n), aside.join(n)))
+        .collect();
+    steps.extend(
+        names
+            .iter()
+            .rev()
+            .map(|n| (incoming.with_file_name(n), dir.join(n))),
+    );
+    steps
+}
+
+/// Moves a verified image of three files into place ([`move_steps`]),
+/// then deletes the old set. A rename that fails names both paths; what
+/// it leaves is put back by the next run's [`put_back_replaced`].
+fn move_into_place(incoming: &Path, image: &Path, payload: &str) -> Result<(), AttemptError> {
+    let inc = incoming.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(inc.join(REPLACED)).map_err(io(&inc.join(REPLACED), "creating"))?;
+    for (from, to) in move_steps(incoming, image, payload) {
+        rename(&from, &to)?;
     }
+    fs::remove_dir_all(inc.join(REPLACED)).map_err(io(&inc.join(REPLACED), "deleting"))?;
     // Gone when empty; what else is there is pruned with the old images.
-    let _ = fs::remove_dir(incoming.parent().unwrap_or(Path::new(".")));
+    let _ = fs::remove_dir(inc);
     Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), AttemptError> {
+    formats::store::rename_durably(from, to).map_err(|source| AttemptError::Move {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    })
+}
+
+/// After a power cut in [`move_into_place`]: when the new set did not
+/// arrive whole (its manifest is not on storage), the old set in
+/// `.incoming/replaced/` goes back in place (the manifest last); when it
+/// did, the old set is deleted. Run at the start of each staging.
+fn put_back_replaced(storage_dir: &Path) -> Result<(), AttemptError> {
+    let aside = storage_dir.join(storage::INCOMING).join(REPLACED);
+    let mut names: Vec<String> = match fs::read_dir(&aside) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&aside, "listing")(e)),
+    };
+    // The manifest last.
+    names.sort_by_key(|n| n.ends_with(".manifest"));
+    let complete = names
+        .iter()
+        .filter(|n| n.ends_with(".manifest"))
+        .all(|n| storage_dir.join(n).exists());
+    if !complete {
+        for name in &names {
+            rename(&aside.join(name), &storage_dir.join(name))?;
+        }
+        log::warn!(
+            "{}: put back in place after an interrupted replacement ({})",
+            storage_dir.display(),
+            names.join(", ")
+        );
+    }
+    fs::remove_dir_all(&aside).map_err(io(&aside, "deleting"))
 }
 
 fn file_name(path: &Path) -> String {
@@ -549,8 +623,8 @@ impl Round<'_> {
         let manifest = &admitted.manifest;
         let is_bundle = head.bundle_len.is_some();
         let image = image_path(self.config, manifest, is_bundle);
-        if self.already_staged(&image, manifest) {
-            return Ok((manifest.clone(), image, 0));
+        if let Some(there) = self.already_staged(&image, manifest) {
+            return Ok((there, image, 0));
         }
         let request = download_request(self.config, self.layout, head, manifest)?;
         storage::check_free(
@@ -604,8 +678,13 @@ impl Round<'_> {
         Ok(())
     }
 
-    /// Whether the image is on storage already, complete and verified.
-    fn already_staged(&self, image: &Path, manifest: &Manifest) -> bool {
+    /// The manifest of the image on storage already, complete and
+    /// verified: the one admitted; or, for a version whose image is
+    /// needed ([`needed_versions`]: the installed one, a restore's, the
+    /// instruction's), any set of that version that verifies (a rebuild
+    /// re-signed after a key rotation is not a reason to replace the
+    /// image a restore comes from, in place).
+    fn already_staged(&self, image: &Path, manifest: &Manifest) -> Option<Manifest> {
         let payload_there = if image.extension().is_some_and(|e| e == EXTENSION) {
             image.exists()
         } else {
@@ -614,21 +693,39 @@ impl Round<'_> {
                 .is_some_and(|d| d.join(&manifest.payload).exists())
         };
         if !payload_there {
-            return false;
+            return None;
         }
-        match self.verify(image, manifest) {
+        let e = match self.verify(image, manifest) {
             Ok(()) => {
                 log::info!("{}: on storage already, verified", image.display());
-                true
+                return Some(manifest.clone());
             }
-            Err(e) => {
-                log::info!(
-                    "{}: on storage but not usable ({e}); downloading",
-                    image.display()
-                );
-                false
+            Err(e) => e,
+        };
+        let needed = needed_versions(self.config, &manifest.product)
+            .map_or(true, |v| v.contains(&manifest.version));
+        if needed {
+            let keys = recovery::keys::load(self.keys).ok()?;
+            if let Ok(there) = recovery::verify::verify(image, &keys) {
+                let m = there.manifest;
+                if m.product == manifest.product && m.version == manifest.version {
+                    log::warn!(
+                        "{}: {} {} on storage is needed (installed, a restore's or the \
+                         instruction's image) and verifies: kept, not replaced by the one \
+                         offered ({e})",
+                        image.display(),
+                        m.product,
+                        m.version
+                    );
+                    return Some(m);
+                }
             }
         }
+        log::info!(
+            "{}: on storage but not usable ({e}); downloading",
+            image.display()
+        );
+        None
     }
 }
 
@@ -638,6 +735,8 @@ impl Round<'_> {
 pub fn stage(config: &Config, source: &mut dyn Source, offer: &Offer) -> Result<Staged, FlowError> {
     let layout = layout(offer)?;
     check_storage_dir(config)?;
+    // What a power cut in an earlier replacement left aside.
+    put_back_replaced(&config.storage_dir).map_err(|e| FlowError::Setup(e.to_string()))?;
     let recovery = recovery_config(config)?;
     let keys = config
         .trusted_key_files()
@@ -844,13 +943,12 @@ fn clear_warning(config: &Config) {
     }
 }
 
-/// Deletes old images; keeps the installed, the staged, what a pending
-/// instruction names and every image a restore may come from
-/// ([`bootloader_glue::trial::restore_images`]). Failures are logged: the
-/// image is staged all the same; when the records cannot be read
-/// (`update/installed` among them), nothing is deleted.
-fn prune(config: &Config, product: &str, staged: &str) {
-    let installed = installed_version(config);
+/// The versions of `product` whose images on storage are needed: the
+/// installed one, what a pending instruction names and every image a
+/// restore may come from ([`bootloader_glue::trial::restore_images`]).
+/// An error when the records cannot be read (`update/installed` among
+/// them): any version may be needed then.
+fn needed_versions(config: &Config, product: &str) -> Result<Vec<String>, String> {
     let manifest: Option<String> = fs::read(config.cfg.join(INSTRUCTION))
         .ok()
         .and_then(|raw| Instruction::parse(&raw).ok())
@@ -862,22 +960,34 @@ fn prune(config: &Config, product: &str, staged: &str) {
                     .to_string(),
             )
         });
-    let restore = match bootloader_glue::trial::restore_images(&config.cfg, &config.storage_dir) {
-        Ok(names) => names,
+    let restore = bootloader_glue::trial::restore_images(&config.cfg, &config.storage_dir)?;
+    Ok(installed_version(config)
+        .into_iter()
+        .chain(
+            manifest
+                .iter()
+                .chain(&restore)
+                .filter_map(|name| storage::version_of(product, name))
+                .map(str::to_string),
+        )
+        .collect())
+}
+
+/// Deletes old images; keeps the staged one and the needed ones
+/// ([`needed_versions`]). Failures are logged: the image is staged all
+/// the same; when the records cannot be read, nothing is deleted.
+fn prune(config: &Config, product: &str, staged: &str) {
+    let needed = match needed_versions(config, product) {
+        Ok(versions) => versions,
         Err(e) => {
             log::warn!("old images not deleted: the images a restore may need are unknown: {e}");
             return;
         }
     };
-    let named: Vec<&str> = manifest
-        .iter()
-        .chain(&restore)
-        .filter_map(|name| storage::version_of(product, name))
-        .collect();
     let keep = Keep {
-        installed: installed.as_deref(),
+        installed: None,
         staged: Some(staged),
-        named,
+        named: needed.iter().map(String::as_str).collect(),
         count: config.keep,
     };
     if let Err(e) = storage::prune(&config.storage_dir, product, &keep) {
@@ -949,7 +1059,7 @@ fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowEr
     };
     // Kept before the instruction, for the report after the reboot.
     let old = installed_version(config).unwrap_or_default();
-    outcome::begin(
+    let action = outcome::begin(
         &config.cfg,
         &staged.source,
         &staged.offer_id,
@@ -957,7 +1067,7 @@ fn install_request(config: &Config, staged: &Staged) -> Result<Requested, FlowEr
         &staged.manifest.version,
     )?;
     let done = request::request(&r).inspect_err(|_| {
-        if let Err(e) = outcome::abandon(&config.cfg) {
+        if let Err(e) = outcome::abandon(&config.cfg, &action) {
             log::error!("{e}");
         }
     })?;
@@ -1007,6 +1117,104 @@ fn progress_due(last: Option<u8>, percent: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A power cut after any number of the renames that replace a set of
+    /// three files, then the next run: storage has the old set whole or
+    /// the new set whole, never a version without its manifest.
+    #[test]
+    fn a_cut_while_replacing_a_set_leaves_the_old_set_or_the_new_one() {
+        let names = [
+            "acme-2.0.manifest",
+            "acme-2.0.manifest.minisig",
+            "acme-2.0.tar.zst",
+        ];
+        let set = |dir: &Path| -> Vec<(String, String)> {
+            let mut files: Vec<(String, String)> = fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.unwrap();
+                    e.file_type().unwrap().is_file().then(|| {
+                        let name = e.file_name().into_string().unwrap();
+                        (name, fs::read_to_string(e.path()).unwrap())
+                    })
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let with = |tag: &str| -> Vec<(String, String)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), format!("{tag} {n}")))
+                .collect()
+        };
+        let steps_of = |storage: &Path| {
+            let incoming = storage.join(storage::INCOMING).join(names[0]);
+            move_steps(&incoming, &storage.join(names[0]), names[2])
+        };
+        let count = {
+            let dir = tempfile::tempdir().unwrap();
+            for n in names {
+                fs::write(dir.path().join(n), "").unwrap();
+            }
+            steps_of(dir.path()).len()
+        };
+        assert_eq!(count, 6, "three aside, three into place");
+        for done in 0..=count {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = dir.path();
+            let incoming = storage.join(storage::INCOMING);
+            fs::create_dir_all(incoming.join(REPLACED)).unwrap();
+            for (name, text) in with("old") {
+                fs::write(storage.join(name), text).unwrap();
+            }
+            for (name, text) in with("new") {
+                fs::write(incoming.join(name), text).unwrap();
+            }
+            // The cut: only the first `done` renames happened.
+            for (from, to) in steps_of(storage).into_iter().take(done) {
+                fs::rename(from, to).unwrap();
+            }
+            put_back_replaced(storage).unwrap();
+            let expected = if done == count {
+                with("new")
+            } else {
+                with("old")
+            };
+            assert_eq!(set(storage), expected, "a cut after {done} renames");
+            assert!(!incoming.join(REPLACED).exists());
+        }
+        // Uninterrupted: the new set, nothing aside.
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path();
+        let incoming = storage.join(storage::INCOMING);
+        fs::create_dir_all(&incoming).unwrap();
+        for (name, text) in with("old") {
+            fs::write(storage.join(name), text).unwrap();
+        }
+        for (name, text) in with("new") {
+            fs::write(incoming.join(name), text).unwrap();
+        }
+        move_into_place(&incoming.join(names[0]), &storage.join(names[0]), names[2]).unwrap();
+        assert_eq!(set(storage), with("new"));
+        assert!(!incoming.exists());
+        // A rename that fails names both paths.
+        fs::create_dir_all(&incoming).unwrap();
+        let e = move_into_place(&incoming.join(names[0]), &storage.join(names[0]), names[2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "moving {} to {}: ",
+                incoming.join(names[2]).display(),
+                storage.join(names[2]).display()
+            )),
+            "{e}"
+        );
+        // ... and the next run puts back what it had moved aside.
+        put_back_replaced(storage).unwrap();
+        assert_eq!(set(storage), with("new"));
+    }
+
     #[test]
     fn progress_is_reported_every_ten_percent_and_at_the_end() {
         use super::progress_due;

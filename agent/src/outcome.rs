@@ -24,8 +24,14 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum OutcomeError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
+    #[error("{what}: {source}")]
+    Io {
+        path: String,
+        /// What failed, the path and the stage: "locking cfg:update/ for
+        /// the report".
+        what: String,
+        source: io::Error,
+    },
     #[error("{path}: {reason}")]
     Unreadable { path: String, reason: String },
     #[error("reporting the outcome of offer {offer} to {source_name}")]
@@ -37,11 +43,14 @@ pub enum OutcomeError {
     },
 }
 
-fn io_error(rel: &str) -> impl FnOnce(io::Error) -> OutcomeError + '_ {
-    move |source| OutcomeError::Io {
-        path: shown(rel),
-        source,
-    }
+/// An I/O error on `cfg:REL`: `verb` it, and for which stage (if any).
+fn io_error(rel: &str, verb: &str, stage: &str) -> impl FnOnce(io::Error) -> OutcomeError {
+    let path = shown(rel);
+    let what = match stage {
+        "" => format!("{verb} {path}"),
+        stage => format!("{verb} {path} for {stage}"),
+    };
+    move |source| OutcomeError::Io { path, what, source }
 }
 
 /// What the records on `cfg` say about the action.
@@ -142,6 +151,15 @@ pub fn begin(
             });
         }
     }
+    // Under the lock that report holds: a report running now (the
+    // daemon's, or the report unit's) cannot remove this record.
+    let dir = cfg_root.join(UPDATE_DIR);
+    std::fs::create_dir_all(&dir).map_err(io_error(
+        UPDATE_DIR,
+        "creating",
+        "the start of an update",
+    ))?;
+    let _lock = lock(cfg_root, "the start of an update")?;
     let before = read(cfg_root, RESULT)?;
     let action = Action {
         source: source.to_string(),
@@ -155,10 +173,36 @@ pub fn begin(
     Ok(action)
 }
 
-/// Removes the action record: the instruction could not be written, so
-/// there is nothing to confirm.
-pub fn abandon(cfg_root: &Path) -> Result<(), OutcomeError> {
-    formats::store::remove_durably(&cfg_root.join(ACTION)).map_err(io_error(ACTION))
+/// Removes the action record `action` (what [`begin`] returned): the
+/// instruction could not be written, so there is nothing to confirm. A
+/// record that is no longer that one (another update began meanwhile)
+/// stays.
+pub fn abandon(cfg_root: &Path, action: &Action) -> Result<(), OutcomeError> {
+    let _lock = lock(cfg_root, "abandoning the update")?;
+    remove_if_unchanged(cfg_root, action, "abandoning the update")
+}
+
+/// Under the lock: removes the action record if its bytes are still
+/// those of `action`.
+fn remove_if_unchanged(cfg_root: &Path, action: &Action, stage: &str) -> Result<(), OutcomeError> {
+    let expected = action.render();
+    match read(cfg_root, ACTION)? {
+        Some(bytes) if bytes == expected.as_bytes() => {
+            formats::store::remove_durably(&cfg_root.join(ACTION))
+                .map_err(io_error(ACTION, "removing", stage))
+        }
+        Some(_) => {
+            log::warn!(
+                "{}: another update's record now ({stage}: the record of {} {} was \
+                 replaced): left in place",
+                shown(ACTION),
+                action.source,
+                action.offer
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The action record, if there is one.
@@ -205,9 +249,10 @@ pub fn report(
     // One report at a time on this cfg (the report unit and the daemon
     // may start together): the second waits, then finds the record gone
     // or with the post-update command done.
-    let Some(_lock) = lock(cfg_root)? else {
+    if !cfg_root.join(UPDATE_DIR).is_dir() {
         return Ok(Reported::Nothing);
-    };
+    }
+    let _lock = lock(cfg_root, "the report")?;
     let Some(mut action) = current(cfg_root)? else {
         return Ok(Reported::Nothing);
     };
@@ -274,40 +319,39 @@ pub fn report(
             source.name()
         );
     }
-    abandon(cfg_root)?;
+    remove_if_unchanged(cfg_root, &action, "the report")?;
     Ok(Reported::Closed { success, details })
 }
 
-/// Takes the report's lock: an exclusive `flock` on the directory of the
-/// action record (`cfg:update/`), held until the returned file is
-/// dropped; waits while another report holds it. `None` when there is no
-/// such directory, so no record either.
-fn lock(cfg_root: &Path) -> Result<Option<Flock<std::fs::File>>, OutcomeError> {
-    let rel = Path::new(ACTION)
-        .parent()
-        .and_then(Path::to_str)
-        .unwrap_or(".");
-    let dir = match std::fs::File::open(cfg_root.join(rel)) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(rel)(e)),
-    };
-    let locked = Flock::lock(dir, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| io_error(rel)(io::Error::from(errno)))?;
-    Ok(Some(locked))
+/// The directory of the action record, whose `flock` is [`lock`]'s.
+const UPDATE_DIR: &str = "update/";
+
+/// The action record's lock, taken by [`begin`], [`abandon`] and
+/// [`report`]: an exclusive `flock` on the directory of the record
+/// (`cfg:update/`), held until the returned file is dropped; waits while
+/// another holds it. `stage` names who takes it, for the error.
+fn lock(cfg_root: &Path, stage: &str) -> Result<Flock<std::fs::File>, OutcomeError> {
+    debug_assert_eq!(Path::new(ACTION).parent(), Some(Path::new(UPDATE_DIR)));
+    let dir = std::fs::File::open(cfg_root.join(UPDATE_DIR)).map_err(io_error(
+        UPDATE_DIR,
+        "opening (to lock)",
+        stage,
+    ))?;
+    Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io_error(UPDATE_DIR, "locking", stage)(io::Error::from(errno)))
 }
 
 fn read(cfg_root: &Path, rel: &str) -> Result<Option<Vec<u8>>, OutcomeError> {
     match std::fs::read(cfg_root.join(rel)) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(rel)(e)),
+        Err(e) => Err(io_error(rel, "reading", "")(e)),
     }
 }
 
 fn write(cfg_root: &Path, action: &Action) -> Result<(), OutcomeError> {
     formats::store::write_atomic(&cfg_root.join(ACTION), action.render().as_bytes())
-        .map_err(io_error(ACTION))
+        .map_err(io_error(ACTION, "writing", ""))
 }
 
 #[cfg(test)]
@@ -612,6 +656,79 @@ mod tests {
         assert!(
             outcomes.iter().any(|(r, _)| *r == Reported::Nothing),
             "{outcomes:?}"
+        );
+    }
+
+    /// The record says the command has run before it runs: a command
+    /// that reboots, or a power cut while it runs, does not make it run
+    /// at every boot.
+    #[test]
+    fn the_command_is_recorded_as_done_before_it_runs() {
+        let dir = after_recovery(Outcome::Success, "1.0");
+        let cfg = dir.path();
+        let seen = cfg.join("action.seen");
+        let post = post(format!(
+            "cp '{}' '{}'",
+            cfg.join(ACTION).display(),
+            seen.display()
+        ));
+        report(cfg, &mut hawkbit(), Some(&post)).unwrap();
+        let seen = std::fs::read(&seen).expect("the command ran");
+        assert!(Action::parse(&seen).unwrap().post_update_done);
+        assert!(
+            String::from_utf8(seen)
+                .unwrap()
+                .contains("\npost-update=done\n"),
+            "the record while the command ran"
+        );
+    }
+
+    /// begin, abandon and report share one lock, and abandon removes only
+    /// the record it was given: an update that began meanwhile (the
+    /// daemon's install while the report unit abandons) keeps its record.
+    #[test]
+    fn abandon_leaves_another_updates_record_and_begin_waits_for_the_lock() {
+        let dir = cfg(None);
+        let cfg = dir.path();
+        let first = begin(cfg, "hawkbit", "42", "1.0", "2.0").unwrap();
+        let second = begin(cfg, "hawkbit", "43", "1.0", "3.0").unwrap();
+        abandon(cfg, &first).unwrap();
+        assert_eq!(current(cfg).unwrap(), Some(second.clone()));
+        abandon(cfg, &second).unwrap();
+        assert_eq!(current(cfg).unwrap(), None);
+
+        // While a report holds the lock, begin waits.
+        let held = lock(cfg, "the test").unwrap();
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| begin(cfg, "hawkbit", "44", "1.0", "4.0").unwrap());
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                !cfg.join(ACTION).exists(),
+                "begin wrote the record while the lock was held"
+            );
+            drop(held);
+            waiting.join().unwrap();
+        });
+        assert_eq!(current(cfg).unwrap().unwrap().offer, "44");
+    }
+
+    /// An I/O error names what failed, the path and the stage.
+    #[test]
+    fn io_errors_name_the_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        let e = abandon(cfg, &action(None)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("opening (to lock) cfg:update/ for abandoning the update: "),
+            "{e}"
+        );
+        std::fs::write(cfg.join("update"), "a file").unwrap();
+        let e = begin(cfg, "hawkbit", "42", "1.0", "2.0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("creating cfg:update/ for the start of an update: "),
+            "{e}"
         );
     }
 

@@ -7,7 +7,7 @@
 //! `NAME.part.state`. Only files named so, for this device's product, are
 //! ever deleted ([`to_delete`], a pure function over the directory's names).
 //! No other name is ever written: a manifest whose payload is not
-//! [`payload_name`] is refused before the download.
+//! [`manifest::Manifest::payload_name`] is refused before the download.
 //!
 //! Three files are fetched and checked in [`INCOMING`] first and move into
 //! place together only once verified, so that a failed or cancelled
@@ -15,7 +15,7 @@
 
 use formats::bundle::EXTENSION;
 use formats::keyvalue::is_name;
-use formats::manifest::Manifest;
+use formats::manifest;
 use formats::version;
 use std::collections::BTreeSet;
 use std::io;
@@ -68,28 +68,19 @@ pub fn check_free(dir: &Path, needed: u64, min_free: u64) -> Result<(), StorageE
 /// same version.
 pub const INCOMING: &str = ".incoming";
 
-/// The only payload name the agent stores for an image of `product`
-/// `version`: `P-V.tar.zst`, as `image-builder` names it (the rule beside
-/// [`Manifest::file_stem`]).
-pub fn payload_name(product: &str, version: &str) -> String {
-    format!("{}.tar.zst", Manifest::file_stem(product, version))
-}
-
-/// The suffixes of the files of one image, longest first (so that
-/// `.manifest.minisig` is not read as `.manifest`).
-const SUFFIXES: &[&str] = &[".manifest.minisig", ".manifest", ".tar.zst"];
-
 /// The version of the image a file belongs to, when it is one of ours:
 /// `P-V` + a known suffix (or the bundle's `.swu`), with or without
-/// `.part` / `.part.state`.
+/// `.part` / `.part.state`, and with or without the `.tmp.PID.N` of a
+/// temp file a power cut left ([`formats::store::temp_of`]).
 pub fn version_of<'a>(product: &str, name: &'a str) -> Option<&'a str> {
+    let name = formats::store::temp_of(name).map_or(name, |(file, _)| file);
     let name = name
         .strip_suffix(".part.state")
         .or_else(|| name.strip_suffix(".part"))
         .unwrap_or(name);
     let rest = name.strip_prefix(product)?.strip_prefix('-')?;
     let bundle = format!(".{EXTENSION}");
-    let version = SUFFIXES
+    let version = manifest::FILE_SUFFIXES
         .iter()
         .copied()
         .chain([bundle.as_str()])
@@ -195,6 +186,11 @@ mod tests {
             Some("2.0")
         );
         assert_eq!(version_of("acme", "acme-2.0.swu.part"), Some("2.0"));
+        assert_eq!(
+            version_of("acme", "acme-2.0.tar.zst.part.state.tmp.812.0"),
+            Some("2.0")
+        );
+        assert_eq!(version_of("acme", "acme-2.0.manifest.tmp.1.3"), Some("2.0"));
         for other in [
             "acme-2.0.txt",
             "other-2.0.swu",
@@ -203,6 +199,8 @@ mod tests {
             "notes",
             "acme-2.0.swu.bak",
             "acme-x/y.swu",
+            "acme-2.0.swu.tmp.1",
+            "acme-2.0.txt.tmp.1.2",
         ] {
             assert_eq!(version_of("acme", other), None, "{other}");
         }

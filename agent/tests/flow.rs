@@ -601,20 +601,7 @@ fn a_failed_download_of_a_reoffered_version_keeps_the_verified_set() {
     let fx = Fixture::new(true);
     stage_files(&fx, &fx.server(Plan::good())).unwrap();
     let before = stored(&fx);
-
-    // Another 2.0: other bytes in its tree.
-    let tree = fx.root().join("tree-b");
-    fs::create_dir_all(&tree).unwrap();
-    fs::write(tree.join("big"), noise(600_000, 9)).unwrap();
-    let (_, secret) = image_builder::keygen::key_paths(&fx.root().join("vendor"));
-    let mut files = vec![(format!("/{PRODUCT}/latest"), b"2.0\n".to_vec())];
-    files.extend(server::publish(
-        &tree,
-        PRODUCT,
-        "2.0",
-        secret,
-        &fx.root().join("out-b"),
-    ));
+    let files = another_2_0(&fx);
     // latest, manifest, signature; then every request fails.
     let broken = Server::start_files(
         files.clone(),
@@ -649,6 +636,63 @@ fn a_failed_download_of_a_reoffered_version_keeps_the_verified_set() {
             "acme-2.0.manifest.minisig",
             "acme-2.0.tar.zst"
         ]
+    );
+}
+
+/// Another 2.0 (other bytes in its tree, signed by the trusted key): the
+/// files of the feed that offers it.
+fn another_2_0(fx: &Fixture) -> Vec<(String, Vec<u8>)> {
+    let tree = fx.root().join("tree-b");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("big"), noise(600_000, 9)).unwrap();
+    let (_, secret) = image_builder::keygen::key_paths(&fx.root().join("vendor"));
+    let mut files = vec![(format!("/{PRODUCT}/latest"), b"2.0\n".to_vec())];
+    files.extend(server::publish(
+        &tree,
+        PRODUCT,
+        "2.0",
+        secret,
+        &fx.root().join("out-b"),
+    ));
+    files
+}
+
+/// 2.0 is installed and its image on storage; the server offers a
+/// rebuild of 2.0 (other bytes, signed all the same, as after a key
+/// rotation). The installed version's image is what a restore comes from
+/// and it verifies: it is kept, not replaced in place, and the rebuild's
+/// payload is not fetched; the staged image is the one on storage.
+#[test]
+fn a_reoffered_installed_version_keeps_its_verified_set() {
+    let fx = Fixture::new(true);
+    stage_files(&fx, &fx.server(Plan::good())).unwrap();
+    fx.install("2.0");
+    let before = stored(&fx);
+    let server = Server::start_files(another_2_0(&fx), Plan::good());
+    // Offered again by a fleet server (a feed offers no installed version).
+    let config = fx.config(&server, FeedLayout::Files);
+    let offer = offer_of(
+        &server,
+        &[
+            "/acme/acme-2.0.manifest",
+            "/acme/acme-2.0.manifest.minisig",
+            "/acme/acme-2.0.tar.zst",
+        ],
+    );
+    let staged = flow::stage(&config, &mut feed(&config), &offer).unwrap();
+    assert!(
+        before == stored(&fx),
+        "the installed 2.0's image was replaced"
+    );
+    assert_eq!(staged.fetched, 0);
+    assert_eq!(server.served_of("/acme/acme-2.0.tar.zst"), 0);
+    let (_, manifest) = before
+        .iter()
+        .find(|(n, _)| n == "acme-2.0.manifest")
+        .unwrap();
+    assert_eq!(
+        staged.manifest,
+        formats::manifest::Manifest::parse(manifest).unwrap()
     );
 }
 

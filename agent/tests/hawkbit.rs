@@ -594,6 +594,15 @@ fn config_data_is_sent_once_per_change_across_one_shot_runs() {
     fx.server.ddi().set(|s| s.ask_config = true);
     run(&config);
     assert_eq!(puts(), 4);
+    // ... but the record on cfg is not rewritten for it when nothing
+    // changed (each write_atomic is a new inode).
+    let record = cfg.join(formats::cfg::CONFIG_DATA_SENT);
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&record).unwrap());
+    let before = inode();
+    fx.server.ddi().set(|s| s.ask_config = true);
+    run(&config);
+    assert_eq!(puts(), 5);
+    assert_eq!(inode(), before, "the configData record was rewritten");
 }
 
 /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.

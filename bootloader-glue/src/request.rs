@@ -378,12 +378,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_directory_that_is_not_a_mount_point_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Request {
-            cfg: dir.path().to_path_buf(),
-            manifest: PartitionPath::parse("storage:x.manifest").unwrap(),
+    /// The request of these tests: the image `manifest` (`PARTITION:PATH`)
+    /// of product `p` into `system`, with `cfg`; change a field with `..`.
+    fn fixture(cfg: &Path, manifest: &str) -> Request {
+        Request {
+            cfg: cfg.to_path_buf(),
+            manifest: PartitionPath::parse(manifest).unwrap(),
             target: "system".into(),
             allow_downgrade: false,
             config: Config::for_product("p"),
@@ -392,7 +392,13 @@ mod tests {
             now: 0,
             restore: Restore::Find,
             retry_restored: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_mount_point_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = fixture(dir.path(), "storage:x.manifest");
         let err = request(&r).err().expect("refused").to_string();
         assert!(err.contains("is not a mount point"), "{err}");
     }
@@ -462,16 +468,9 @@ mod tests {
             };
             std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
             let request = Request {
-                cfg,
-                manifest: PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap(),
-                target: "system".into(),
-                allow_downgrade: false,
-                config: Config::for_product("p"),
                 trusted_keys: vec![public],
-                flag: BootFlag::None,
                 now: 1_800_000_000,
-                restore: Restore::Find,
-                retry_restored: false,
+                ..fixture(&cfg, "storage:updates/p-2.0.manifest")
             };
             Device {
                 dir,
@@ -789,16 +788,10 @@ mod tests {
                 let mut config = Config::for_product("p");
                 config.downgrade = downgrade;
                 let r = Request {
-                    cfg: cfg.clone(),
-                    manifest: PartitionPath::parse(image).unwrap(),
-                    target: "system".into(),
-                    allow_downgrade: false,
                     config,
                     trusted_keys: vec![public.clone()],
-                    flag: BootFlag::None,
-                    now: 0,
                     restore: Restore::Without,
-                    retry_restored: false,
+                    ..fixture(&cfg, image)
                 };
                 let instruction = Instruction {
                     manifest: r.manifest.clone(),

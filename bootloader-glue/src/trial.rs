@@ -18,10 +18,15 @@ pub const IMAGES_DIR: &str = "updates";
 /// The file name of the image of `installed` among the staged images in
 /// `dir`: `P-V.manifest`, else the bundle `P-V.swu`.
 pub fn restore_image_in(dir: &Path, installed: &Installed) -> Option<String> {
-    let stem = formats::manifest::Manifest::file_stem(&installed.product, &installed.version);
-    ["manifest", formats::bundle::EXTENSION]
-        .iter()
-        .map(|ext| format!("{stem}.{ext}"))
+    use formats::manifest::Manifest;
+    let (product, version) = (&installed.product, &installed.version);
+    let bundle = format!(
+        "{}.{}",
+        Manifest::file_stem(product, version),
+        formats::bundle::EXTENSION
+    );
+    [Manifest::manifest_name(product, version), bundle]
+        .into_iter()
         .find(|name| dir.join(name).is_file())
 }
 

@@ -15,6 +15,17 @@ pub const FORMAT_VERSION: u64 = 2;
 /// The formats this code reads (and can write).
 pub const FORMATS: &[u64] = &[1, 2];
 
+/// What follows [`Manifest::file_stem`] in the name of an image's
+/// manifest, its detached signature and its payload.
+pub const MANIFEST_SUFFIX: &str = ".manifest";
+/// The signature is the manifest's name + `.minisig`, as `minisign` names it.
+pub const SIGNATURE_EXTENSION: &str = ".minisig";
+pub const SIGNATURE_SUFFIX: &str = ".manifest.minisig";
+pub const PAYLOAD_SUFFIX: &str = ".tar.zst";
+/// The suffixes of an image's three files, longest first (so that
+/// `.manifest.minisig` is not read as `.manifest`).
+pub const FILE_SUFFIXES: &[&str] = &[SIGNATURE_SUFFIX, MANIFEST_SUFFIX, PAYLOAD_SUFFIX];
+
 /// A manifest is small; anything larger is not one.
 pub const MAX_SIZE: usize = 64 * 1024;
 
@@ -69,6 +80,23 @@ impl Manifest {
     /// The file names an image of this product and version is stored under.
     pub fn file_stem(product: &str, version: &str) -> String {
         format!("{product}-{version}")
+    }
+
+    /// `P-V.manifest`: the name of the manifest of `product` `version`.
+    pub fn manifest_name(product: &str, version: &str) -> String {
+        Manifest::file_stem(product, version) + MANIFEST_SUFFIX
+    }
+
+    /// `P-V.tar.zst`: the only payload name of `product` `version` (what
+    /// `image-builder` writes, and the agent accepts, as `payload=`).
+    pub fn payload_name(product: &str, version: &str) -> String {
+        Manifest::file_stem(product, version) + PAYLOAD_SUFFIX
+    }
+
+    /// The names of an image's three files: manifest, signature, payload.
+    pub fn file_names(product: &str, version: &str) -> [String; 3] {
+        let stem = Manifest::file_stem(product, version);
+        [MANIFEST_SUFFIX, SIGNATURE_SUFFIX, PAYLOAD_SUFFIX].map(|s| stem.clone() + s)
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
@@ -189,6 +217,23 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_images_file_names() {
+        assert_eq!(
+            Manifest::file_names("acme", "2.0"),
+            [
+                "acme-2.0.manifest",
+                "acme-2.0.manifest.minisig",
+                "acme-2.0.tar.zst"
+            ]
+        );
+        assert_eq!(Manifest::payload_name("acme", "2.0"), "acme-2.0.tar.zst");
+        assert_eq!(
+            MANIFEST_SUFFIX.to_string() + SIGNATURE_EXTENSION,
+            SIGNATURE_SUFFIX
+        );
+    }
 
     #[test]
     fn blake3_hex_is_strict() {

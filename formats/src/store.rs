@@ -7,11 +7,27 @@
 //! never opened twice), so that two processes writing the same record at
 //! once (the agent's report unit and its daemon, two one-shots) cannot
 //! write into each other's temp file: the last rename wins, whole.
+//!
+//! A power cut or a SIGKILL leaves a temp file behind (a multi-GB payload
+//! in `image-builder`'s output, `update/*.tmp.1.N` on cfg from the
+//! recovery, which is always PID 1). [`AtomicFile::create`] removes the
+//! stale ones beside its own ([`stale_temp`]).
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The temp files this process has open (created, not yet committed or
+/// dropped): the only ones with its PID that are not stale.
+static OPEN: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn open_temps<T>(f: impl FnOnce(&mut HashSet<PathBuf>) -> T) -> T {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    f(open.get_or_insert_with(HashSet::new))
+}
 
 /// Replaces `path` with `data` atomically and durably.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -34,12 +50,21 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     /// Creates a new temp file of this writer's own, and the directory if
-    /// needed.
+    /// needed; first removes the stale temp files of `path` that earlier
+    /// writers left ([`stale_temp`]).
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
         fs::create_dir_all(parent(path))?;
+        remove_stale_temps(path);
         loop {
             let tmp = temp_name(path);
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            // In the set before it exists: another thread's cleanup never
+            // sees it unclaimed.
+            open_temps(|o| o.insert(tmp.clone()));
+            let opened = OpenOptions::new().write(true).create_new(true).open(&tmp);
+            if opened.is_err() {
+                open_temps(|o| o.remove(&tmp));
+            }
+            match opened {
                 Ok(file) => {
                     return Ok(AtomicFile {
                         file: Some(file),
@@ -67,6 +92,7 @@ impl AtomicFile {
         self.file().sync_all()?;
         fs::rename(&self.tmp, &self.path)?;
         self.file = None;
+        open_temps(|o| o.remove(&self.tmp));
         sync_dir(parent(&self.path))
     }
 }
@@ -85,6 +111,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
+            open_temps(|o| o.remove(&self.tmp));
         }
     }
 }
@@ -97,6 +124,81 @@ pub fn temp_name(path: &Path) -> PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp.{}.{n}", std::process::id()));
     PathBuf::from(tmp)
+}
+
+/// `(FILE, PID)` when `name` is a temp name ([`temp_name`]):
+/// `FILE.tmp.PID.N`.
+pub fn temp_of(name: &str) -> Option<(&str, u32)> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (rest, n) = name.rsplit_once('.')?;
+    let (rest, pid) = rest.rsplit_once('.')?;
+    let file = rest.strip_suffix(".tmp")?;
+    if file.is_empty() || !digits(pid) || !digits(n) {
+        return None;
+    }
+    Some((file, pid.parse().ok()?))
+}
+
+/// Whether a temp file of `pid` is stale: no live writer can be writing
+/// it. The rule, safe while other writers run:
+/// - our own PID: stale unless this process has it open (the set of
+///   open temps is exact, so a second thread's open temp is kept, and
+///   one left by an earlier process that had our PID, e.g. the
+///   recovery, always PID 1, before a reboot, goes);
+/// - another PID that is alive (`kill(pid, 0)` succeeds, or says EPERM):
+///   kept, it may be writing (or it is an unrelated process that got the
+///   PID after a reboot: then the file goes once that one is gone);
+/// - a PID that is not alive (ESRCH): stale; no process can write it,
+///   since a new process with that PID starts its counter with names of
+///   its own and never opens an existing temp (`create_new`).
+///
+/// Writers of one directory are assumed to share a PID namespace.
+pub fn stale_temp(tmp: &Path, pid: u32) -> bool {
+    if pid == std::process::id() {
+        return !open_temps(|o| o.contains(tmp));
+    }
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Removes the stale temp files of `path` ([`stale_temp`]). Best effort:
+/// what cannot be listed or removed stays.
+fn remove_stale_temps(path: &Path) {
+    let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(parent(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((_, pid)) = name
+            .to_str()
+            .and_then(temp_of)
+            .filter(|(of, _)| *of == file)
+        else {
+            continue;
+        };
+        let tmp = parent(path).join(&name);
+        if stale_temp(&tmp, pid) && fs::remove_file(&tmp).is_ok() {
+            log_removed(&tmp);
+        }
+    }
+}
+
+fn log_removed(tmp: &Path) {
+    log::info!(
+        "{}: removed (a temp file an earlier writer left)",
+        tmp.display()
+    );
 }
 
 fn parent(path: &Path) -> &Path {
@@ -164,6 +266,52 @@ mod tests {
         file.commit().unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
         assert_eq!(names(dir.path()), ["payload"]);
+    }
+
+    /// Temp files left by a power cut or a SIGKILL go at the next write
+    /// of the same file: those of a process that is gone, and those with
+    /// our own PID that we do not have open (the recovery is PID 1 at
+    /// every boot). A live writer's stays.
+    #[test]
+    fn stale_temp_files_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        let gone = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        let own = std::process::id();
+        let live = 1; // init, always there
+        let open = AtomicFile::create(&path).unwrap();
+        let left = [
+            format!("record.tmp.{gone}.0"),
+            format!("record.tmp.{own}.999999"),
+        ];
+        let kept = [
+            format!("record.tmp.{live}.3"),
+            "record.tmp.x.1".to_string(),
+            format!("other.tmp.{gone}.0"),
+        ];
+        for name in left.iter().chain(&kept) {
+            fs::write(dir.path().join(name), "left").unwrap();
+        }
+        write_atomic(&path, b"new").unwrap();
+        let mut expected: Vec<String> = kept.to_vec();
+        expected.push("record".into());
+        expected.push(file_name_of(&open.tmp));
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+        drop(open);
+        assert_eq!(temp_of("a.b.tmp.12.3"), Some(("a.b", 12)));
+        for not in ["a.tmp.12", "a.tmp..3", ".tmp.1.2", "a.tmp.1.2x", "a.part"] {
+            assert_eq!(temp_of(not), None, "{not}");
+        }
+    }
+
+    fn file_name_of(path: &Path) -> String {
+        path.file_name().unwrap().to_str().unwrap().to_string()
     }
 
     fn names(dir: &Path) -> Vec<String> {

@@ -79,7 +79,6 @@ pub fn build(req: &BundleRequest) -> Result<BundleSummary, BuildError> {
             ),
         });
     }
-    let stem = Manifest::file_stem(&m.product, &m.version);
     let unrepresentable = |e: bundle::BundleError| BuildError::Unrepresentable {
         path: manifest_path.display().to_string(),
         reason: e.to_string(),
@@ -88,7 +87,7 @@ pub fn build(req: &BundleRequest) -> Result<BundleSummary, BuildError> {
         .map_err(unrepresentable)?;
     let head = bundle::render_head(
         description.as_bytes(),
-        &format!("{stem}.manifest"),
+        &Manifest::manifest_name(&m.product, &m.version),
         &text,
         &signature,
         &m.payload,

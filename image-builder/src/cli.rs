@@ -80,7 +80,7 @@ fn image_command(a: ImageArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires --rootfs or --from-tar"),
     };
     if !a.force {
-        refuse_overwrite(&a.out, &Manifest::file_stem(&a.product, &a.version))?;
+        refuse_overwrite(&a.out, &a.product, &a.version)?;
     }
     let threads = a
         .threads
@@ -132,10 +132,10 @@ fn image_command(a: ImageArgs) -> anyhow::Result<()> {
 }
 
 /// Refuses to replace any file of an image already in `out` (without `--force`).
-fn refuse_overwrite(out: &std::path::Path, stem: &str) -> anyhow::Result<()> {
-    let existing: Vec<String> = [".tar.zst", ".manifest", ".manifest.minisig"]
+fn refuse_overwrite(out: &std::path::Path, product: &str, version: &str) -> anyhow::Result<()> {
+    let existing: Vec<String> = Manifest::file_names(product, version)
         .iter()
-        .map(|ext| out.join(format!("{stem}{ext}")))
+        .map(|name| out.join(name))
         .filter(|p| p.symlink_metadata().is_ok())
         .map(|p| p.display().to_string())
         .collect();

@@ -110,10 +110,10 @@ pub fn build_format(req: &ImageRequest, format: u64) -> Result<ImageSummary, Bui
     tree::clamp_mtimes(&mut entries, req.created);
     let unpacked_size = tree::unpacked_size(&entries);
 
-    let stem = Manifest::file_stem(&req.product, &req.version);
     std::fs::create_dir_all(&req.out_dir)
         .ctx(&req.out_dir, "cannot create the output directory")?;
-    let payload_name = format!("{stem}.tar.zst");
+    let [manifest_name, signature_name, payload_name] =
+        Manifest::file_names(&req.product, &req.version);
     let payload_path = req.out_dir.join(&payload_name);
     let progress = Progress::new(unpacked_size, req.show_progress);
     let summary = payload::write(
@@ -139,9 +139,9 @@ pub fn build_format(req: &ImageRequest, format: u64) -> Result<ImageSummary, Bui
         index_size: summary.index_size,
     };
     let text = manifest.render();
-    let manifest_path = req.out_dir.join(format!("{stem}.manifest"));
-    let signature_path = req.out_dir.join(format!("{stem}.manifest.minisig"));
-    let trusted = format!("timestamp:{}\tfile:{stem}.manifest", req.created);
+    let manifest_path = req.out_dir.join(&manifest_name);
+    let signature_path = req.out_dir.join(signature_name);
+    let trusted = format!("timestamp:{}\tfile:{manifest_name}", req.created);
     let signature = signing_key.sign(
         text.as_bytes(),
         &trusted,

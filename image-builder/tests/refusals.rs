@@ -4,24 +4,13 @@
 
 use formats::entry as model;
 use image_builder::image::{build, ImageRequest, Source};
-use image_builder::payload::Compression;
 use image_builder::BuildError;
 use std::path::Path;
 
 fn request(source: Source, key: &Path, out: &Path) -> ImageRequest {
     ImageRequest {
-        source,
-        product: "p".into(),
-        version: "1".into(),
-        key: key.to_path_buf(),
-        out_dir: out.to_path_buf(),
-        compression: Compression {
-            level: 1,
-            threads: 1,
-        },
         created: 0,
-        allow_unsafe_paths: false,
-        show_progress: false,
+        ..ImageRequest::fixture(source, "p", "1", key, out)
     }
 }
 

@@ -27,15 +27,8 @@ fn make_tree(root: &Path, reverse: bool) {
 
 fn image(root: &Path, key: &Path, out: &Path, threads: u32) -> Vec<Vec<u8>> {
     let s = build(&ImageRequest {
-        source: Source::Rootfs(root.to_path_buf()),
-        product: "prod".into(),
-        version: "1".into(),
-        key: key.to_path_buf(),
-        out_dir: out.to_path_buf(),
         compression: Compression { level: 5, threads },
-        created: 1_700_000_000,
-        allow_unsafe_paths: false,
-        show_progress: false,
+        ..ImageRequest::fixture(Source::Rootfs(root.to_path_buf()), "prod", "1", key, out)
     })
     .unwrap();
     [s.payload_path, s.manifest_path, s.signature_path]

@@ -427,19 +427,13 @@ impl Cycle {
             } else {
                 storage.join("updates")
             };
+            let source = Source::Rootfs(rootfs.to_path_buf());
             image::build(&ImageRequest {
-                source: Source::Rootfs(rootfs.to_path_buf()),
-                product: PRODUCT.into(),
-                version: version.into(),
-                key,
-                out_dir,
                 compression: Compression {
                     level: 3,
                     threads: 2,
                 },
-                created: 1_700_000_000,
-                allow_unsafe_paths: false,
-                show_progress: false,
+                ..ImageRequest::fixture(source, PRODUCT, version, &key, &out_dir)
             })
             .unwrap()
         };

@@ -201,23 +201,19 @@ impl Device {
         unsafe_paths: bool,
         format: u64,
     ) -> ImageSummary {
+        let source = if rootfs.is_dir() {
+            Source::Rootfs(rootfs.to_path_buf())
+        } else {
+            Source::Tar(rootfs.to_path_buf())
+        };
+        let out_dir = self.storage.join("updates");
         let request = ImageRequest {
-            source: if rootfs.is_dir() {
-                Source::Rootfs(rootfs.to_path_buf())
-            } else {
-                Source::Tar(rootfs.to_path_buf())
-            },
-            product: product.into(),
-            version: version.into(),
-            key: key.to_path_buf(),
-            out_dir: self.storage.join("updates"),
             compression: Compression {
                 level: 3,
                 threads: 2,
             },
-            created: 1_700_000_000,
             allow_unsafe_paths: unsafe_paths,
-            show_progress: false,
+            ..ImageRequest::fixture(source, product, version, key, &out_dir)
         };
         image::build_format(&request, format)
             .unwrap_or_else(|e| panic!("staging {product}-{version}: {e}"))

@@ -164,6 +164,6 @@ impl ImageSource {
 /// The signature file that belongs to a manifest.
 pub fn signature_path(manifest_path: &Path) -> PathBuf {
     let mut s = manifest_path.as_os_str().to_owned();
-    s.push(".minisig");
+    s.push(formats::manifest::SIGNATURE_EXTENSION);
     PathBuf::from(s)
 }

@@ -208,20 +208,13 @@ fn hostile_archives_made_with_from_tar_are_refused() {
         let tar_path = sandbox.work.path().join(format!("hostile-{i}.tar"));
         fs::write(&tar_path, tar).unwrap();
         // The builder refuses them unless told that this is a test image.
-        let refused = image_builder::image::build(&image_builder::image::ImageRequest {
-            source: Source::Tar(tar_path.clone()),
-            product: "testprod".into(),
-            version: format!("{i}"),
-            key: sandbox.key.1.clone(),
-            out_dir: sandbox.work.path().join("refused"),
-            compression: image_builder::payload::Compression {
-                level: 3,
-                threads: 1,
-            },
-            created: 0,
-            allow_unsafe_paths: false,
-            show_progress: false,
-        });
+        let refused = image_builder::image::build(&image_builder::image::ImageRequest::fixture(
+            Source::Tar(tar_path.clone()),
+            "testprod",
+            &format!("{i}"),
+            &sandbox.key.1,
+            &sandbox.work.path().join("refused"),
+        ));
         assert!(
             matches!(refused, Err(image_builder::BuildError::UnsafePath(_))),
             "{case}: image-builder did not refuse it as unsafe: {:?}",

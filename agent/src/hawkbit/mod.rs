@@ -284,7 +284,10 @@ impl Hawkbit {
             "hawkbit: sent the device's attributes (installed version {})",
             installed.unwrap_or("none")
         );
-        if let Some(record) = &self.sent_record {
+        // A server that links configData at every poll hears it every
+        // time, but the record on cfg is rewritten only when it changes.
+        let changed = self.sent_config.as_ref() != Some(&sent);
+        if let Some(record) = self.sent_record.as_ref().filter(|_| changed) {
             if let Err(e) = formats::store::write_atomic(record, format!("{sent}\n").as_bytes()) {
                 log::warn!("{}: {e}; configData will be sent again", record.display());
             }

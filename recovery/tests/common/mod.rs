@@ -61,18 +61,12 @@ pub fn build_format(
     format: u64,
 ) -> ImageSummary {
     let request = ImageRequest {
-        source,
-        product: "testprod".into(),
-        version: version.into(),
-        key: key.to_path_buf(),
-        out_dir: out.to_path_buf(),
         compression: Compression {
             level: 3,
             threads: 1,
         },
-        created: 1_700_000_000,
         allow_unsafe_paths: allow_unsafe,
-        show_progress: false,
+        ..ImageRequest::fixture(source, "testprod", version, key, out)
     };
     image::build_format(&request, format).expect("image build")
 }
