@@ -623,8 +623,8 @@ impl agent::daemon::Clock for FakeClock {
     }
 }
 
-/// 2.0 was restored away on this device (not confirmed): the server
-/// offers it again, and the daemon refuses it before the download (the
+/// 2.0 was restored away on this device (not confirmed), and a later
+/// request of another version was refused: the server offers 2.0 again, and the daemon refuses it before the download (the
 /// head only), reports it to the server once, closed with the reason,
 /// and does not report or fetch it again at the next polls.
 #[test]
@@ -642,7 +642,18 @@ fn the_daemon_refuses_the_version_restored_away_before_the_download_and_says_so_
         version: "1.0".into(),
     };
     std::fs::write(cfg.join(formats::cfg::INSTALLED), installed.render()).unwrap();
-    std::fs::write(cfg.join(formats::cfg::RESULT), restored_away(1_700_000_100)).unwrap();
+    // Restored away (the record), then a request of another version
+    // refused (the last result): the record still stands.
+    let restore =
+        formats::result::UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap();
+    recovery::admission::record_restored_away(&cfg, &restore).unwrap();
+    let refused = formats::result::UpdateResult {
+        outcome: formats::result::Outcome::Refused,
+        version: "2.1".into(),
+        restored: None,
+        ..restore
+    };
+    std::fs::write(cfg.join(formats::cfg::RESULT), refused.render()).unwrap();
     let mut config = fx.config();
     config.daemon.reboot = Reboot::No;
     config.daemon.poll_interval = Duration::from_secs(60);

@@ -676,29 +676,39 @@ mod tests {
         );
     }
 
-    /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
-    fn restored_away(finished: u64) -> String {
-        formats::keyvalue::seal(&format!(
-            "format=1\noutcome=restored\nversion=2.0\nstage=trial\nreason=2.0 not confirmed after 3 boots\nattempt=1\nstarted=1700000000\nfinished={finished}\nduration-ms=0\nbytes=0\nentries=0\nrestored=1.0\n"
-        ))
+    /// The result of the restore that took 2.0 away (1.0 back).
+    fn restored_away() -> formats::result::UpdateResult {
+        formats::result::UpdateResult::parse(
+            formats::keyvalue::seal(
+                "format=1\noutcome=restored\nversion=2.0\nstage=trial\nreason=2.0 not \
+                 confirmed after 3 boots\nattempt=1\nstarted=1700000000\nfinished=1700000100\n\
+                 duration-ms=0\nbytes=0\nentries=0\nrestored=1.0\n",
+            )
+            .as_bytes(),
+        )
+        .unwrap()
     }
 
     /// 2.0 restored away (not confirmed): a request of 2.0 is refused
-    /// with the date and why, nothing written; a newer version is
-    /// requested as usual; `--retry-restored` requests 2.0 and leaves
-    /// the leave on cfg for the recovery.
+    /// with the date and why, nothing written, also after a later result
+    /// (2.1 refused); a newer version is requested as usual;
+    /// `--retry-restored` requests 2.0 and leaves the leave on cfg for
+    /// the recovery, keyed on that restore's record: a later restore of
+    /// 2.0 at the very same time (no RTC) is not answered by it.
     #[test]
     fn a_version_restored_away_is_requested_again_only_on_the_operators_leave() {
+        use formats::cfg::{RESTORED_AWAY, RESULT};
+        use recovery::admission::record_restored_away;
         let mut d = Device::new();
-        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_000_100)).unwrap();
+        let restore = restored_away();
+        record_restored_away(&d.request.cfg, &restore).unwrap();
+        std::fs::write(d.cfg(RESULT), restore.render()).unwrap();
+        let refusal = "the staged image: policy: storage:updates/p-2.0.manifest: version: 2.0 \
+                       was restored away on 2023-11-14T22:15:00Z (1.0 restored): 2.0 not \
+                       confirmed after 3 boots; a newer version is admitted, or an operator \
+                       installs 2.0 again with `bootloader-glue request --retry-restored`";
         let err = crate::cli::message(d.request().err().expect("refused"));
-        assert_eq!(
-            err,
-            "the staged image: policy: storage:updates/p-2.0.manifest: version: 2.0 was \
-             restored away on 2023-11-14T22:15:00Z (1.0 restored): 2.0 not confirmed after 3 \
-             boots; a newer version is admitted, or an operator installs 2.0 again with \
-             `bootloader-glue request --retry-restored`"
-        );
+        assert_eq!(err, refusal);
         assert!(!d.cfg(INSTRUCTION).exists());
         assert!(!d.cfg(RETRY_RESTORED).exists());
         // A newer version: as usual, and no leave.
@@ -708,31 +718,46 @@ mod tests {
         assert!(d.cfg(INSTRUCTION).exists());
         assert!(!d.cfg(RETRY_RESTORED).exists());
         std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
+        // The recovery refused 2.1: 2.0 is still refused.
+        let refused = formats::result::UpdateResult {
+            outcome: formats::result::Outcome::Refused,
+            version: "2.1".into(),
+            restored: None,
+            ..restore.clone()
+        };
+        std::fs::write(d.cfg(RESULT), refused.render()).unwrap();
+        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
+        let err = crate::cli::message(d.request().err().expect("refused"));
+        assert_eq!(err, refusal);
         // The operator's leave: requested, and recorded before the
         // instruction for the recovery, which then admits it too.
-        d.request.manifest = PartitionPath::parse("storage:updates/p-2.0.manifest").unwrap();
         d.request.retry_restored = true;
         let done = d.request().unwrap();
         assert_eq!(done.version, "2.0");
-        let leave =
-            formats::cfg::RetryRestored::parse(&std::fs::read(d.cfg(RETRY_RESTORED)).unwrap())
-                .unwrap();
+        let leave_bytes = std::fs::read(d.cfg(RETRY_RESTORED)).unwrap();
+        let leave = formats::cfg::RetryRestored::parse(&leave_bytes).unwrap();
+        let record = std::fs::read(d.cfg(RESTORED_AWAY)).unwrap();
         assert_eq!(
-            (leave.version.as_str(), leave.restored_at),
-            ("2.0", 1_700_000_100)
+            (leave.version.as_str(), leave.record.as_str()),
+            (
+                "2.0",
+                recovery::policy::RestoredAway::of_record(&record)
+                    .unwrap()
+                    .key
+                    .as_str()
+            )
         );
         // Recorded, it stands for the next request without the flag.
         std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
         d.request.retry_restored = false;
         d.request().unwrap();
-        // A later restore of 2.0 needs a new leave.
-        std::fs::write(d.cfg(formats::cfg::RESULT), restored_away(1_700_100_000)).unwrap();
+        // A later restore of 2.0, finished at the same second: the stale
+        // leave (even put back) does not answer it.
+        record_restored_away(&d.request.cfg, &restore).unwrap();
+        std::fs::write(d.cfg(RETRY_RESTORED), &leave_bytes).unwrap();
         std::fs::remove_file(d.cfg(INSTRUCTION)).unwrap();
         let err = crate::cli::message(d.request().err().expect("refused"));
-        assert!(
-            err.contains("2.0 was restored away on 2023-11-16T"),
-            "{err}"
-        );
+        assert_eq!(err, refusal);
     }
 
     /// The recovery (before the erase) and `request` (before the

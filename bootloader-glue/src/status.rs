@@ -195,24 +195,21 @@ pub fn records(cfg: &Path) -> Status {
             .map(|v| format!("restored {v}: {}", r.reason))
     });
     // Whether the version restored away may be installed again.
-    let away = result
-        .as_ref()
-        .and_then(recovery::policy::RestoredAway::of)
-        .map_or(String::new(), |away| {
-            if recovery::admission::allowed_again_on(cfg, &away) {
-                format!(
-                    "; {} allowed again ({})",
-                    away.version,
-                    shown(formats::cfg::RETRY_RESTORED)
-                )
-            } else {
-                format!(
-                    "; {} is refused until a newer version or bootloader-glue request \
+    let away = recovery::admission::restored_away_on(cfg).map_or(String::new(), |away| {
+        if recovery::admission::allowed_again_on(cfg, &away) {
+            format!(
+                "; {} allowed again ({})",
+                away.version,
+                shown(formats::cfg::RETRY_RESTORED)
+            )
+        } else {
+            format!(
+                "; {} is refused until a newer version or bootloader-glue request \
                      --retry-restored",
-                    away.version
-                )
-            }
-        });
+                away.version
+            )
+        }
+    });
     let download_failed = match read(DOWNLOAD_FAILED) {
         Ok(Some(bytes)) => Some(match DownloadFailed::parse(&bytes) {
             Ok(d) => format!("{} after {} attempt(s): {}", d.image, d.attempts, d.reason),
@@ -433,6 +430,7 @@ mod tests {
             restored: Some("1.0".into()),
             ..result(Outcome::Success)
         };
+        recovery::admission::record_restored_away(cfg, &restored).unwrap();
         std::fs::write(cfg.join(RESULT), restored.render()).unwrap();
         let s = records(cfg);
         assert_eq!(s.code, Code::Critical);
@@ -442,10 +440,7 @@ mod tests {
              version or bootloader-glue request --retry-restored"
         );
         // The operator's leave for that restore.
-        let leave = formats::cfg::RetryRestored {
-            version: "2.0".into(),
-            restored_at: restored.finished,
-        };
+        let leave = recovery::admission::restored_away_on(cfg).unwrap().leave();
         std::fs::write(cfg.join(formats::cfg::RETRY_RESTORED), leave.render()).unwrap();
         assert_eq!(
             records(cfg).message,

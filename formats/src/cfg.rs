@@ -41,6 +41,10 @@ pub const ACTION: &str = "update/action";
 /// The recovery's log, appended to on every boot of the recovery.
 pub const RECOVERY_LOG: &str = "update/recovery.log";
 
+/// The version the last restore took away ([`RestoredAwayRecord`]):
+/// written by the recovery as it finishes a restore, removed once a newer
+/// version is installed.
+pub const RESTORED_AWAY: &str = "update/restored-away";
 /// An operator's leave to install again a version the recovery restored
 /// away ([`RetryRestored`]; `bootloader-glue request --retry-restored`).
 pub const RETRY_RESTORED: &str = "update/retry-restored";
@@ -184,14 +188,8 @@ impl DownloadFailed {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<DownloadFailed, String> {
-        let body = keyvalue::unseal(bytes).map_err(|e| e.to_string())?;
-        let pairs = keyvalue::parse(body, &["format", "image", "attempts", "at", "reason"])
-            .map_err(|e| e.to_string())?;
+        let pairs = sealed_pairs(bytes, &["format", "image", "attempts", "at", "reason"])?;
         let get = |key| keyvalue::require(&pairs, key).map_err(|e| e.to_string());
-        let format = get("format")?;
-        if format.value != "1" {
-            return Err(format.bad("expected 1").to_string());
-        }
         Ok(DownloadFailed {
             image: get("image")?.value.to_string(),
             attempts: get("attempts")?.as_u64().map_err(|e| e.to_string())?,
@@ -201,38 +199,96 @@ impl DownloadFailed {
     }
 }
 
+/// `cfg:update/restored-away`: the version a restore took away (the one
+/// that failed), the version restored in its place, why, when, and how
+/// many restores in a row took this version away (`count`: 1 for the
+/// first, +1 for each later restore while the record stands, so that no
+/// two records of one version are alike, whatever the clock says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredAwayRecord {
+    pub version: String,
+    pub restored: String,
+    pub reason: String,
+    /// When the restore finished, seconds since 1970 (the device's clock:
+    /// without an RTC, not unique).
+    pub at: u64,
+    pub count: u64,
+}
+
+impl RestoredAwayRecord {
+    pub fn render(&self) -> String {
+        keyvalue::seal(&format!(
+            "format=1\nversion={}\nrestored={}\nreason={}\nat={}\ncount={}\n",
+            one_line(&self.version),
+            one_line(&self.restored),
+            one_line(&self.reason),
+            self.at,
+            self.count
+        ))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<RestoredAwayRecord, String> {
+        let pairs = sealed_pairs(
+            bytes,
+            &["format", "version", "restored", "reason", "at", "count"],
+        )?;
+        let get = |key| keyvalue::require(&pairs, key).map_err(|e| e.to_string());
+        let number = |key| get(key)?.as_u64().map_err(|e| e.to_string());
+        Ok(RestoredAwayRecord {
+            version: get("version")?.value.to_string(),
+            restored: get("restored")?.value.to_string(),
+            reason: get("reason")?.value.to_string(),
+            at: number("at")?,
+            count: number("count")?,
+        })
+    }
+}
+
+/// The pairs of a sealed `format=1` record, `known` its keys.
+fn sealed_pairs<'a>(bytes: &'a [u8], known: &[&str]) -> Result<Vec<keyvalue::Pair<'a>>, String> {
+    let body = keyvalue::unseal(bytes).map_err(|e| e.to_string())?;
+    let pairs = keyvalue::parse(body, known).map_err(|e| e.to_string())?;
+    let format = keyvalue::require(&pairs, "format").map_err(|e| e.to_string())?;
+    if format.value != "1" {
+        return Err(format.bad("expected 1").to_string());
+    }
+    Ok(pairs)
+}
+
 /// `cfg:update/retry-restored`: the version restored away that an
-/// operator allows again, and when that restore finished (the `finished`
-/// of its `outcome=restored` result). It answers that one restore only: a
-/// later restore of the same version is refused again.
+/// operator allows again, and the restore it answers: `record` is the
+/// BLAKE3 (hex) of the record that named the version restored away
+/// (`update/restored-away`, or the `update/result` of a recovery that
+/// writes no such record). A later restore of the same version writes
+/// another record, which this leave does not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryRestored {
     pub version: String,
-    /// Seconds since 1970.
-    pub restored_at: u64,
+    /// BLAKE3 of the record's bytes, 64 lowercase hex digits.
+    pub record: String,
 }
 
 impl RetryRestored {
     pub fn render(&self) -> String {
         keyvalue::seal(&format!(
-            "format=1\nversion={}\nrestored-at={}\n",
+            "format=1\nversion={}\nrecord={}\n",
             one_line(&self.version),
-            self.restored_at
+            one_line(&self.record)
         ))
     }
 
     pub fn parse(bytes: &[u8]) -> Result<RetryRestored, String> {
-        let body = keyvalue::unseal(bytes).map_err(|e| e.to_string())?;
-        let pairs = keyvalue::parse(body, &["format", "version", "restored-at"])
-            .map_err(|e| e.to_string())?;
+        let pairs = sealed_pairs(bytes, &["format", "version", "record"])?;
         let get = |key| keyvalue::require(&pairs, key).map_err(|e| e.to_string());
-        let format = get("format")?;
-        if format.value != "1" {
-            return Err(format.bad("expected 1").to_string());
+        let record = get("record")?;
+        if crate::manifest::parse_hex32(record.value).is_none() {
+            return Err(record
+                .bad("expected a BLAKE3 of 64 lowercase hex digits")
+                .to_string());
         }
         Ok(RetryRestored {
             version: get("version")?.value.to_string(),
-            restored_at: get("restored-at")?.as_u64().map_err(|e| e.to_string())?,
+            record: record.value.to_string(),
         })
     }
 }
@@ -317,10 +373,37 @@ mod tests {
     fn the_leave_to_retry_a_restored_version_round_trips() {
         let r = RetryRestored {
             version: "2.0".into(),
-            restored_at: 1_700_000_000,
+            record: "0a".repeat(32),
         };
         assert_eq!(RetryRestored::parse(r.render().as_bytes()), Ok(r.clone()));
         assert!(RetryRestored::parse(&r.render().as_bytes()[..12]).is_err());
         assert!(RetryRestored::parse(b"version=2.0\n").is_err());
+        // The leave of the earlier format (keyed on the restore's time)
+        // allows nothing.
+        let old = keyvalue::seal("format=1\nversion=2.0\nrestored-at=1700000000\n");
+        assert!(RetryRestored::parse(old.as_bytes()).is_err());
+        let short = RetryRestored {
+            record: "0a".into(),
+            ..r
+        };
+        let err = RetryRestored::parse(short.render().as_bytes()).unwrap_err();
+        assert!(err.contains("64 lowercase hex digits"), "{err}");
+    }
+
+    #[test]
+    fn the_version_restored_away_round_trips_on_one_line_each() {
+        let r = RestoredAwayRecord {
+            version: "2.0".into(),
+            restored: "1.0".into(),
+            reason: "2.0 not confirmed\nafter 3 boots".into(),
+            at: 1_700_000_000,
+            count: 2,
+        };
+        let back = RestoredAwayRecord::parse(r.render().as_bytes()).unwrap();
+        assert_eq!(back.reason, "2.0 not confirmed after 3 boots");
+        assert_eq!((back.version.as_str(), back.count), ("2.0", 2));
+        assert!(RestoredAwayRecord::parse(&r.render().as_bytes()[..20]).is_err());
+        let other = keyvalue::seal("format=2\nversion=2.0\n");
+        assert!(RestoredAwayRecord::parse(other.as_bytes()).is_err());
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! Both refuse the version the last restore took away
 //! ([`policy::RestoredAway`], read from `cfg` by [`restored_away_on`])
-//! unless an operator allowed it again (`cfg:update/retry-restored`).
+//! unless an operator allowed it again (`cfg:update/retry-restored`). The
+//! recovery keeps that record here too: [`record_restored_away`] as a
+//! restore finishes, [`forget_restored_away`] once a newer version is in.
 //!
 //! [`admit_restore`] admits the image a failed update would be restored
 //! from, before `request` names it in the instruction.
@@ -24,11 +26,12 @@ use crate::partitions::Partition;
 use crate::policy::{self, InstalledVersion, RestoredAway};
 use crate::source::ImageSource;
 use crate::verify::{self, VerifiedImage};
-use formats::cfg::{shown, RetryRestored, INSTALLED, RESULT, RETRY_RESTORED};
+use formats::cfg::{shown, RetryRestored, INSTALLED, RESTORED_AWAY, RESULT, RETRY_RESTORED};
 use formats::config::Config;
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
 use formats::result::UpdateResult;
+use formats::store;
 use std::path::{Path, PathBuf};
 
 /// What the admission check is given.
@@ -88,17 +91,87 @@ fn read_record<T>(
         .ok()
 }
 
-/// The version the last restore took away, from `cfg:update/result`
-/// ([`RestoredAway::of`]). An unreadable result is logged and names none,
-/// as an unreadable installed version counts as missing.
+/// The version the last restore took away: `cfg:update/restored-away`
+/// ([`RestoredAway::of_record`]), or, where that record is missing (or
+/// unreadable, logged), an `outcome=restored` `cfg:update/result`
+/// ([`RestoredAway::of_result`]): a recovery partition is not replaced by
+/// an update, so a device may run a recovery that restores and writes no
+/// record under a system whose `request` and agent read it. The recovery
+/// that writes the record writes it before the result, so there the
+/// fallback finds only what such a recovery left.
 pub fn restored_away_on(cfg: &Path) -> Option<RestoredAway> {
-    let result = read_record(
+    read_record(
         cfg,
-        RESULT,
-        |b| UpdateResult::parse(b).map_err(|e| e.to_string()),
-        "no version counts as restored away",
+        RESTORED_AWAY,
+        RestoredAway::of_record,
+        "the last result names the version restored away, if any",
+    )
+    .or_else(|| {
+        read_record(
+            cfg,
+            RESULT,
+            RestoredAway::of_result,
+            "no version counts as restored away",
+        )
+        .flatten()
+    })
+}
+
+/// Records the version a finished restore took away (`result`, its
+/// `outcome=restored` result, not yet written) in
+/// `cfg:update/restored-away` ([`RestoredAway::record_after`]): first the
+/// operator's leave is removed (it answered an earlier restore), then the
+/// record is written atomically. The recovery calls it as it finishes a
+/// restore, before the result. Nothing for a restore of the version that
+/// failed.
+pub fn record_restored_away(cfg: &Path, result: &UpdateResult) -> Result<(), UpdateError> {
+    let previous = std::fs::read(cfg.join(RESTORED_AWAY)).ok();
+    let Some(record) = RestoredAway::record_after(result, previous.as_deref()) else {
+        return Ok(());
+    };
+    let step = |rel: &str, done: std::io::Result<()>| {
+        done.map_err(|e| UpdateError::new(Stage::Finish, shown(rel), e))
+    };
+    step(
+        RETRY_RESTORED,
+        store::remove_durably(&cfg.join(RETRY_RESTORED)),
     )?;
-    RestoredAway::of(&result)
+    step(
+        RESTORED_AWAY,
+        store::write_atomic(&cfg.join(RESTORED_AWAY), record.render().as_bytes()),
+    )?;
+    log::info!(
+        "{}: {} is refused until a newer version or an operator's leave",
+        shown(RESTORED_AWAY),
+        record.version
+    );
+    Ok(())
+}
+
+/// After `version` was installed: a version restored away that it
+/// supersedes ([`RestoredAway::superseded_by`]) is admitted again, so its
+/// record goes, the leave first (a cut in between leaves a refusal, never
+/// a stale leave). A failure is logged: the record then refuses only
+/// that older version.
+pub fn forget_restored_away(cfg: &Path, version: &str) {
+    let Some(away) = read_record(cfg, RESTORED_AWAY, RestoredAway::of_record, "kept") else {
+        return;
+    };
+    if !away.superseded_by(version) {
+        return;
+    }
+    for rel in [RETRY_RESTORED, RESTORED_AWAY] {
+        if let Err(e) = store::remove_durably(&cfg.join(rel)) {
+            log::warn!("{}: cannot remove: {e}", shown(rel));
+            return;
+        }
+    }
+    log::info!(
+        "{}: {} installed, {} is admitted again",
+        shown(RESTORED_AWAY),
+        version,
+        away.version
+    );
 }
 
 /// Whether `cfg:update/retry-restored` allows `away` again (an unreadable

@@ -8,7 +8,7 @@
 
 use crate::error::{Stage, UpdateError};
 use crate::partitions::{Disks, Partition};
-use formats::cfg::{shown, RetryRestored, INSTALLED};
+use formats::cfg::{shown, RestoredAwayRecord, RetryRestored, INSTALLED};
 use formats::config::{Config, Downgrade};
 use formats::instruction::Instruction;
 use formats::manifest::Manifest;
@@ -68,14 +68,18 @@ impl InstalledVersion {
     }
 }
 
-/// A version the recovery restored away: the last result on `cfg` says
-/// `outcome=restored` and names it as the version that failed (not
-/// confirmed in time, or failed after the erase on every attempt). It is
-/// not admitted again (by `request`, the agent or the recovery), or an
-/// image that never confirms would cycle: installed, not confirmed,
-/// restored, downloaded again. A newer version is admitted as usual; an
-/// operator allows that version again with `request --retry-restored`
-/// ([`RetryRestored`]).
+/// A version the recovery restored away (not confirmed in time, or failed
+/// after the erase on every attempt), as `cfg:update/restored-away` keeps
+/// it ([`RestoredAwayRecord`], written as the restore finishes). It is not
+/// admitted again (by `request`, the agent or the recovery), or an image
+/// that never confirms would cycle: installed, not confirmed, restored,
+/// downloaded again. The record stands whatever happens next (a refused
+/// request, a failed one) until a newer version is installed
+/// ([`RestoredAway::superseded_by`]). A newer version is admitted as
+/// usual; an operator allows that version again with `request
+/// --retry-restored` ([`RetryRestored`]). A recovery that writes no
+/// record names the version only in its `outcome=restored` result
+/// ([`RestoredAway::of_result`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoredAway {
     /// The version that failed.
@@ -86,25 +90,63 @@ pub struct RestoredAway {
     pub reason: String,
     /// When the restore finished, seconds since 1970.
     pub at: u64,
+    /// How many restores in a row took this version away.
+    pub count: u64,
+    /// The BLAKE3 (hex) of the record's bytes: what a leave answers.
+    pub key: String,
 }
 
 impl RestoredAway {
-    /// The version the last result says was restored away, if any. A
-    /// restore that brought back the same version (a reinstall that
-    /// failed) says nothing against that version.
-    pub fn of(result: &UpdateResult) -> Option<RestoredAway> {
+    /// The record a restore that ended in `result` (its `outcome=restored`
+    /// result) leaves on `cfg`, given the record there before (`previous`,
+    /// its bytes): the count goes on from a record of the same version,
+    /// so that the record differs from every earlier one. None for any
+    /// other outcome, and for a restore that brought back the version that
+    /// failed (a reinstall that failed): that says nothing against it.
+    pub fn record_after(
+        result: &UpdateResult,
+        previous: Option<&[u8]>,
+    ) -> Option<RestoredAwayRecord> {
         let restored = result.restored.as_ref()?;
         if result.outcome != Outcome::Restored
             || version::compare(restored, &result.version) == Ordering::Equal
         {
             return None;
         }
-        Some(RestoredAway {
+        let count = previous
+            .and_then(|bytes| RestoredAwayRecord::parse(bytes).ok())
+            .filter(|p| version::compare(&p.version, &result.version) == Ordering::Equal)
+            .map_or(1, |p| p.count.saturating_add(1));
+        Some(RestoredAwayRecord {
             version: result.version.clone(),
             restored: restored.clone(),
             reason: result.reason.clone(),
             at: result.finished,
+            count,
         })
+    }
+
+    fn read(record: RestoredAwayRecord, bytes: &[u8]) -> RestoredAway {
+        RestoredAway {
+            version: record.version,
+            restored: record.restored,
+            reason: record.reason,
+            at: record.at,
+            count: record.count,
+            key: blake3::hash(bytes).to_hex().to_string(),
+        }
+    }
+
+    /// The version `cfg:update/restored-away` (its bytes) names.
+    pub fn of_record(bytes: &[u8]) -> Result<RestoredAway, String> {
+        Ok(RestoredAway::read(RestoredAwayRecord::parse(bytes)?, bytes))
+    }
+
+    /// The version an `outcome=restored` result (its bytes) names, for a
+    /// recovery that writes no `cfg:update/restored-away`.
+    pub fn of_result(bytes: &[u8]) -> Result<Option<RestoredAway>, String> {
+        let result = UpdateResult::parse(bytes).map_err(|e| e.to_string())?;
+        Ok(RestoredAway::record_after(&result, None).map(|r| RestoredAway::read(r, bytes)))
     }
 
     /// Whether `version` is the one restored away (`2.0` is `2.0.0`).
@@ -112,19 +154,24 @@ impl RestoredAway {
         version::compare(version, &self.version) == Ordering::Equal
     }
 
+    /// Whether installing `version` ends the refusal: a newer version.
+    pub fn superseded_by(&self, version: &str) -> bool {
+        version::compare(version, &self.version) == Ordering::Greater
+    }
+
     /// The operator's leave to install this version again, for this restore.
     pub fn leave(&self) -> RetryRestored {
         RetryRestored {
             version: self.version.clone(),
-            restored_at: self.at,
+            record: self.key.clone(),
         }
     }
 
     /// Whether `leave` (`cfg:update/retry-restored`) answers this restore:
-    /// the same version, restored at the same time. A later restore of
-    /// the same version needs a new leave.
+    /// the same version and the same record. A later restore of the same
+    /// version writes another record and needs a new leave.
     pub fn allowed_by(&self, leave: &RetryRestored) -> bool {
-        self.is(&leave.version) && leave.restored_at == self.at
+        self.is(&leave.version) && leave.record == self.key
     }
 }
 
@@ -524,7 +571,7 @@ mod tests {
             product: "p".into(),
             version: "1.0".into(),
         });
-        let away = RestoredAway::of(&restored("2.0", "1.0", Outcome::Restored)).unwrap();
+        let away = away(&record(&restored("2.0", "1.0", Outcome::Restored), None));
         assert_eq!(
             (away.version.as_str(), away.restored.as_str(), away.at),
             ("2.0", "1.0", 1_700_000_100)
@@ -557,14 +604,9 @@ mod tests {
             assert!(check(version, Some(&away)).is_ok(), "{version}");
         }
         assert!(check("2.0", None).is_ok());
-        // The operator's leave answers this restore, not a later one.
+        // The operator's leave answers this restore, not another one.
         let leave = away.leave();
         assert!(away.allowed_by(&leave));
-        let later = RestoredAway {
-            at: away.at + 86_400,
-            ..away.clone()
-        };
-        assert!(!later.allowed_by(&leave));
         assert!(!RestoredAway {
             version: "2.1".into(),
             ..away.clone()
@@ -573,12 +615,21 @@ mod tests {
         // Only a restore names a version restored away, and not one that
         // brought back the version that failed.
         for outcome in [Outcome::Success, Outcome::Confirmed, Outcome::Refused] {
-            assert_eq!(RestoredAway::of(&restored("2.0", "1.0", outcome)), None);
+            let result = restored("2.0", "1.0", outcome);
+            assert_eq!(RestoredAway::record_after(&result, None), None);
+            let bytes = result.render();
+            assert_eq!(RestoredAway::of_result(bytes.as_bytes()), Ok(None));
         }
+        let reinstall = restored("2.0", "2.0", Outcome::Restored);
+        assert_eq!(RestoredAway::record_after(&reinstall, None), None);
+        // A recovery that writes no record: the result names it.
+        let result = restored("2.0", "1.0", Outcome::Restored).render();
+        let old = RestoredAway::of_result(result.as_bytes()).unwrap().unwrap();
         assert_eq!(
-            RestoredAway::of(&restored("2.0", "2.0", Outcome::Restored)),
-            None
+            (old.version.as_str(), old.restored.as_str()),
+            ("2.0", "1.0")
         );
+        assert!(RestoredAway::of_result(b"garbage").is_err());
         // The size check follows (check_image gives it to check_release).
         let d = disks();
         let err = check_image(
@@ -591,6 +642,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.reason.contains("was restored away"), "{err}");
+    }
+
+    /// The record a restore that ended in `result` writes, after `previous`.
+    fn record(result: &UpdateResult, previous: Option<&RestoredAwayRecord>) -> RestoredAwayRecord {
+        let previous = previous.map(RestoredAwayRecord::render);
+        RestoredAway::record_after(result, previous.as_deref().map(str::as_bytes)).unwrap()
+    }
+
+    /// The version restored away as `record` names it.
+    fn away(record: &RestoredAwayRecord) -> RestoredAway {
+        RestoredAway::of_record(record.render().as_bytes()).unwrap()
+    }
+
+    /// A device without an RTC finishes every restore at about the same
+    /// time: a second restore of 2.0 with the very same `finished` still
+    /// writes another record (its count goes on), so the leave given for
+    /// the first does not answer it.
+    #[test]
+    fn a_leave_answers_one_restore_even_when_the_clock_repeats_itself() {
+        let result = restored("2.0", "1.0", Outcome::Restored);
+        let first_record = record(&result, None);
+        let second_record = record(&result, Some(&first_record));
+        let (first, second) = (away(&first_record), away(&second_record));
+        assert_eq!(second.at, first.at);
+        assert_eq!((first.count, second.count), (1, 2));
+        assert_ne!(second.key, first.key);
+        assert!(first.allowed_by(&first.leave()));
+        assert!(!second.allowed_by(&first.leave()));
+        // A record of another version starts the count again.
+        let other = record(
+            &restored("2.1", "1.0", Outcome::Restored),
+            Some(&second_record),
+        );
+        assert_eq!(other.count, 1);
+        // Installing a newer version ends it; the same or an older does not.
+        assert!(second.superseded_by("2.0.1"));
+        for version in ["2.0", "2.0.0", "1.0"] {
+            assert!(!second.superseded_by(version), "{version}");
+        }
     }
 
     #[test]

@@ -536,6 +536,8 @@ fn finish_restore(
         restored: Some(restored.clone()),
         ..result_of(s, Outcome::Restored, None)
     };
+    // The version restored away, refused until a newer one (issue 10).
+    crate::admission::record_restored_away(cfg, &result)?;
     write(RESULT, result.render())?;
     let installed = Installed {
         product: image.manifest.product.clone(),
@@ -1051,6 +1053,8 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
         version: image.manifest.version.clone(),
     };
     write(INSTALLED, installed.render())?;
+    // A version restored away that this one supersedes (issue 10).
+    crate::admission::forget_restored_away(cfg, &image.manifest.version);
     store::remove_durably(&cfg.join(INSTRUCTION))
         .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(INSTRUCTION), e))?;
     let _ = store::remove_durably(&cfg.join(ATTEMPTS));

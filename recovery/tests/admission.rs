@@ -86,6 +86,30 @@ impl Device {
             target: &self.target,
         })
     }
+
+    /// Both sides' decisions on 2.0: the recovery's (with the version
+    /// restored away that an operator's leave let through, if any), and
+    /// the one before the payload.
+    fn decide(
+        &self,
+        config: &Config,
+    ) -> (
+        Result<Option<String>, recovery::UpdateError>,
+        Result<(), recovery::UpdateError>,
+    ) {
+        use recovery::admission::{admit_head, HeadAdmission};
+        let source = recovery::source::ImageSource::read(&self.image.manifest_path).unwrap();
+        let full = self.admit(config).map(|a| a.retried.map(|r| r.version));
+        let head = admit_head(&HeadAdmission {
+            config,
+            allow_downgrade: false,
+            source: &source,
+            trusted_keys: &self.keys,
+            cfg: &self.cfg,
+        })
+        .map(|_| ());
+        (full, head)
+    }
 }
 
 #[test]
@@ -165,42 +189,31 @@ fn the_head_is_admitted_without_the_payload_by_the_same_rules() {
     head(&allow, &keys).unwrap();
 }
 
-/// The version the last restore took away (`cfg:update/result`,
-/// `outcome=restored`) is refused by the recovery's admission and by the
-/// one before the payload, unless `cfg:update/retry-restored` (written by
-/// `request --retry-restored`) answers that very restore; an unreadable
+/// The version a restore took away (`cfg:update/restored-away`, written
+/// by the recovery as the restore finishes) is refused by the recovery's
+/// admission and by the one before the payload, whatever results follow
+/// (a refused request for 2.1), until a newer version is installed, or
+/// while `cfg:update/retry-restored` (written by `request
+/// --retry-restored`) answers that very record; an unreadable or stale
 /// leave allows nothing.
 #[test]
 fn the_version_restored_away_is_refused_unless_the_leave_on_cfg_answers_it() {
-    use formats::cfg::{RetryRestored, RESULT, RETRY_RESTORED};
+    use formats::cfg::{RetryRestored, RESTORED_AWAY, RESULT, RETRY_RESTORED};
     use formats::result::{Outcome, UpdateResult};
-    use recovery::admission::{admit_head, HeadAdmission};
-    use recovery::source::ImageSource;
+    use recovery::admission::{forget_restored_away, record_restored_away};
     use recovery::Stage;
     let d = Device::new();
     let cfg = &d.cfg;
     let config = Config::for_product("testprod");
-    let source = ImageSource::read(&d.image.manifest_path).unwrap();
-    // Both sides' decisions: the recovery's, and the one before the payload.
-    let decide = || {
-        let full = d.admit(&config).map(|a| a.retried.map(|r| r.version));
-        let head = admit_head(&HeadAdmission {
-            config: &config,
-            allow_downgrade: false,
-            source: &source,
-            trusted_keys: &d.keys,
-            cfg,
-        })
-        .map(|_| ());
-        (full, head)
-    };
     let installed = Installed {
         product: "testprod".into(),
         version: "1.0".into(),
     };
     fs::write(cfg.join(INSTALLED), installed.render()).unwrap();
-    fs::write(cfg.join(RESULT), restored_away(1_700_000_100)).unwrap();
-    let (full, head) = decide();
+    let restore = UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap();
+    record_restored_away(cfg, &restore).unwrap();
+    fs::write(cfg.join(RESULT), restore.render()).unwrap();
+    let (full, head) = d.decide(&config);
     let err = full.unwrap_err();
     assert_eq!(err.stage, Stage::Policy);
     assert!(
@@ -211,33 +224,87 @@ fn the_version_restored_away_is_refused_unless_the_leave_on_cfg_answers_it() {
         "{err}"
     );
     assert_eq!(head.unwrap_err().reason, err.reason);
-    // A leave for another restore of 2.0, or an unreadable one: refused.
-    let leave = |at: u64| {
+    // A later result (2.1 refused for its size) forgets nothing.
+    let refused = UpdateResult {
+        outcome: Outcome::Refused,
+        version: "2.1".into(),
+        restored: None,
+        ..restore.clone()
+    };
+    fs::write(cfg.join(RESULT), refused.render()).unwrap();
+    let (full, head) = d.decide(&config);
+    assert!(full.is_err() && head.is_err());
+    // A leave for another record of 2.0, or an unreadable one: refused.
+    let leave_for = |record: &[u8]| {
         RetryRestored {
             version: "2.0".into(),
-            restored_at: at,
+            record: blake3::hash(record).to_hex().to_string(),
         }
         .render()
     };
-    for other in [leave(1_600_000_000), "torn".into()] {
+    for other in [leave_for(b"another record"), "torn".into()] {
         fs::write(cfg.join(RETRY_RESTORED), other).unwrap();
-        let (full, head) = decide();
+        let (full, head) = d.decide(&config);
         assert!(full.is_err() && head.is_err());
     }
-    // The operator's leave for this restore: admitted on both sides.
-    fs::write(cfg.join(RETRY_RESTORED), leave(1_700_000_100)).unwrap();
-    let (full, head) = decide();
+    // The operator's leave for this record: admitted on both sides.
+    let first = fs::read(cfg.join(RESTORED_AWAY)).unwrap();
+    fs::write(cfg.join(RETRY_RESTORED), leave_for(&first)).unwrap();
+    let (full, head) = d.decide(&config);
     assert_eq!(full.unwrap(), Some("2.0".to_string()));
     head.unwrap();
-    // Another outcome names no version restored away.
+    // 2.0 restored away again, at the very same time (no RTC): the leave
+    // goes, and put back it answers nothing, since the record differs.
+    record_restored_away(cfg, &restore).unwrap();
+    assert!(!cfg.join(RETRY_RESTORED).exists());
+    assert_ne!(fs::read(cfg.join(RESTORED_AWAY)).unwrap(), first);
+    fs::write(cfg.join(RETRY_RESTORED), leave_for(&first)).unwrap();
+    let (full, head) = d.decide(&config);
+    assert!(full.is_err() && head.is_err());
+    // Installing 2.0 itself or an older version keeps the record; a newer
+    // one removes it and the leave.
+    for version in ["2.0", "1.5"] {
+        forget_restored_away(cfg, version);
+        assert!(cfg.join(RESTORED_AWAY).exists(), "{version}");
+    }
+    forget_restored_away(cfg, "2.0.1");
+    assert!(!cfg.join(RESTORED_AWAY).exists() && !cfg.join(RETRY_RESTORED).exists());
+    let (full, head) = d.decide(&config);
+    assert_eq!(full.unwrap(), None);
+    head.unwrap();
+}
+
+/// A recovery that writes no `cfg:update/restored-away` names the version
+/// restored away only in its `outcome=restored` result: read from there,
+/// with the leave keyed on that result's bytes, until another result.
+#[test]
+fn without_the_record_an_outcome_restored_result_names_the_version() {
+    use formats::cfg::{RetryRestored, RESULT, RETRY_RESTORED};
+    use formats::result::{Outcome, UpdateResult};
+    let d = Device::new();
+    let cfg = &d.cfg;
+    let config = Config::for_product("testprod");
+    let result = restored_away(1_700_000_100);
+    fs::write(cfg.join(RESULT), &result).unwrap();
+    let (full, head) = d.decide(&config);
+    assert!(full.unwrap_err().reason.contains("was restored away"));
+    assert!(head.is_err());
+    let leave = RetryRestored {
+        version: "2.0".into(),
+        record: blake3::hash(result.as_bytes()).to_hex().to_string(),
+    };
+    fs::write(cfg.join(RETRY_RESTORED), leave.render()).unwrap();
+    let (full, head) = d.decide(&config);
+    assert_eq!(full.unwrap(), Some("2.0".to_string()));
+    head.unwrap();
     fs::remove_file(cfg.join(RETRY_RESTORED)).unwrap();
     let confirmed = UpdateResult {
         outcome: Outcome::Confirmed,
         restored: None,
-        ..UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap()
+        ..UpdateResult::parse(result.as_bytes()).unwrap()
     };
     fs::write(cfg.join(RESULT), confirmed.render()).unwrap();
-    let (full, head) = decide();
+    let (full, head) = d.decide(&config);
     assert_eq!(full.unwrap(), None);
     head.unwrap();
 }

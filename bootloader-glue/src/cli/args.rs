@@ -79,9 +79,9 @@ pub struct RequestArgs {
     /// undone (warned)
     #[arg(long)]
     pub no_restore: bool,
-    /// Installs again the version the last restore took away (cfg:update/result
-    /// says outcome=restored naming it), which is otherwise refused so that
-    /// an image that never confirms does not cycle; recorded as
+    /// Installs again the version the last restore took away
+    /// (cfg:update/restored-away names it), which is otherwise refused so
+    /// that an image that never confirms does not cycle; recorded as
     /// cfg:update/retry-restored for the recovery (and the agent) until
     /// that version is restored away again
     #[arg(long)]
