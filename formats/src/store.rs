@@ -39,7 +39,12 @@ impl AtomicFile {
         fs::create_dir_all(parent(path))?;
         loop {
             let tmp = temp_name(path);
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+            {
                 Ok(file) => {
                     return Ok(AtomicFile {
                         file: Some(file),
@@ -55,7 +60,7 @@ impl AtomicFile {
         }
     }
 
-    /// The temp file, to write to.
+    /// The temp file, to write to and read back.
     pub fn file(&self) -> &File {
         self.file.as_ref().expect("open until committed")
     }
