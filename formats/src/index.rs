@@ -20,12 +20,20 @@
 //! extended attributes (u32), then each name and value (u32 length +
 //! bytes). Integers are little-endian.
 //!
-//! [`parse`] reads the records from bytes (no I/O) and refuses anything
-//! malformed; the rules of the entry model ([`Entry::check`]) are the
-//! caller's next step, as for a decoded tar.
+//! [`Index::parse`] reads the records from bytes (no I/O) and refuses
+//! anything malformed, or a count other than the manifest's entries; the
+//! rules of the entry model ([`Entry::check`]) are the caller's next step,
+//! as for a decoded tar. The records stay as they are, a few bytes each,
+//! and are read again one at a time where they are used ([`Index::iter`]).
+//!
+//! [`Matcher`] is the one comparison of a tar with its index, entry by
+//! entry: the recovery's extraction runs it as it writes, and
+//! [`check_tar`] (`image-builder` on what it just wrote, before signing;
+//! `recovery verify`) runs it over a whole tar without writing.
 
-use crate::entry::{Entry, Kind};
+use crate::entry::{self, Entry, EntryError, Kind, Reading};
 use crate::entry_path::display;
+use std::io::Read;
 use thiserror::Error;
 
 /// The skippable frame's magic number (zstd reserves 0x184D2A50 to
@@ -35,11 +43,37 @@ pub const MAGIC: u32 = 0x184D_2A5E;
 pub const FRAME_HEADER: usize = 8;
 /// The first bytes of the decoded records.
 pub const RECORDS_MAGIC: &[u8; 16] = b"reimage-index-1\n";
-/// The largest decoded index read (a million entries with long paths fit).
-pub const MAX_RECORDS: usize = 256 << 20;
+/// The largest decoded index read, whatever the entry count: a million
+/// entries of 128 bytes each (Debian minbase's average is 75). The
+/// recovery holds it through the extraction, in a 512 MiB machine.
+pub const MAX_RECORDS: usize = 128 << 20;
+/// The most bytes a record may take on average: a path and a link target
+/// of 4 KiB each (Linux's `PATH_MAX`), and 8 KiB of extended attributes.
+/// With the manifest's entry count it bounds the decoded index
+/// ([`max_records`]) before anything is decoded.
+pub const RECORD_AVERAGE_MAX: u64 = 16 << 10;
+/// The records' magic and count.
+const HEADER: usize = RECORDS_MAGIC.len() + 8;
 /// The fewest bytes a record takes: its fixed fields, the path's length
 /// and the attribute count.
 const MIN_RECORD: usize = 1 + 4 * 3 + 8 * 2 + 4 + 4;
+
+/// The most bytes the decoded records of an image of `entries` entries
+/// may take: [`RECORD_AVERAGE_MAX`] a record, at most [`MAX_RECORDS`].
+pub fn max_records(entries: u64) -> u64 {
+    entries
+        .saturating_mul(RECORD_AVERAGE_MAX)
+        .saturating_add(HEADER as u64)
+        .min(MAX_RECORDS as u64)
+}
+
+/// The largest index frame (the manifest's `index-size`) of an image of
+/// `entries` entries: its header and the most that [`max_records`] bytes
+/// can take compressed.
+pub fn max_frame(entries: u64) -> u64 {
+    let records = max_records(entries) as usize;
+    (FRAME_HEADER + zstd::zstd_safe::compress_bound(records)) as u64
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IndexError {
@@ -51,13 +85,18 @@ pub enum IndexError {
     Length { said: u64, found: u64 },
     #[error("the entry index cannot be decoded: {0}")]
     Decode(String),
-    #[error("the entry index is larger than {MAX_RECORDS} bytes decoded")]
-    TooLarge,
+    #[error(
+        "the entry index decodes to {size} bytes, more than the {max} that {entries} \
+         entries may take ({RECORD_AVERAGE_MAX} bytes a record, at most {MAX_RECORDS})"
+    )]
+    TooLarge { size: u64, max: u64, entries: u64 },
     #[error(
         "the entry index does not start with {:?}",
         String::from_utf8_lossy(RECORDS_MAGIC)
     )]
     RecordsMagic,
+    #[error("the entry index says it holds {said} records, the manifest says {manifest} entries")]
+    Entries { said: u64, manifest: u64 },
     #[error("the entry index says it holds {0} records: more than its bytes can hold")]
     Count(u64),
     #[error("entry index record {record}: cut short in its {field}")]
@@ -157,39 +196,24 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads the records (the decoded content of the index frame). Refuses
-/// what is malformed: cut short, a count its bytes cannot hold, an unknown
-/// type, a mode beyond 07777, an attribute name that is not UTF-8, bytes
-/// after the last record. The entries' own rules are [`Entry::check`]'s.
-pub fn parse(records: &[u8]) -> Result<Vec<Entry>, IndexError> {
-    if records.len() > MAX_RECORDS {
-        return Err(IndexError::TooLarge);
-    }
-    let rest = records
-        .strip_prefix(RECORDS_MAGIC.as_slice())
-        .ok_or(IndexError::RecordsMagic)?;
-    let mut r = Reader { rest, record: 0 };
-    let count = r.u64("record count")?;
-    if count > (r.rest.len() / MIN_RECORD) as u64 {
-        return Err(IndexError::Count(count));
-    }
-    let mut entries = Vec::with_capacity(count as usize);
-    for record in 0..count {
-        r.record = record;
-        let ty = r.take(1, "type")?[0];
-        let mode = r.u32("mode")?;
-        let uid = r.u32("uid")?;
-        let gid = r.u32("gid")?;
-        let mtime = r.u64("mtime")?;
-        let size = r.u64("size")?;
-        let path = r.bytes("path")?.to_vec();
+impl Reader<'_> {
+    /// The next record.
+    fn record(&mut self) -> Result<Entry, IndexError> {
+        let record = self.record;
+        let ty = self.take(1, "type")?[0];
+        let mode = self.u32("mode")?;
+        let uid = self.u32("uid")?;
+        let gid = self.u32("gid")?;
+        let mtime = self.u64("mtime")?;
+        let size = self.u64("size")?;
+        let path = self.bytes("path")?.to_vec();
         let kind = match ty {
             b'0' => Kind::File,
-            b'1' => Kind::HardLink(r.bytes("link target")?.to_vec()),
-            b'2' => Kind::Symlink(r.bytes("link target")?.to_vec()),
+            b'1' => Kind::HardLink(self.bytes("link target")?.to_vec()),
+            b'2' => Kind::Symlink(self.bytes("link target")?.to_vec()),
             b'3' | b'4' => {
-                let major = r.u32("device major")?;
-                let minor = r.u32("device minor")?;
+                let major = self.u32("device major")?;
+                let minor = self.u32("device minor")?;
                 if ty == b'3' {
                     Kind::CharDevice { major, minor }
                 } else {
@@ -212,18 +236,19 @@ pub fn parse(records: &[u8]) -> Result<Vec<Entry>, IndexError> {
                 mode,
             });
         }
-        let n = r.u32("extended attribute count")?;
+        let n = self.u32("extended attribute count")?;
         let mut xattrs = Vec::new();
         for _ in 0..n {
-            let name = r.bytes("extended attribute name")?;
-            let value = r.bytes("extended attribute value")?;
+            let name = self.bytes("extended attribute name")?;
+            let value = self.bytes("extended attribute value")?;
             let name = std::str::from_utf8(name).map_err(|_| IndexError::XattrName {
                 record,
                 path: display(&path),
             })?;
             xattrs.push((name.to_string(), value.to_vec()));
         }
-        entries.push(Entry {
+        self.record += 1;
+        Ok(Entry {
             path,
             kind,
             mode,
@@ -232,12 +257,110 @@ pub fn parse(records: &[u8]) -> Result<Vec<Entry>, IndexError> {
             mtime,
             size,
             xattrs,
-        });
+        })
     }
-    if !r.rest.is_empty() {
-        return Err(IndexError::Trailing(r.rest.len()));
+}
+
+/// A signed entry index, read and checked for form: its decoded records,
+/// kept as they are (what the recovery holds through the extraction) and
+/// read one at a time where they are used ([`Index::iter`]), rather than
+/// held as an [`Entry`] each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    records: Vec<u8>,
+    count: u64,
+}
+
+impl Index {
+    /// Reads the records (the decoded content of the index frame) of an
+    /// image whose manifest says `entries`. Refuses, before reading a
+    /// record: more bytes than `entries` may take ([`max_records`]), a
+    /// count other than `entries` or one its bytes cannot hold; then what
+    /// is malformed: cut short, an unknown type, a mode beyond 07777, an
+    /// attribute name that is not UTF-8, bytes after the last record. The
+    /// entries' own rules are [`Entry::check`]'s.
+    pub fn parse(records: Vec<u8>, entries: u64) -> Result<Index, IndexError> {
+        let max = max_records(entries);
+        if records.len() as u64 > max {
+            return Err(IndexError::TooLarge {
+                size: records.len() as u64,
+                max,
+                entries,
+            });
+        }
+        let rest = records
+            .strip_prefix(RECORDS_MAGIC.as_slice())
+            .ok_or(IndexError::RecordsMagic)?;
+        let mut r = Reader { rest, record: 0 };
+        let count = r.u64("record count")?;
+        if count != entries {
+            return Err(IndexError::Entries {
+                said: count,
+                manifest: entries,
+            });
+        }
+        if count > (r.rest.len() / MIN_RECORD) as u64 {
+            return Err(IndexError::Count(count));
+        }
+        let index = Index { records, count };
+        let mut iter = index.iter();
+        for record in &mut iter {
+            record?;
+        }
+        if !iter.reader.rest.is_empty() {
+            return Err(IndexError::Trailing(iter.reader.rest.len()));
+        }
+        Ok(index)
     }
-    Ok(entries)
+
+    /// The number of records: the manifest's entries.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records in order, each read when it is reached.
+    pub fn iter(&self) -> Records<'_> {
+        Records {
+            reader: Reader {
+                rest: &self.records[HEADER..],
+                record: 0,
+            },
+            left: self.count,
+        }
+    }
+
+    /// A comparison of a tar with these records, entry by entry.
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            records: self.iter(),
+            count: self.count,
+            seen: 0,
+        }
+    }
+}
+
+/// The records of an [`Index`], in order. (An error cannot come from an
+/// index that [`Index::parse`] accepted; after one, nothing more.)
+pub struct Records<'a> {
+    reader: Reader<'a>,
+    left: u64,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Entry, IndexError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let record = self.reader.record();
+        self.left = if record.is_ok() { self.left - 1 } else { 0 };
+        Some(record)
+    }
 }
 
 /// The skippable frame that ends a format-2 payload: the records of
@@ -256,9 +379,11 @@ pub fn write_frame(entries: &[Entry], level: i32) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads the index frame (the last `index-size` bytes of the payload):
-/// its header, then its records, decoded up to [`MAX_RECORDS`].
-pub fn read_frame(frame: &[u8]) -> Result<Vec<Entry>, IndexError> {
+/// Reads the index frame (the last `index-size` bytes of the payload) of
+/// an image whose manifest says `entries`: its header, then its records,
+/// refused before they are decoded if they would take more than
+/// [`max_records`] bytes, then read by [`Index::parse`].
+pub fn read_frame(frame: &[u8], entries: u64) -> Result<Index, IndexError> {
     if frame.len() < FRAME_HEADER {
         return Err(IndexError::Short(frame.len()));
     }
@@ -280,14 +405,15 @@ pub fn read_frame(frame: &[u8]) -> Result<Vec<Entry>, IndexError> {
         Ok(None) => return Err(decode(&"its size is not recorded")),
         Err(e) => return Err(decode(&e)),
     };
-    if size > MAX_RECORDS as u64 {
-        return Err(IndexError::TooLarge);
+    let max = max_records(entries);
+    if size > max {
+        return Err(IndexError::TooLarge { size, max, entries });
     }
     if zstd::zstd_safe::find_frame_compressed_size(content) != Ok(content.len()) {
         return Err(decode(&"it is not one zstd frame filling the index"));
     }
     let records = zstd::bulk::decompress(content, size as usize).map_err(|e| decode(&e))?;
-    parse(&records)
+    Index::parse(records, entries)
 }
 
 /// The first field in which the entry read from a tar header differs from
@@ -377,6 +503,101 @@ fn kind_value(kind: &Kind) -> String {
     }
 }
 
+/// Where a tar and its index part ways.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum Disagreement {
+    #[error("entry {path}: {mismatch}")]
+    Field { path: String, mismatch: Mismatch },
+    #[error("entry {path}: in the payload but not in the signed entry index ({records} records)")]
+    Extra { path: String, records: u64 },
+    #[error(
+        "entry {path}: in the signed entry index but missing from the payload \
+         (it ends after {entries} entries)"
+    )]
+    Missing { path: String, entries: u64 },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// Compares a tar's entries, in order, with the records of an index
+/// ([`compare`] for each), then says whether records were left over.
+pub struct Matcher<'a> {
+    records: Records<'a>,
+    count: u64,
+    seen: u64,
+}
+
+impl Matcher<'_> {
+    /// Compares the tar's next entry (as [`crate::entry::from_tar`] reads
+    /// it) with the next record.
+    pub fn check(&mut self, tar: &Entry) -> Result<(), Disagreement> {
+        let Some(record) = self.records.next() else {
+            return Err(Disagreement::Extra {
+                path: display(&tar.path),
+                records: self.count,
+            });
+        };
+        self.seen += 1;
+        compare(tar, &record?).map_err(|mismatch| Disagreement::Field {
+            path: display(&tar.path),
+            mismatch,
+        })
+    }
+
+    /// After the tar's last entry: a record left over is an entry the tar
+    /// lacks. Returns the number of entries compared.
+    pub fn finish(mut self) -> Result<u64, Disagreement> {
+        match self.records.next() {
+            None => Ok(self.seen),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(missing)) => Err(Disagreement::Missing {
+                path: display(&missing.path),
+                entries: self.seen,
+            }),
+        }
+    }
+}
+
+/// Why a tar stream does not read as its index says.
+#[derive(Debug, Error)]
+pub enum TarCheckError {
+    #[error("cannot decode the payload: {0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error(transparent)]
+    Disagree(#[from] Disagreement),
+}
+
+/// Reads a whole tar stream, every entry's data and what follows the last
+/// entry included (so that every zstd frame below it is decoded and its
+/// checksum checked), and compares each header with its record
+/// ([`Matcher`]), writing nothing. Returns the number of entries.
+pub fn check_tar<R: Read>(tar: R, index: &Index) -> Result<u64, TarCheckError> {
+    let mut archive = tar::Archive::new(tar);
+    let mut matcher = index.matcher();
+    let mut buf = vec![0u8; 1 << 20];
+    for item in archive.entries().map_err(TarCheckError::Read)? {
+        let mut item = item.map_err(TarCheckError::Read)?;
+        matcher.check(&entry::from_tar(&mut item, Reading::Payload)?)?;
+        drain(&mut item, &mut buf)?;
+    }
+    drain(&mut archive.into_inner(), &mut buf)?;
+    Ok(matcher.finish()?)
+}
+
+/// Reads `input` to its end, keeping nothing.
+fn drain(input: &mut impl Read, buf: &mut [u8]) -> Result<(), TarCheckError> {
+    loop {
+        match input.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TarCheckError::Read(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,14 +626,25 @@ mod tests {
         ]
     }
 
+    /// The records of `bytes`, read for an image of `entries` entries.
+    fn parse(bytes: &[u8], entries: u64) -> Result<Vec<Entry>, IndexError> {
+        Index::parse(bytes.to_vec(), entries)?.iter().collect()
+    }
+
+    fn all(index: Result<Index, IndexError>) -> Result<Vec<Entry>, IndexError> {
+        index?.iter().collect()
+    }
+
     #[test]
     fn records_round_trip_through_the_frame() {
         let entries = sample();
-        assert_eq!(parse(&encode(&entries)), Ok(entries.clone()));
+        assert_eq!(parse(&encode(&entries), 8), Ok(entries.clone()));
         let frame = write_frame(&entries, 3).unwrap();
         assert_eq!(&frame[..4], &MAGIC.to_le_bytes());
-        assert_eq!(read_frame(&frame), Ok(entries));
-        assert_eq!(parse(&encode(&[])), Ok(vec![]));
+        let index = read_frame(&frame, 8).unwrap();
+        assert_eq!((index.len(), index.is_empty()), (8, false));
+        assert_eq!(all(Ok(index)), Ok(entries));
+        assert_eq!(parse(&encode(&[]), 0), Ok(vec![]));
     }
 
     #[test]
@@ -428,78 +660,150 @@ mod tests {
     fn a_truncated_index_is_refused_naming_where() {
         let records = encode(&sample());
         for cut in 0..records.len() {
-            assert!(parse(&records[..cut]).is_err(), "cut at {cut} accepted");
+            assert!(parse(&records[..cut], 8).is_err(), "cut at {cut} accepted");
         }
-        // A count that the bytes cannot hold, before any allocation.
+        // A count that the bytes cannot hold, though the manifest says it.
         let mut huge = RECORDS_MAGIC.to_vec();
         huge.extend(u64::MAX.to_le_bytes());
-        assert_eq!(parse(&huge), Err(IndexError::Count(u64::MAX)));
+        assert_eq!(parse(&huge, u64::MAX), Err(IndexError::Count(u64::MAX)));
         let mut cut = encode(&sample());
         cut.truncate(cut.len() - 2);
         assert_eq!(
-            parse(&cut).unwrap_err().to_string(),
+            parse(&cut, 8).unwrap_err().to_string(),
             "entry index record 7: cut short in its extended attribute count"
         );
         let frame = write_frame(&sample(), 3).unwrap();
         assert!(matches!(
-            read_frame(&frame[..frame.len() - 1]),
+            read_frame(&frame[..frame.len() - 1], 8),
             Err(IndexError::Length { .. })
         ));
-        assert_eq!(read_frame(&frame[..5]), Err(IndexError::Short(5)));
+        assert_eq!(read_frame(&frame[..5], 8), Err(IndexError::Short(5)));
+    }
+
+    /// The count is compared with the manifest's entries before any record
+    /// is read: a signed index cannot size the recovery's memory.
+    #[test]
+    fn a_count_other_than_the_manifests_entries_is_refused() {
+        let records = encode(&sample());
+        for manifest in [7, 9] {
+            assert_eq!(
+                Index::parse(records.clone(), manifest),
+                Err(IndexError::Entries { said: 8, manifest })
+            );
+        }
+        // No entries: 473 bytes are more than an empty index takes.
+        assert!(matches!(
+            Index::parse(records, 0),
+            Err(IndexError::TooLarge { max: 24, .. })
+        ));
+        let mut huge = RECORDS_MAGIC.to_vec();
+        huge.extend(u64::MAX.to_le_bytes());
+        assert_eq!(
+            parse(&huge, 8).unwrap_err().to_string(),
+            format!(
+                "the entry index says it holds {} records, the manifest says 8 entries",
+                u64::MAX
+            )
+        );
+        let frame = write_frame(&sample(), 3).unwrap();
+        assert!(matches!(
+            read_frame(&frame, 9),
+            Err(IndexError::Entries {
+                said: 8,
+                manifest: 9
+            })
+        ));
     }
 
     #[test]
     fn a_too_large_index_is_refused_before_it_is_decoded() {
-        assert_eq!(parse(&vec![0; MAX_RECORDS + 1]), Err(IndexError::TooLarge));
-        // A frame that says it decodes to more than the limit.
+        let max = max_records(8);
+        assert_eq!(max, 8 * RECORD_AVERAGE_MAX + HEADER as u64);
+        assert_eq!(max_records(u64::MAX), MAX_RECORDS as u64);
+        assert_eq!(
+            Index::parse(vec![0; max as usize + 1], 8),
+            Err(IndexError::TooLarge {
+                size: max + 1,
+                max,
+                entries: 8
+            })
+        );
+        // A frame that decodes to more than 8 entries may take.
         let mut c = zstd::bulk::Compressor::new(1).unwrap();
         c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))
             .unwrap();
-        let big = c.compress(&vec![0u8; MAX_RECORDS + 1]).unwrap();
-        let mut frame = MAGIC.to_le_bytes().to_vec();
-        frame.extend((big.len() as u32).to_le_bytes());
-        frame.extend(big);
-        assert_eq!(read_frame(&frame), Err(IndexError::TooLarge));
+        let frame = |content: &[u8]| {
+            let mut frame = MAGIC.to_le_bytes().to_vec();
+            frame.extend((content.len() as u32).to_le_bytes());
+            frame.extend(content);
+            frame
+        };
+        let big = c.compress(&vec![0u8; max as usize + 1]).unwrap();
+        let err = read_frame(&frame(&big), 8).unwrap_err();
+        assert_eq!(
+            err,
+            IndexError::TooLarge {
+                size: max + 1,
+                max,
+                entries: 8
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("more than the 131096 that 8 entries"),
+            "{err}"
+        );
+        // A frame header alone that says 1 TiB: refused by its header, with
+        // nothing allocated (the frame holds no data to decode).
+        let mut header = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        header.push(0xE0); // single segment, 8-byte content size
+        header.extend((1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            read_frame(&frame(&header), u64::MAX),
+            Err(IndexError::TooLarge { size, .. }) if size == 1 << 40
+        ));
+        // The frame the manifest may say (`index-size`) is bounded with it.
+        assert!(max_frame(8) > max && max_frame(8) < 2 * max);
     }
 
     #[test]
     fn malformed_records_are_refused() {
-        let one = |e: Entry| {
-            let mut b = encode(&[e]);
-            (b.len(), std::mem::take(&mut b))
-        };
+        let one = |e: Entry| encode(&[e]);
         // Bad UTF-8 in an attribute name.
         let mut e = Entry::new("f", Kind::File);
         e.xattrs = vec![("user.a".into(), vec![])];
-        let (_, mut bytes) = one(e);
+        let mut bytes = one(e);
         let at = bytes.windows(6).position(|w| w == b"user.a").unwrap();
         bytes[at + 5] = 0xff;
         assert_eq!(
-            parse(&bytes).unwrap_err().to_string(),
+            parse(&bytes, 1).unwrap_err().to_string(),
             "entry index record 0 (f): an extended attribute name is not UTF-8"
         );
         // An unknown type; a mode beyond 07777.
-        let (_, mut bytes) = one(Entry::new("f", Kind::File));
+        let mut bytes = one(Entry::new("f", Kind::File));
         bytes[24] = b'V';
         assert!(matches!(
-            parse(&bytes),
+            parse(&bytes, 1),
             Err(IndexError::Type { ty: 'V', .. })
         ));
         let mut e = Entry::new("f", Kind::File);
         e.mode = 0o100644;
-        assert!(matches!(parse(&one(e).1), Err(IndexError::Mode { .. })));
+        assert!(matches!(parse(&one(e), 1), Err(IndexError::Mode { .. })));
         // Bytes after the last record; the wrong magic.
-        let (_, mut bytes) = one(Entry::new("f", Kind::Fifo));
+        let mut bytes = one(Entry::new("f", Kind::Fifo));
         bytes.push(0);
-        assert_eq!(parse(&bytes), Err(IndexError::Trailing(1)));
-        assert_eq!(parse(b"reimage-index-2\n"), Err(IndexError::RecordsMagic));
+        assert_eq!(parse(&bytes, 1), Err(IndexError::Trailing(1)));
+        assert_eq!(
+            parse(b"reimage-index-2\n", 1),
+            Err(IndexError::RecordsMagic)
+        );
         let mut frame = write_frame(&sample(), 3).unwrap();
         frame[0] = 0x50;
-        assert!(matches!(read_frame(&frame), Err(IndexError::Magic(_))));
+        assert!(matches!(read_frame(&frame, 8), Err(IndexError::Magic(_))));
         let last = frame.len() - 1;
         frame[0] = 0x5e;
         frame[last] ^= 1;
-        assert!(matches!(read_frame(&frame), Err(IndexError::Decode(_))));
+        assert!(matches!(read_frame(&frame, 8), Err(IndexError::Decode(_))));
     }
 
     /// The parser leaves the order to the entry model's check, as for a
@@ -509,7 +813,7 @@ mod tests {
     fn an_out_of_order_index_is_refused_by_the_entry_check() {
         let mut entries = sample();
         entries.swap(1, 2);
-        let parsed = parse(&encode(&entries)).unwrap();
+        let parsed = parse(&encode(&entries), 8).unwrap();
         let mut tree = TreeCheck::new();
         let refused = parsed.iter().find_map(|e| e.check(&mut tree).err());
         let err = refused.expect("a file before its directory").to_string();
@@ -551,5 +855,91 @@ mod tests {
             "device number"
         );
         assert_eq!(compare(&base, &base), Ok(()));
+    }
+
+    /// Entries as a tar stores and reads them (no directories: their
+    /// stored names differ from what `append` is given).
+    fn stored() -> Vec<Entry> {
+        let mut file = Entry::new("etc/passwd", Kind::File);
+        file.size = 3;
+        file.xattrs = vec![("user.note".into(), b"v".to_vec())];
+        vec![
+            file,
+            Entry::new("etc/sl", Kind::Symlink(b"passwd".to_vec())),
+            Entry::new("etc/fifo", Kind::Fifo),
+        ]
+    }
+
+    fn tar_of(entries: &[Entry]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            entry::append(&mut b, e, &vec![b'x'; e.size as usize][..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn index_of(entries: &[Entry]) -> Index {
+        Index::parse(encode(entries), entries.len() as u64).unwrap()
+    }
+
+    #[test]
+    fn the_matcher_names_a_missing_an_extra_and_a_differing_entry() {
+        let tar = stored();
+        let index = index_of(&tar);
+        let mut m = index.matcher();
+        for e in &tar {
+            m.check(e).unwrap();
+        }
+        assert_eq!(m.finish(), Ok(3));
+        let mut m = index.matcher();
+        m.check(&tar[0]).unwrap();
+        assert_eq!(
+            m.finish().unwrap_err().to_string(),
+            "entry etc/sl: in the signed entry index but missing from the payload \
+             (it ends after 1 entries)"
+        );
+        let mut m = index.matcher();
+        for e in &tar {
+            m.check(e).unwrap();
+        }
+        assert_eq!(
+            m.check(&tar[0]).unwrap_err().to_string(),
+            "entry etc/passwd: in the payload but not in the signed entry index (3 records)"
+        );
+        let mut other = tar[0].clone();
+        other.uid = 7;
+        assert_eq!(
+            index.matcher().check(&other).unwrap_err().to_string(),
+            "entry etc/passwd: uid: the tar says 7, the signed entry index says 0"
+        );
+    }
+
+    #[test]
+    fn check_tar_reads_the_whole_tar_against_its_index() {
+        let entries = stored();
+        let tar = tar_of(&entries);
+        assert_eq!(check_tar(&tar[..], &index_of(&entries)).unwrap(), 3);
+        let mut other = entries.clone();
+        other[1].kind = Kind::Symlink(b"group".to_vec());
+        let err = check_tar(&tar[..], &index_of(&other)).unwrap_err();
+        assert!(matches!(err, TarCheckError::Disagree(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "entry etc/sl: link target: the tar says passwd, the signed entry index says group"
+        );
+        // A tar cut inside the file's data: a read error.
+        let cut = &tar[..1024 + 512 + 1];
+        let err = check_tar(cut, &index_of(&entries)).unwrap_err();
+        assert!(matches!(err, TarCheckError::Read(_)), "{err}");
+        // What follows the last entry is read too: an error there (a frame
+        // that does not decode) is found.
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("zstd frame 9: checksum wrong"))
+            }
+        }
+        let err = check_tar((&tar[..]).chain(Failing), &index_of(&entries)).unwrap_err();
+        assert!(err.to_string().contains("checksum wrong"), "{err}");
     }
 }

@@ -159,6 +159,16 @@ impl Manifest {
             let p = get("index-size")?;
             return Err(p.bad("the entry index is larger than the payload").into());
         }
+        let entries = get("entries")?.as_u64()?;
+        if index_size > crate::index::max_frame(entries) {
+            let p = get("index-size")?;
+            return Err(p
+                .bad(&format!(
+                    "at most {} bytes: the most an index of {entries} entries takes",
+                    crate::index::max_frame(entries)
+                ))
+                .into());
+        }
         Ok(Manifest {
             format,
             product: get("product")?.as_name()?.to_string(),
@@ -167,7 +177,7 @@ impl Manifest {
             payload_size,
             payload_blake3,
             unpacked_size: get("unpacked-size")?.as_u64()?,
-            entries: get("entries")?.as_u64()?,
+            entries,
             created: get("created")?.as_u64()?,
             index_size,
         })
@@ -289,6 +299,12 @@ mod tests {
         assert!(err(v2.replace("index-size=100\n", "")).contains("index-size"));
         assert!(err(v2.replace("index-size=100", "index-size=7")).contains("8 bytes or more"));
         assert!(err(v2.replace("index-size=100", "index-size=1235")).contains("larger than"));
+        // More than an index of that many entries can take, compressed
+        // or not: refused before anything is read or decoded.
+        let none = v2.replace("entries=7", "entries=0");
+        let max = crate::index::max_frame(0);
+        let text = err(none.replace("index-size=100", &format!("index-size={}", max + 1)));
+        assert!(text.contains(&format!("at most {max} bytes")), "{text}");
     }
 
     #[test]

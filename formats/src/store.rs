@@ -60,7 +60,11 @@ impl AtomicFile {
             // In the set before it exists: another thread's cleanup never
             // sees it unclaimed.
             open_temps(|o| o.insert(tmp.clone()));
-            let opened = OpenOptions::new().write(true).create_new(true).open(&tmp);
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp);
             if opened.is_err() {
                 open_temps(|o| o.remove(&tmp));
             }
@@ -80,7 +84,7 @@ impl AtomicFile {
         }
     }
 
-    /// The temp file, to write to.
+    /// The temp file, to write to and read back.
     pub fn file(&self) -> &File {
         self.file.as_ref().expect("open until committed")
     }

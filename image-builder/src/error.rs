@@ -27,6 +27,14 @@ pub enum BuildError {
     Key { path: PathBuf, reason: String },
     #[error("{0}")]
     Usage(String),
+    /// The payload just written does not read back as its entry index
+    /// says: a bug in image-builder, found before anything is signed.
+    #[error(
+        "{}: the payload read back does not match its entry index: {reason} \
+         (a bug in image-builder: no payload was kept and nothing was signed)",
+        path.display()
+    )]
+    SelfCheck { path: PathBuf, reason: String },
 }
 
 /// Adds the file and the action to an I/O error.

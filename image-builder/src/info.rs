@@ -1,7 +1,7 @@
 //! `image-builder info`: what an image holds (like `rauc info` and
 //! `mender-artifact read`) and, given trusted keys, whether it verifies.
-//! The checks are the recovery's own ([`recovery::verify`]), and so is the
-//! report ([`recovery::info::describe`]): the same fields as
+//! The checks are `recovery verify`'s ([`recovery::verify::verify_full`]),
+//! and so is the report ([`recovery::info::describe`]): the same fields as
 //! `recovery verify --json`.
 
 use formats::image_info::ImageInfo;
@@ -36,7 +36,7 @@ pub fn inspect(manifest_path: &Path, trusted_keys: &[PathBuf]) -> Report {
             trusted = keys;
             let (source, payload_present) = read_manifest(manifest_path)?;
             if payload_present {
-                recovery::verify::verify(manifest_path, &trusted)?;
+                recovery::verify::verify_full(manifest_path, &trusted)?;
             } else {
                 recovery::verify::check_signature(&source, &trusted)?;
             }

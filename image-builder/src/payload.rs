@@ -9,7 +9,10 @@
 //!
 //! In format 2 the payload ends with the entry index, in a skippable frame
 //! ([`formats::index`]): one record per entry, as the recovery will read
-//! it back from the tar header.
+//! it back from the tar header. Before the payload is kept (and so before
+//! anything is signed), it is read back from the file and checked as the
+//! recovery will check it ([`check_written`]): the recovery checks only
+//! the index before it erases, and trusts the tar to agree.
 //!
 //! Headers are those of the shared entry model ([`formats::entry::to_tar`]):
 //! ustar with every field set from the entry and nothing from the build
@@ -53,15 +56,36 @@ pub fn write(
     index: bool,
     progress: &Progress,
 ) -> Result<PayloadSummary, BuildError> {
-    let index = if index {
-        let records: Vec<_> = entries
+    let records: Option<Vec<_>> = index.then(|| {
+        entries
             .iter()
             .map(|e| formats::entry::as_stored(&e.meta))
-            .collect();
-        formats::index::write_frame(&records, compression.level)
-            .ctx(out, "cannot write the entry index")?
-    } else {
-        Vec::new()
+            .collect()
+    });
+    write_with_index(
+        entries,
+        spool,
+        out,
+        compression,
+        records.as_deref(),
+        progress,
+    )
+}
+
+/// [`write`], with the records of the entry index given: the tests give
+/// records that disagree with the entries, as a wrong builder would.
+fn write_with_index(
+    entries: &[Entry],
+    spool: Option<&File>,
+    out: &Path,
+    compression: &Compression,
+    records: Option<&[formats::entry::Entry]>,
+    progress: &Progress,
+) -> Result<PayloadSummary, BuildError> {
+    let index = match records {
+        Some(records) => formats::index::write_frame(records, compression.level)
+            .ctx(out, "cannot write the entry index")?,
+        None => Vec::new(),
     };
     let file = AtomicFile::create(out).ctx(out, "cannot create the payload")?;
     let hashed = HashWriter {
@@ -87,12 +111,44 @@ pub fn write(
         .into_inner()
         .map_err(|e| e.into_error())
         .ctx(out, "cannot write the payload")?;
+    if records.is_some() {
+        let body = hashed.count - index.len() as u64;
+        check_written(file.file(), body, entries.len() as u64, out)?;
+    }
     file.commit().ctx(out, "cannot sync the payload")?;
     Ok(PayloadSummary {
         size: hashed.count,
         blake3: *hashed.hasher.finalize().as_bytes(),
         index_size: index.len() as u64,
     })
+}
+
+/// Reads a format-2 payload back from `file` as the recovery reads it: the
+/// entry index after the first `body` bytes, for `entries` entries
+/// ([`formats::index::read_frame`]), then the tar before it, every frame
+/// decoded ([`recovery::decode`]) and every header compared with its
+/// record ([`formats::index::check_tar`], the recovery's comparison).
+fn check_written(file: &File, body: u64, entries: u64, out: &Path) -> Result<(), BuildError> {
+    let refuse = |reason: String| BuildError::SelfCheck {
+        path: out.to_path_buf(),
+        reason,
+    };
+    let mut reader = file;
+    let mut frame = Vec::new();
+    reader
+        .seek(SeekFrom::Start(body))
+        .and_then(|_| reader.read_to_end(&mut frame))
+        .ctx(out, "cannot read the payload back")?;
+    let index = formats::index::read_frame(&frame, entries).map_err(|e| refuse(e.to_string()))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .ctx(out, "cannot read the payload back")?;
+    let tar = reader.take(body);
+    recovery::decode::decode(tar, recovery::decode::workers(), |decoded| {
+        formats::index::check_tar(decoded, &index)
+    })
+    .map_err(|e| refuse(e.to_string()))?;
+    Ok(())
 }
 
 /// Decoded size of one frame of the payload.
@@ -288,5 +344,106 @@ impl<W: Write> Write for HashWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use formats::entry::{as_stored, Entry as Meta, Kind};
+
+    /// A root, a directory, a file with its data in `dir`, a symlink.
+    fn entries(dir: &Path) -> Vec<Entry> {
+        let data = dir.join("passwd");
+        std::fs::write(&data, b"root\n").unwrap();
+        let mut file = Meta::new("etc/passwd", Kind::File);
+        file.size = 5;
+        let meta = |m: Meta| Entry {
+            meta: m,
+            data: None,
+        };
+        vec![
+            meta(Meta::new("", Kind::Directory)),
+            meta(Meta::new("etc", Kind::Directory)),
+            Entry {
+                meta: file,
+                data: Some(Data::Path(data)),
+            },
+            meta(Meta::new("etc/link", Kind::Symlink(b"passwd".to_vec()))),
+        ]
+    }
+
+    fn build(dir: &Path, records: Option<&[Meta]>) -> Result<PayloadSummary, BuildError> {
+        let compression = Compression {
+            level: 1,
+            threads: 2,
+        };
+        let out = dir.join("p.tar.zst");
+        let entries = entries(dir);
+        let progress = Progress::new(0, false);
+        write_with_index(&entries, None, &out, &compression, records, &progress)
+    }
+
+    fn index_of(dir: &Path) -> Vec<Meta> {
+        entries(dir).iter().map(|e| as_stored(&e.meta)).collect()
+    }
+
+    /// Only `passwd` (the data) is left in `dir`: no payload, no temp file.
+    fn nothing_kept(dir: &Path) {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["passwd"]);
+    }
+
+    #[test]
+    fn a_payload_that_disagrees_with_its_index_is_refused_before_it_is_kept() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let mut records = index_of(dir);
+        records[2].mode = 0o4755;
+        let err = build(dir, Some(&records)).unwrap_err();
+        assert!(matches!(err, BuildError::SelfCheck { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "entry etc/passwd: mode: the tar says 0644, the signed entry index says 4755"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("nothing was signed"), "{text}");
+        nothing_kept(dir);
+        // A record the tar lacks; one record too few (the count is the
+        // number of entries, as the manifest will say).
+        let mut records = index_of(dir);
+        records[3].kind = Kind::Symlink(b"group".to_vec());
+        let text = build(dir, Some(&records)).unwrap_err().to_string();
+        assert!(text.contains("entry etc/link: link target"), "{text}");
+        let records = &index_of(dir)[..3];
+        let text = build(dir, Some(records)).unwrap_err().to_string();
+        assert!(
+            text.contains("the entry index says it holds 3 records, the manifest says 4"),
+            "{text}"
+        );
+        nothing_kept(dir);
+    }
+
+    #[test]
+    fn a_payload_that_agrees_is_kept_and_reads_back() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let summary = build(dir, Some(&index_of(dir))).unwrap();
+        let payload = std::fs::read(dir.join("p.tar.zst")).unwrap();
+        assert_eq!(payload.len() as u64, summary.size);
+        let frame = &payload[payload.len() - summary.index_size as usize..];
+        let index = formats::index::read_frame(frame, 4).unwrap();
+        let body = &payload[..payload.len() - frame.len()];
+        let tar = zstd::stream::decode_all(body).unwrap();
+        assert_eq!(formats::index::check_tar(&tar[..], &index).unwrap(), 4);
+        // Format 1: no index, nothing read back.
+        let summary = build(dir, None).unwrap();
+        assert_eq!(summary.index_size, 0);
     }
 }

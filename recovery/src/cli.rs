@@ -35,7 +35,10 @@ const VERIFY_HELP: &str = "\
 usage: recovery verify --manifest M --trusted-key K.pub [--trusted-key K2.pub ...] [--json] [--quiet]
 Checks everything the recovery checks before it erases anything: the
 manifest's signature by one of the trusted keys, the manifest, the
-payload's size and BLAKE3, and every entry of the payload. Writes nothing.
+payload's size and BLAKE3, and every entry of the payload; for a format-2
+image also what the recovery checks while it extracts: the payload
+decoded and every tar header compared with the signed entry index.
+Writes nothing.
   --manifest M         the image's manifest (the payload and M.minisig beside it),
                        or a bundle (P-V.swu) that holds all three
   --trusted-key K.pub  a minisign public key to trust; repeat for several
@@ -206,7 +209,10 @@ pub fn main() -> i32 {
     let mut trusted = Vec::new();
     let result = keys::load(&args.keys).and_then(|keys| {
         trusted = keys;
-        let image = verify::verify(&args.manifest, &trusted)?;
+        let image = match &args.into {
+            Some(_) => verify::verify(&args.manifest, &trusted)?,
+            None => verify::verify_full(&args.manifest, &trusted)?,
+        };
         match &args.into {
             Some(dir) => apply(&image, dir),
             None => Ok(()),

@@ -6,7 +6,7 @@
 //! path nor a symlink planted by an earlier entry can lead a write outside.
 //! The checks of [`crate::scan`] run again on each entry as it is written.
 //! With a signed entry index (format 2), each entry's header is compared
-//! with its record first ([`formats::index::compare`]): a difference, a
+//! with its record first ([`formats::index::Matcher`]): a difference, a
 //! missing or an extra entry stops the extraction, naming the entry and
 //! the field.
 //!
@@ -20,6 +20,7 @@ use crate::progress::Progress;
 use crate::scan::{check, describe};
 use formats::entry::{Entry, Kind};
 use formats::entry_path::{display, normalize, split_parent, TreeCheck};
+use formats::index::{Disagreement, Index};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
@@ -52,7 +53,7 @@ pub fn extract<R: Read>(
     into: &Path,
     payload: &str,
     progress: &Progress,
-    index: Option<&[Entry]>,
+    index: Option<&Index>,
 ) -> Result<Extracted, UpdateError> {
     let root = nix::fcntl::open(
         into,
@@ -84,48 +85,38 @@ pub fn extract<R: Read>(
             format!("cannot decode the payload: {e}"),
         )
     };
-    let against_index = |what: String| {
-        UpdateError::new(
-            Stage::Extract,
-            payload,
-            format!(
-                "{what} (the image's builder wrote a tar that its signed index does not describe)"
-            ),
-        )
-    };
+    let against_index = |d: Disagreement| against_index(Stage::Extract, payload, d);
+    let mut matcher = index.map(Index::matcher);
     let mut entries = 0;
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let described = describe(&mut entry, payload)?;
-        if let Some(index) = index {
-            let shown = display(&described.path);
-            let Some(record) = index.get(entries as usize) else {
-                return Err(against_index(format!(
-                    "entry {shown}: in the payload but not in the signed entry index \
-                     ({} records)",
-                    index.len()
-                )));
-            };
-            formats::index::compare(&described, record)
-                .map_err(|m| against_index(format!("entry {shown}: {m}")))?;
+        if let Some(matcher) = &mut matcher {
+            matcher.check(&described).map_err(against_index)?;
         }
         writer.write(&described, &mut entry)?;
         entries += 1;
         progress.add_entry();
         crate::fault::hit(crate::fault::Point::AfterEntries(entries));
     }
-    if let Some(missing) = index.and_then(|i| i.get(entries as usize)) {
-        return Err(against_index(format!(
-            "entry {}: in the signed entry index but missing from the payload \
-             (it ends after {entries} entries)",
-            display(&missing.path)
-        )));
+    if let Some(matcher) = matcher {
+        matcher.finish().map_err(against_index)?;
     }
     writer.finish_directories()?;
     Ok(Extracted {
         entries,
         bytes: writer.bytes,
     })
+}
+
+/// A tar that its signed entry index does not describe, found at `stage`
+/// (by `recovery verify`, or while extracting).
+pub fn against_index(stage: Stage, payload: &str, d: impl std::fmt::Display) -> UpdateError {
+    UpdateError::new(
+        stage,
+        payload,
+        format!("{d} (the image's builder wrote a tar that its signed index does not describe)"),
+    )
 }
 
 struct Writer<'a> {

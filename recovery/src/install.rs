@@ -58,7 +58,7 @@ fn reread(
 ) -> Result<Extracted, UpdateError> {
     let shown = image.payload.shown();
     let body = image.manifest.payload_size - image.manifest.index_size;
-    let index = image.index.as_deref().map(Vec::as_slice);
+    let index = image.index.as_deref();
     let pass = writeback::while_running(root, || {
         pipeline::pass(file, body, progress, |tar| {
             fault::hit(Point::HangInExtract);

@@ -11,6 +11,7 @@ use crate::error::{Stage, UpdateError};
 use crate::progress::Progress;
 use formats::entry::{self, Entry, Kind, Reading};
 use formats::entry_path::TreeCheck;
+use formats::index::Index;
 use std::io::Read;
 
 /// Reads one tar entry of the payload into the shared entry model
@@ -50,15 +51,16 @@ impl Totals {
 /// Runs every check of [`Entry::check`] on the records of a signed entry
 /// index ([`formats::index`]), in order, as [`scan`] does on a decoded tar.
 pub fn check_index(
-    records: &[Entry],
+    index: &Index,
     payload: &str,
     progress: &Progress,
 ) -> Result<Totals, UpdateError> {
     let mut tree = TreeCheck::new();
     let mut totals = Totals::default();
-    for record in records {
-        check(record, &mut tree, payload)?;
-        totals.add(record, progress);
+    for record in index.iter() {
+        let record = record.map_err(|e| UpdateError::new(Stage::Contents, payload, e))?;
+        check(&record, &mut tree, payload)?;
+        totals.add(&record, progress);
     }
     Ok(totals)
 }

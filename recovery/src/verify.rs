@@ -8,13 +8,17 @@
 //! signed entry index held there ([`formats::index`]); the extraction then
 //! compares every tar header with its record. Format 1: the pass decodes
 //! the payload (on threads of its own) and checks the entries of the tar.
+//!
+//! [`verify_full`] (`recovery verify`, `image-builder info`) adds for
+//! format 2 what the extraction would find after the erase: the payload
+//! decoded and every tar header compared with its record, nothing written.
 
 use crate::error::{Stage, UpdateError};
-use crate::pipeline;
+use crate::pipeline::{self, Pass};
 use crate::progress::Progress;
 use crate::scan::{self, Totals};
 use crate::source::{ImageSource, PayloadSource};
-use formats::entry::Entry;
+use formats::index::{Index, TarCheckError};
 use formats::manifest::{hex, Manifest};
 use formats::signature::{self, TrustedKey};
 use std::path::{Path, PathBuf};
@@ -32,7 +36,7 @@ pub struct VerifiedImage {
     pub signed_by: String,
     /// Format 2: the signed entry index, every record checked; the
     /// extraction compares each tar header with its record.
-    pub index: Option<Arc<Vec<Entry>>>,
+    pub index: Option<Arc<Index>>,
 }
 
 /// Runs every check on the image at `path`: a manifest with its signature
@@ -82,6 +86,51 @@ pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateE
     })
 }
 
+/// [`verify`], then for a format-2 image the checks that the extraction
+/// makes as it writes: the payload decoded (every zstd frame and its
+/// checksum) and every tar header compared with its record of the signed
+/// entry index ([`formats::index::check_tar`], the extraction's
+/// comparison). Writes nothing. What a vendor's pipeline runs
+/// (`recovery verify`), so that an image whose tar disagrees with its
+/// index is refused there, not on a device after the erase.
+pub fn verify_full(path: &Path, keys: &[TrustedKey]) -> Result<VerifiedImage, UpdateError> {
+    let image = verify(path, keys)?;
+    if let Some(index) = &image.index {
+        check_against_index(&image, index)?;
+    }
+    Ok(image)
+}
+
+/// Decodes the payload of a verified format-2 image and compares it with
+/// its index.
+fn check_against_index(image: &VerifiedImage, index: &Index) -> Result<(), UpdateError> {
+    let start = std::time::Instant::now();
+    let shown = image.payload.shown();
+    let fail = |reason: String| UpdateError::new(Stage::Payload, &shown, reason);
+    let file = image
+        .payload
+        .open()
+        .map_err(|e| fail(format!("cannot open: {e}")))?;
+    let manifest = &image.manifest;
+    let progress = Progress::new("decode", manifest.payload_size);
+    let body = manifest.payload_size - manifest.index_size;
+    let pass = pipeline::pass(file, body, &progress, |tar| {
+        formats::index::check_tar(tar, index).map_err(|e| match e {
+            TarCheckError::Disagree(d) => crate::extract::against_index(Stage::Contents, &shown, d),
+            other => UpdateError::new(Stage::Contents, &shown, other),
+        })
+    })
+    .map_err(|e| fail(format!("cannot read: {e}")))?;
+    // Read again: it must still be what the manifest pins.
+    same_as_signed(&pass, manifest).map_err(fail)?;
+    let entries = pass.tar?;
+    log::info!(
+        "payload: decoded, and all {entries} tar headers match the signed entry index ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Checks the manifest's signature; returns the key that made it.
 pub fn check_signature(source: &ImageSource, keys: &[TrustedKey]) -> Result<String, UpdateError> {
     let shown = source.signature_shown();
@@ -108,7 +157,7 @@ enum Contents {
 fn check_payload(
     payload: &PayloadSource,
     manifest: &Manifest,
-) -> Result<Option<Vec<Entry>>, UpdateError> {
+) -> Result<Option<Index>, UpdateError> {
     let shown = payload.shown();
     let fail = |reason: String| UpdateError::new(Stage::Payload, &shown, reason);
     let size = payload.size;
@@ -138,24 +187,11 @@ fn check_payload(
             .map(|p| p.map(Contents::Index))
     }
     .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if pass.size != manifest.payload_size {
-        return Err(fail(format!(
-            "size: the manifest says {} bytes, {} could be read",
-            manifest.payload_size, pass.size
-        )));
-    }
-    if pass.blake3 != manifest.payload_blake3 {
-        return Err(fail(format!(
-            "BLAKE3: the manifest says {}, the file hashes to {} (corrupt or replaced){}",
-            hex(&manifest.payload_blake3),
-            hex(&pass.blake3),
-            pass.stopped()
-        )));
-    }
+    same_as_signed(&pass, manifest).map_err(fail)?;
     let (totals, index) = match pass.tar? {
         Contents::Decoded(totals) => (totals, None),
         Contents::Index(bytes) => {
-            let index = formats::index::read_frame(&bytes)
+            let index = formats::index::read_frame(&bytes, manifest.entries)
                 .map_err(|e| UpdateError::new(Stage::Contents, &shown, e))?;
             let totals = scan::check_index(&index, &shown, &progress)?;
             (totals, Some(index))
@@ -179,4 +215,24 @@ fn check_payload(
         ));
     }
     Ok(index)
+}
+
+/// The payload's size and BLAKE3, as one pass read them, against the
+/// manifest's: why not, if they differ.
+fn same_as_signed<T>(pass: &Pass<T>, manifest: &Manifest) -> Result<(), String> {
+    if pass.size != manifest.payload_size {
+        return Err(format!(
+            "size: the manifest says {} bytes, {} could be read",
+            manifest.payload_size, pass.size
+        ));
+    }
+    if pass.blake3 != manifest.payload_blake3 {
+        return Err(format!(
+            "BLAKE3: the manifest says {}, the file hashes to {} (corrupt or replaced){}",
+            hex(&manifest.payload_blake3),
+            hex(&pass.blake3),
+            pass.stopped()
+        ));
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use formats::entry::{self, Entry, Kind};
 use formats::manifest::Manifest;
+use formats::signature::TrustedKey;
 use image_builder::image::Source;
 use recovery::Stage;
 use std::fs;
@@ -15,6 +16,18 @@ use std::path::{Path, PathBuf};
 /// A signed format-2 image whose tar holds `tar` and whose index holds
 /// `index` (each as `from_tar` reads it), as a wrong builder could write it.
 fn crafted(dir: &Path, secret: &Path, tar: &[Entry], index: &[Entry]) -> PathBuf {
+    crafted_with(dir, secret, tar, index, |_| {})
+}
+
+/// [`crafted`], with `mangle` applied to the compressed tar (one zstd
+/// frame with a checksum) before it is hashed and signed.
+fn crafted_with(
+    dir: &Path,
+    secret: &Path,
+    tar: &[Entry],
+    index: &[Entry],
+    mangle: impl Fn(&mut Vec<u8>),
+) -> PathBuf {
     let mut b = tar::Builder::new(Vec::new());
     for e in tar {
         let data = vec![b'x'; e.size as usize];
@@ -29,7 +42,11 @@ fn crafted(dir: &Path, secret: &Path, tar: &[Entry], index: &[Entry]) -> PathBuf
         }
         entry::append(&mut b, &stored, &data[..]).unwrap();
     }
-    let mut payload = zstd::bulk::compress(&b.into_inner().unwrap(), 3).unwrap();
+    let mut c = zstd::bulk::Compressor::new(3).unwrap();
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+        .unwrap();
+    let mut payload = c.compress(&b.into_inner().unwrap()).unwrap();
+    mangle(&mut payload);
     let frame = formats::index::write_frame(index, 3).unwrap();
     payload.extend_from_slice(&frame);
     let manifest = Manifest {
@@ -58,6 +75,14 @@ fn crafted(dir: &Path, secret: &Path, tar: &[Entry], index: &[Entry]) -> PathBuf
     path
 }
 
+/// A work directory, a key pair in it, and the public key as trusted.
+fn signer() -> (tempfile::TempDir, PathBuf, PathBuf, Vec<TrustedKey>) {
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (public, secret) = keypair(work.path(), "k");
+    let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
+    (work, public, secret, keys)
+}
+
 /// A small tree as the tar reader reads it: root, a directory, a file
 /// with an attribute, a symlink, a device.
 fn entries() -> Vec<Entry> {
@@ -80,9 +105,7 @@ fn entries() -> Vec<Entry> {
 #[test]
 fn a_tar_that_disagrees_with_its_index_fails_the_extraction_naming_the_field() {
     require_root("extract files with their owners and device nodes");
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (public, secret) = keypair(work.path(), "k");
-    let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
+    let (work, _, secret, keys) = signer();
     type Change = Box<dyn Fn(&mut Vec<Entry>)>;
     let cases: Vec<(&str, &str, Change)> = vec![
         ("path", "entry etc/passwd: path: the tar says etc/passwd, the signed entry index says etc/shadow",
@@ -139,6 +162,87 @@ fn a_tar_that_disagrees_with_its_index_fails_the_extraction_naming_the_field() {
     assert_eq!(fs::read(into.join("etc/passwd")).unwrap(), b"xxxxx");
 }
 
+/// `recovery verify --manifest M --trusted-key K`: its exit code and
+/// standard error.
+fn verify_cli(manifest: &Path, key: &Path) -> (Option<i32>, String) {
+    let out = recovery(&[&"verify", &"--manifest", &manifest, &"--trusted-key", &key]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+/// `recovery verify` (what a vendor's pipeline runs) decodes a format-2
+/// payload and compares it with its index: a tar that disagrees, which
+/// the recovery would find only after the erase, is refused there.
+#[test]
+fn recovery_verify_refuses_a_tar_that_disagrees_with_its_index() {
+    let (work, public, secret, keys) = signer();
+    let mut index = entries();
+    index[2].uid = 0;
+    let manifest = crafted(&work.path().join("img"), &secret, &entries(), &index);
+    let (code, stderr) = verify_cli(&manifest, &public);
+    assert_eq!(code, Some(Stage::Contents.exit_code()), "{stderr}");
+    assert!(
+        stderr.contains(
+            "entry etc/passwd: uid: the tar says 1000, the signed entry index says 0 \
+             (the image's builder wrote a tar that its signed index does not describe)"
+        ),
+        "{stderr}"
+    );
+    // The check of the index alone, as on a device, lets it pass.
+    recovery::verify::verify(&manifest, &keys).unwrap();
+    let err = recovery::verify::verify_full(&manifest, &keys).unwrap_err();
+    assert_eq!(err.stage, Stage::Contents, "{err}");
+    // The same in JSON, and from `image-builder info`.
+    let out = recovery(&[
+        &"verify",
+        &"--manifest",
+        &manifest,
+        &"--trusted-key",
+        &public,
+        &"--json",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"stage\":\"contents\""), "{json}");
+    let report = image_builder::info::inspect(&manifest, std::slice::from_ref(&public));
+    assert_eq!(report.exit_code(), Stage::Contents.exit_code());
+    // An entry the tar lacks.
+    let mut index = entries();
+    index.push(Entry::new("etc/extra", Kind::Fifo));
+    let manifest = crafted(&work.path().join("img2"), &secret, &entries(), &index);
+    let err = recovery::verify::verify_full(&manifest, &keys).unwrap_err();
+    assert!(
+        err.reason
+            .contains("entry etc/extra: in the signed entry index but missing from the payload"),
+        "{err}"
+    );
+    // They agree: verified, decoded, and compared.
+    let manifest = crafted(&work.path().join("good"), &secret, &entries(), &entries());
+    let (code, stderr) = verify_cli(&manifest, &public);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("all 5 tar headers match the signed entry index"),
+        "{stderr}"
+    );
+}
+
+/// A signed payload whose frame does not decode (its checksum is wrong,
+/// and the manifest pins those bytes): `recovery verify` decodes it and
+/// refuses it.
+#[test]
+fn recovery_verify_refuses_a_signed_frame_that_does_not_decode() {
+    let (work, _, secret, keys) = signer();
+    let flip_checksum = |p: &mut Vec<u8>| {
+        let last = p.len() - 1;
+        p[last] ^= 0x01;
+    };
+    let dir = work.path().join("img");
+    let manifest = crafted_with(&dir, &secret, &entries(), &entries(), flip_checksum);
+    recovery::verify::verify(&manifest, &keys).unwrap();
+    let err = recovery::verify::verify_full(&manifest, &keys).unwrap_err();
+    assert_eq!(err.stage, Stage::Contents, "{err}");
+    assert!(err.reason.contains("cannot decode the payload"), "{err}");
+}
+
 #[test]
 fn a_corrupted_index_is_a_hash_mismatch_before_the_erase() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -169,9 +273,7 @@ fn a_corrupted_index_is_a_hash_mismatch_before_the_erase() {
 
 #[test]
 fn a_signed_index_that_breaks_the_rules_is_refused_before_the_erase() {
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (public, secret) = keypair(work.path(), "k");
-    let keys = recovery::keys::load(std::slice::from_ref(&public)).unwrap();
+    let (work, _, secret, keys) = signer();
     let mut index = entries();
     index[2].path = b"../etc/passwd".to_vec();
     let manifest = crafted(&work.path().join("img"), &secret, &entries(), &index);
