@@ -11,8 +11,9 @@
 //!   records on `cfg` on the way into a restore and out of it.
 //! - [`count_restore`], [`after_restore_failure`], [`restore_stay_message`]:
 //!   a restore's attempts are counted as an update's, and when they are
-//!   used up (or the image to restore fails its checks) the recovery stays
-//!   on the console saying what, why and what to do.
+//!   used up (or the image to restore fails its checks, whatever an
+//!   update [`Erased`] before) the recovery stays on the console saying
+//!   what, why and what to do.
 //! - [`after_counter_stop`]: a boot loader whose count of trial boots
 //!   cannot be stopped would send every boot back to the recovery: stay
 //!   on the console naming the file or variable to clear by hand.
@@ -196,14 +197,27 @@ pub enum AfterRestore {
     Stay,
 }
 
+/// Which erase of the target this boot made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    No,
+    /// The update's.
+    ByUpdate,
+    /// The restore's (this boot's attempt of it).
+    ByRestore,
+}
+
 /// After the attempt `pending.attempts` of a restore failed, `erased`
-/// saying whether this attempt had started its erase.
+/// saying which erase this boot made: only the restore's own erase makes
+/// a retry worth it (an update's erase earlier in the same boot says
+/// nothing about the restore image, which fails its checks the same way
+/// on every boot).
 pub fn after_restore_failure(
     config: &Config,
     pending: &PendingRestore,
-    erased: bool,
+    erased: Erased,
 ) -> AfterRestore {
-    if erased && pending.attempts < config.max_attempts {
+    if erased == Erased::ByRestore && pending.attempts < config.max_attempts {
         AfterRestore::Retry
     } else {
         AfterRestore::Stay
@@ -741,20 +755,20 @@ mod tests {
         };
         // A hang or a write error after the erase: try again, up to 3.
         assert_eq!(
-            after_restore_failure(&config, &attempt(1), true),
+            after_restore_failure(&config, &attempt(1), Erased::ByRestore),
             AfterRestore::Retry
         );
         assert_eq!(
-            after_restore_failure(&config, &attempt(2), true),
+            after_restore_failure(&config, &attempt(2), Erased::ByRestore),
             AfterRestore::Retry
         );
         assert_eq!(
-            after_restore_failure(&config, &attempt(3), true),
+            after_restore_failure(&config, &attempt(3), Erased::ByRestore),
             AfterRestore::Stay
         );
         // The image fails its checks (or the count was used up): stay now.
         assert_eq!(
-            after_restore_failure(&config, &attempt(1), false),
+            after_restore_failure(&config, &attempt(1), Erased::No),
             AfterRestore::Stay
         );
         let e = UpdateError::new(Stage::Extract, "/run/target", "deadline of 600 s passed");
@@ -782,6 +796,25 @@ mod tests {
         let config = Config::for_product("demo");
         let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
         assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
+    }
+
+    #[test]
+    fn an_updates_erase_does_not_make_a_failed_restore_retry() {
+        // The used-up path erased nothing of the restore's: a restore image
+        // that fails its checks fails them on every boot: stay now.
+        let config = Config::for_product("demo");
+        let pending = PendingRestore {
+            attempts: 1,
+            ..trial().expired()
+        };
+        assert_eq!(
+            after_restore_failure(&config, &pending, Erased::ByUpdate),
+            AfterRestore::Stay
+        );
+        assert_eq!(
+            after_restore_failure(&config, &pending, Erased::ByRestore),
+            AfterRestore::Retry
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
 use crate::progress::human;
-use crate::restore::{self as decide, Plan};
+use crate::restore::{self as decide, Erased, Plan};
 use crate::supervisor::{self, Hang};
 use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
@@ -81,7 +81,7 @@ struct Session {
     /// `version` is the verified manifest's (not the instruction's path).
     verified: bool,
     attempt: u64,
-    erased: bool,
+    erased: Erased,
     written: Option<Extracted>,
     /// The update lock was already set when this boot started.
     lock_found: bool,
@@ -104,7 +104,7 @@ struct Snapshot {
     /// `version` is the verified manifest's (not the instruction's path).
     verified: bool,
     attempt: u64,
-    erased: bool,
+    erased: Erased,
     restoring: Option<PendingRestore>,
     cfg: Option<Arc<Mount>>,
 }
@@ -261,7 +261,7 @@ pub fn run() -> ! {
         version: String::new(),
         verified: false,
         attempt: 0,
-        erased: false,
+        erased: Erased::No,
         written: None,
         lock_found: false,
         restoring: None,
@@ -375,7 +375,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     s.verified = true;
     fault::hit(Point::AfterVerify);
     mark_touched(&cfg, &instruction, &image)?;
-    s.erased = true;
+    s.erased = Erased::ByUpdate;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
     fault::hit(Point::AfterErase);
@@ -453,7 +453,7 @@ fn restore(
     let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
     fault::hit(Point::RestoreAfterVerify);
     mark_touched(cfg, &instruction, &image)?;
-    s.erased = true;
+    s.erased = Erased::ByRestore;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
     fault::hit(Point::RestoreAfterErase);
@@ -920,8 +920,9 @@ fn count_attempt(
     let attempt = previous + 1;
     s.attempt = attempt;
     if attempt > config.max_attempts {
-        // Not a refusal: the system partition may be erased.
-        s.erased = true;
+        // Not a refusal: the system partition may be erased (by an
+        // update: not the restore's erase that this boot may start).
+        s.erased = Erased::ByUpdate;
         if let Some(pending) =
             decide::after_attempts_used(config, instruction, read_touched(cfg).as_ref(), previous)
         {
@@ -1164,7 +1165,8 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         return restore_failed(s, &cfg, &pending, e);
     }
     // Erased by this attempt or, as cfg says, by an earlier one.
-    let touched = s.erased || cfg.join(TOUCHED).exists();
+    let erased_now = s.erased != Erased::No;
+    let touched = erased_now || cfg.join(TOUCHED).exists();
     let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt);
     let outcome = match failure {
         decide::UpdateFailure::Locked => Outcome::Locked,
@@ -1180,7 +1182,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    if touched && !s.erased {
+    if touched && !erased_now {
         log::error!(
             "an earlier attempt erased the target ({} is there): it holds no complete system, so \
              this is a failure after the erase, not a refusal",
