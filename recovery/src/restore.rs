@@ -2,8 +2,9 @@
 //! functions over the records on `cfg` ([`formats::trial`]), so that each
 //! can be tested on the host; [`crate::update`] carries them out.
 //!
-//! - [`plan`]: what a boot does: finish a pending restore, restore a
-//!   system whose trial ran out, run the update, or nothing.
+//! - [`plan`]: what a boot does from what it [`Found`]: finish a pending
+//!   restore (whatever the instruction), restore a system whose trial ran
+//!   out, run the update, or nothing.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one);
 //!   so does [`after_attempts_used`], a last attempt that was cut off.
@@ -37,6 +38,9 @@ pub enum Plan {
     },
     /// Run the update the instruction asks for.
     Update,
+    /// The instruction is there but cannot be read (an I/O error, a bad
+    /// CRC) and no restore is pending: the update's failure path.
+    BadInstruction(UpdateError),
     /// No instruction, nothing on trial.
     Nothing,
     /// A trial with no instruction, but the boot loader has boots of it
@@ -46,26 +50,38 @@ pub enum Plan {
     StaleFlag(String),
 }
 
+/// What a boot found on `cfg`, for [`plan`].
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// `cfg:update/restore`.
+    pub pending: Option<&'a PendingRestore>,
+    /// `cfg:update/instruction`: absent (`Ok(false)`), readable, or not.
+    pub instruction: Result<bool, &'a UpdateError>,
+    /// `cfg:update/trial`.
+    pub trial: Option<&'a Trial>,
+}
+
 /// A pending restore comes first (it was decided on by an earlier boot,
-/// which may have erased the system); then the instruction; a trial found
-/// with no instruction ran out only when the boot loader says no boot of
-/// it is left (`trial_left`, asked only then: Some(0), or unreadable);
-/// with boots left or no counting, the recovery was booted by a stale
-/// one-shot flag (a power cut between removing the instruction and
-/// clearing the flag), and the new system must not be restored over.
+/// which may have erased the system; an instruction left beside it, even
+/// one that cannot be read, is only moved aside on the way); then the
+/// instruction; a trial found with no instruction ran out only when the
+/// boot loader says no boot of it is left (`trial_left`, asked only then:
+/// Some(0), or unreadable); with boots left or no counting, the recovery
+/// was booted by a stale one-shot flag (a power cut between removing the
+/// instruction and clearing the flag), and the new system must not be
+/// restored over.
 pub fn plan(
-    pending: Option<PendingRestore>,
-    instruction: bool,
-    trial: Option<&Trial>,
+    found: Found<'_>,
     trial_left: impl FnOnce() -> Result<Option<u64>, String>,
 ) -> Plan {
-    match (pending, instruction, trial) {
+    match (found.pending, found.instruction, found.trial) {
         (Some(pending), _, _) => Plan::Restore {
-            pending,
+            pending: pending.clone(),
             record: false,
         },
-        (None, true, _) => Plan::Update,
-        (None, false, Some(trial)) => match trial_left() {
+        (None, Err(e), _) => Plan::BadInstruction(e.clone()),
+        (None, Ok(true), _) => Plan::Update,
+        (None, Ok(false), Some(trial)) => match trial_left() {
             Ok(Some(0)) => Plan::Restore {
                 pending: trial.expired(),
                 record: true,
@@ -93,7 +109,7 @@ pub fn plan(
                 trial.version
             )),
         },
-        (None, false, None) => Plan::Nothing,
+        (None, Ok(false), None) => Plan::Nothing,
     }
 }
 
@@ -529,6 +545,19 @@ mod tests {
         .unwrap()
     }
 
+    /// What a boot found: `instruction` there and readable or absent.
+    fn found<'a>(
+        pending: Option<&'a PendingRestore>,
+        instruction: bool,
+        trial: Option<&'a Trial>,
+    ) -> Found<'a> {
+        Found {
+            pending,
+            instruction: Ok(instruction),
+            trial,
+        }
+    }
+
     /// A boot loader that says no trial boot is left.
     fn none_left() -> Result<Option<u64>, String> {
         Ok(Some(0))
@@ -539,21 +568,24 @@ mod tests {
         let pending = trial().expired();
         let unasked = || -> Result<Option<u64>, String> { panic!("the counter is not asked") };
         assert_eq!(
-            plan(Some(pending.clone()), true, Some(&trial()), unasked),
+            plan(found(Some(&pending), true, Some(&trial())), unasked),
             Plan::Restore {
                 pending: pending.clone(),
                 record: false
             }
         );
-        assert_eq!(plan(None, true, Some(&trial()), unasked), Plan::Update);
         assert_eq!(
-            plan(None, false, Some(&trial()), none_left),
+            plan(found(None, true, Some(&trial())), unasked),
+            Plan::Update
+        );
+        assert_eq!(
+            plan(found(None, false, Some(&trial())), none_left),
             Plan::Restore {
                 pending,
                 record: true
             }
         );
-        assert_eq!(plan(None, false, None, unasked), Plan::Nothing);
+        assert_eq!(plan(found(None, false, None), unasked), Plan::Nothing);
     }
 
     #[test]
@@ -562,18 +594,20 @@ mod tests {
         // grubenv/U-Boot flag boots the recovery with boots left: 2.0 has
         // not even booted once, and must not be restored over.
         let t = trial();
-        match plan(None, false, Some(&t), || Ok(Some(2))) {
+        match plan(found(None, false, Some(&t)), || Ok(Some(2))) {
             Plan::StaleFlag(why) => assert!(why.contains("2 boots left"), "{why}"),
             other => panic!("boots left: {other:?}"),
         }
         // Confirmed (the counting stopped), the record not yet removed.
         assert!(matches!(
-            plan(None, false, Some(&t), || Ok(None)),
+            plan(found(None, false, Some(&t)), || Ok(None)),
             Plan::StaleFlag(_)
         ));
         // A counter that cannot be read: the trial cannot be shown to go
         // on; restore, saying why.
-        match plan(None, false, Some(&t), || Err("grubenv: bad magic".into())) {
+        match plan(found(None, false, Some(&t)), || {
+            Err("grubenv: bad magic".into())
+        }) {
             Plan::Restore { pending, record } => {
                 assert!(record);
                 assert_eq!(pending.image, t.restore);
@@ -815,6 +849,42 @@ mod tests {
             after_restore_failure(&config, &pending, Erased::ByRestore),
             AfterRestore::Retry
         );
+    }
+
+    #[test]
+    fn an_unreadable_instruction_does_not_block_a_pending_restore() {
+        let pending = trial().expired();
+        let e = UpdateError::new(Stage::Instruction, "cfg:update/instruction", "bad CRC");
+        let unasked = || -> Result<Option<u64>, String> { panic!("the counter is not asked") };
+        let unreadable = Found {
+            pending: None,
+            instruction: Err(&e),
+            trial: None,
+        };
+        let beside = Found {
+            pending: Some(&pending),
+            ..unreadable
+        };
+        assert_eq!(
+            plan(beside, unasked),
+            Plan::Restore {
+                pending: pending.clone(),
+                record: false
+            }
+        );
+        // An update's restore moves it aside before anything is erased, a
+        // trial's at its end.
+        let update = PendingRestore {
+            origin: Origin::Update,
+            ..pending.clone()
+        };
+        assert_eq!(
+            resume_leaving(&update, true, true),
+            [Step::DisarmInstruction]
+        );
+        assert_eq!(end_restore(true)[0], Step::DisarmInstruction);
+        // Nothing pending: the update's failure path, as before.
+        assert_eq!(plan(unreadable, unasked), Plan::BadInstruction(e.clone()));
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! 2. read the configuration                  [`read_config`]
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
-//! 5. read the instruction (none: reboot, unless a trial ran out, as the
-//!    boot loader's counter says, or a restore is pending: then restore;
-//!    a stray counter is stopped, or the console says how)
+//! 5. read the pending restore and the instruction (a pending restore
+//!    comes first, even beside an unreadable instruction; none of them:
+//!    reboot, unless a trial ran out, as the boot loader's counter says:
+//!    then restore; a stray counter is stopped, or the console says how)
 //!    [`read_instruction`], [`restore`], [`clear_stray_trial_counter`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
@@ -319,24 +320,27 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let disks = find_partitions(&config)?;
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
-    let found = read_instruction(&cfg)?;
+    let pending = read_pending_restore(&cfg);
+    let found = read_instruction(&cfg);
     let trial_left = || {
         with_boot_flag(&config, |flag| flag.trial_left(Path::new(CFG_MOUNT)))
             .ok_or_else(|| format!("bootflag={}: not a boot loader setting", config.bootflag))?
             .map_err(|e| format!("{}: {e}", config.bootflag))
     };
-    match decide::plan(
-        read_pending_restore(&cfg),
-        found.is_some(),
-        read_trial(&cfg).as_ref(),
-        trial_left,
-    ) {
+    let trial = read_trial(&cfg);
+    let on_cfg = decide::Found {
+        pending: pending.as_ref(),
+        instruction: found.as_ref().map(Option::is_some),
+        trial: trial.as_ref(),
+    };
+    match decide::plan(on_cfg, trial_left) {
         Plan::Restore { pending, record } => {
             if record {
                 cfg_step(&cfg, decide::Step::WritePending, &pending, 0)?;
             }
             return restore(s, &config, &disks, &cfg, pending);
         }
+        Plan::BadInstruction(e) => return Err(e),
         Plan::Nothing => {
             if let Some(why) = clear_stray_trial_counter(&config) {
                 return Ok(Done::CounterStuck(why));
@@ -351,7 +355,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         }
         Plan::Update => {}
     }
-    let (instruction, raw) = found.expect("planned an update");
+    let (instruction, raw) = found.ok().flatten().expect("planned an update");
     s.version = instruction.manifest.to_string();
     s.instruction = Some(instruction.clone());
     if cfg.join(LOCK).exists() {
