@@ -4,7 +4,8 @@
 //!
 //! - [`plan`]: what a boot does from what it [`Found`]: finish a pending
 //!   restore (whatever the instruction), restore a system whose trial ran
-//!   out, run the update, or nothing.
+//!   out, run the update, nothing, or stay when `update/touched` says the
+//!   target is empty and nothing else can fill it.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one);
 //!   so does [`after_attempts_used`], a last attempt that was cut off.
@@ -43,6 +44,11 @@ pub enum Plan {
     BadInstruction(UpdateError),
     /// No instruction, nothing on trial.
     Nothing,
+    /// No instruction, no pending restore, nothing on trial, but
+    /// `cfg:update/touched` says the target was erased and not refilled:
+    /// there is no system to boot. Stay on the console (the message says
+    /// what to do).
+    Empty(String),
     /// A trial with no instruction, but the boot loader has boots of it
     /// left (or stopped counting: confirmed): a one-shot flag left set by
     /// a power cut booted the recovery, not the end of the trial. Clear
@@ -59,6 +65,8 @@ pub struct Found<'a> {
     pub instruction: Result<bool, &'a UpdateError>,
     /// `cfg:update/trial`.
     pub trial: Option<&'a Trial>,
+    /// `cfg:update/touched`.
+    pub touched: Option<&'a Touched>,
 }
 
 /// A pending restore comes first (it was decided on by an earlier boot,
@@ -69,7 +77,8 @@ pub struct Found<'a> {
 /// Some(0), or unreadable); with boots left or no counting, the recovery
 /// was booted by a stale one-shot flag (a power cut between removing the
 /// instruction and clearing the flag), and the new system must not be
-/// restored over.
+/// restored over. With none of them, a target recorded as erased holds
+/// no system to reboot into.
 pub fn plan(
     found: Found<'_>,
     trial_left: impl FnOnce() -> Result<Option<u64>, String>,
@@ -109,8 +118,29 @@ pub fn plan(
                 trial.version
             )),
         },
-        (None, Ok(false), None) => Plan::Nothing,
+        (None, Ok(false), None) => match found.touched {
+            Some(touched) => Plan::Empty(empty_target_message(touched)),
+            None => Plan::Nothing,
+        },
     }
+}
+
+/// The console's message for a target that `cfg:update/touched` says was
+/// erased, with nothing on `cfg` to refill it.
+fn empty_target_message(touched: &Touched) -> String {
+    format!(
+        "{target} holds no complete system: {touched_file} says it was erased to install {version} \
+         ({manifest}), and cfg holds no instruction, no pending restore and no trial to finish \
+         or undo that (one of them may have been unreadable: see the warnings above). Rebooting \
+         would boot an empty partition. Write an instruction for a good image (or \
+         {restore_file} naming the last good image) on cfg, then power-cycle; remove \
+         {touched_file} only if {target} is known to hold a complete system",
+        target = touched.target,
+        version = touched.version,
+        manifest = touched.manifest,
+        touched_file = formats::cfg::shown(formats::cfg::TOUCHED),
+        restore_file = formats::cfg::shown(formats::cfg::RESTORE),
+    )
 }
 
 /// A step on `cfg` on the way into or out of a restore.
@@ -555,6 +585,7 @@ mod tests {
             pending,
             instruction: Ok(instruction),
             trial,
+            touched: None,
         }
     }
 
@@ -860,6 +891,7 @@ mod tests {
             pending: None,
             instruction: Err(&e),
             trial: None,
+            touched: None,
         };
         let beside = Found {
             pending: Some(&pending),
@@ -885,6 +917,29 @@ mod tests {
         assert_eq!(end_restore(true)[0], Step::DisarmInstruction);
         // Nothing pending: the update's failure path, as before.
         assert_eq!(plan(unreadable, unasked), Plan::BadInstruction(e.clone()));
+    }
+
+    #[test]
+    fn an_erased_target_with_nothing_to_fill_it_stays_on_the_console() {
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        let on_cfg = Found {
+            touched: Some(&erased),
+            ..found(None, false, None)
+        };
+        match plan(on_cfg, || panic!("the counter is not asked")) {
+            Plan::Empty(m) => {
+                for part in [
+                    "system holds no complete system: cfg:update/touched says it was erased to \
+                     install 2.0 (storage:updates/demo-2.0.manifest)",
+                    "no instruction, no pending restore and no trial",
+                    "Write an instruction for a good image (or cfg:update/restore",
+                    "then power-cycle",
+                ] {
+                    assert!(m.contains(part), "{part}: {m}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

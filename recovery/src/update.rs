@@ -9,7 +9,8 @@
 //! 5. read the pending restore and the instruction (a pending restore
 //!    comes first, even beside an unreadable instruction; none of them:
 //!    reboot, unless a trial ran out, as the boot loader's counter says:
-//!    then restore; a stray counter is stopped, or the console says how)
+//!    then restore; a stray counter is stopped, or the console says how;
+//!    a target left erased with nothing to fill it: stay)
 //!    [`read_instruction`], [`restore`], [`clear_stray_trial_counter`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
@@ -243,6 +244,9 @@ enum Done {
     /// be stopped: every boot would come back here (the message says
     /// what to clear by hand).
     CounterStuck(String),
+    /// The target holds no complete system and nothing on `cfg` says how
+    /// to fill it (the message says what to do).
+    Empty(String),
 }
 
 /// PID 1's entry point.
@@ -298,6 +302,10 @@ pub fn run() -> ! {
             log::error!("{why}");
             After::Stay("the boot loader's count of trial boots cannot be stopped".into())
         }
+        Ok(Done::Empty(why)) => {
+            log::error!("{why}");
+            After::Stay("the system partition holds no complete system; see the message above".into())
+        }
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
@@ -327,11 +335,12 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
             .ok_or_else(|| format!("bootflag={}: not a boot loader setting", config.bootflag))?
             .map_err(|e| format!("{}: {e}", config.bootflag))
     };
-    let trial = read_trial(&cfg);
+    let (trial, touched) = (read_trial(&cfg), read_touched(&cfg));
     let on_cfg = decide::Found {
         pending: pending.as_ref(),
         instruction: found.as_ref().map(Option::is_some),
         trial: trial.as_ref(),
+        touched: touched.as_ref(),
     };
     match decide::plan(on_cfg, trial_left) {
         Plan::Restore { pending, record } => {
@@ -341,6 +350,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
             return restore(s, &config, &disks, &cfg, pending);
         }
         Plan::BadInstruction(e) => return Err(e),
+        Plan::Empty(why) => return Ok(Done::Empty(why)),
         Plan::Nothing => {
             if let Some(why) = clear_stray_trial_counter(&config) {
                 return Ok(Done::CounterStuck(why));
