@@ -9,6 +9,8 @@
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one);
 //!   so does [`after_attempts_used`], a last attempt that was cut off.
+//! - [`update_failure`], [`unbounded_message`]: how a failed update ends;
+//!   a record that bounds the retries and cannot be written stays.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
 //!   records on `cfg` on the way into a restore and out of it.
 //! - [`count_restore`], [`after_restore_failure`], [`restore_stay_message`]:
@@ -307,18 +309,39 @@ pub enum UpdateFailure {
     /// before the attempt was counted (the instruction unreadable): a
     /// retry would never be counted and there is no system to boot: stay.
     Stranded,
+    /// The target holds no complete system and a record that bounds the
+    /// retries (the attempt count, a pending restore, the lock) could not
+    /// be written: every reboot would come back and fail the same way, or
+    /// erase again without end. Stay, naming the file
+    /// ([`unbounded_message`]).
+    Unbounded,
 }
 
 /// Decides from `lock` (the update lock set), `touched` (the target
 /// erased by this attempt or, as `cfg:update/touched` says, an earlier
-/// one) and `attempt` (0: not counted yet).
-pub fn update_failure(lock: bool, touched: bool, attempt: u64) -> UpdateFailure {
-    match (lock, touched, attempt) {
-        (true, _, _) => UpdateFailure::Locked,
-        (false, false, _) => UpdateFailure::Refused,
-        (false, true, 0) => UpdateFailure::Stranded,
-        (false, true, _) => UpdateFailure::Failed,
+/// one), `attempt` (0: not counted yet) and `unbounded` (a record that
+/// bounds the retries could not be written).
+pub fn update_failure(lock: bool, touched: bool, attempt: u64, unbounded: bool) -> UpdateFailure {
+    match (lock, touched, attempt, unbounded) {
+        (true, _, _, _) => UpdateFailure::Locked,
+        (false, false, _, _) => UpdateFailure::Refused,
+        (false, true, _, true) => UpdateFailure::Unbounded,
+        (false, true, 0, false) => UpdateFailure::Stranded,
+        (false, true, _, false) => UpdateFailure::Failed,
     }
+}
+
+/// The console's message when `e`, the failure to write a record that
+/// bounds the retries, keeps the device there.
+pub fn unbounded_message(e: &UpdateError) -> String {
+    format!(
+        "cannot write {file}: {why}. That record bounds the retries (the attempt count, a \
+         pending restore, the update lock): without it every reboot would come back here and \
+         do the same, for ever. The system partition may hold no complete system. Repair cfg \
+         (full, read-only or failing: fsck it, free space, or replace it), then power-cycle",
+        file = e.file,
+        why = e.reason
+    )
 }
 
 /// After a failure of `version` in its attempt `attempt`: restore when
@@ -851,16 +874,39 @@ mod tests {
 
     #[test]
     fn a_refusal_after_an_earlier_attempt_erased_the_target_is_a_failure() {
-        assert_eq!(update_failure(false, false, 2), UpdateFailure::Refused);
+        assert_eq!(update_failure(false, false, 2, false), UpdateFailure::Refused);
         // Attempt 1 erased and failed; attempt 2 is refused (a signature,
         // the product): the target is empty, so not "untouched, reboot".
-        assert_eq!(update_failure(false, true, 2), UpdateFailure::Failed);
-        assert_eq!(update_failure(false, true, 0), UpdateFailure::Stranded);
-        assert_eq!(update_failure(true, true, 3), UpdateFailure::Locked);
+        assert_eq!(update_failure(false, true, 2, false), UpdateFailure::Failed);
+        assert_eq!(update_failure(false, true, 0, false), UpdateFailure::Stranded);
+        assert_eq!(update_failure(true, true, 3, false), UpdateFailure::Locked);
         // On the last attempt that failure restores.
         let config = Config::for_product("demo");
         let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
         assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
+    }
+
+    #[test]
+    fn a_record_that_bounds_the_retries_and_cannot_be_written_stays_on_the_console() {
+        // The count of attempt 2 (or the pending restore, or the lock)
+        // cannot be written after an erase: a reboot would be an attempt
+        // that is never counted, or a restore never recorded, every boot.
+        assert_eq!(update_failure(false, true, 2, true), UpdateFailure::Unbounded);
+        assert_eq!(update_failure(false, true, 0, true), UpdateFailure::Unbounded);
+        // Untouched: refused as before (the old system boots); the lock
+        // found: stays as before.
+        assert_eq!(update_failure(false, false, 1, true), UpdateFailure::Refused);
+        assert_eq!(update_failure(true, true, 1, true), UpdateFailure::Locked);
+        let e = UpdateError::new(Stage::Finish, "cfg:update/attempts", "Read-only file system");
+        let message = unbounded_message(&e);
+        for part in [
+            "cannot write cfg:update/attempts: Read-only file system",
+            "bounds the retries",
+            "Repair cfg",
+            "then power-cycle",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
     }
 
     #[test]

@@ -84,6 +84,9 @@ struct Session {
     verified: bool,
     attempt: u64,
     erased: Erased,
+    /// A record that bounds the retries could not be written
+    /// ([`decide::UpdateFailure::Unbounded`]).
+    unbounded: bool,
     written: Option<Extracted>,
     /// The update lock was already set when this boot started.
     lock_found: bool,
@@ -107,8 +110,19 @@ struct Snapshot {
     verified: bool,
     attempt: u64,
     erased: Erased,
+    unbounded: bool,
     restoring: Option<PendingRestore>,
     cfg: Option<Arc<Mount>>,
+}
+
+impl Session {
+    /// `e` is the failure to write a record that bounds the retries (the
+    /// attempt count, a pending restore, the lock): marks it, for [`fail`]
+    /// to stay on the console instead of rebooting into the same failure.
+    fn unbounded(&mut self, e: UpdateError) -> UpdateError {
+        self.unbounded = true;
+        e
+    }
 }
 
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
@@ -126,6 +140,7 @@ fn supervise(s: &Session, stage: Stage) {
             verified: s.verified,
             attempt: s.attempt,
             erased: s.erased,
+            unbounded: s.unbounded,
             restoring: s.restoring.clone(),
             cfg: s.cfg.clone(),
         });
@@ -204,6 +219,7 @@ fn record_hang(e: &UpdateError) -> After {
         verified: snap.verified,
         attempt: snap.attempt,
         erased: snap.erased,
+        unbounded: snap.unbounded,
         written: None,
         lock_found: false,
         restoring: snap.restoring,
@@ -267,6 +283,7 @@ pub fn run() -> ! {
         verified: false,
         attempt: 0,
         erased: Erased::No,
+        unbounded: false,
         written: None,
         lock_found: false,
         restoring: None,
@@ -917,7 +934,7 @@ fn verify_image(
 /// named, the restore is left as after a failure on the last attempt and
 /// returned, for this boot to carry out; without, the update lock is set.
 /// A counter that cannot be read (torn, garbage) counts as no attempt so
-/// far.
+/// far; one that cannot be written stops here ([`Session::unbounded`]).
 fn count_attempt(
     s: &mut Session,
     config: &Config,
@@ -942,7 +959,7 @@ fn count_attempt(
         {
             s.attempt = previous;
             log::error!("{}", pending.reason);
-            restore_next(cfg, previous, &pending)?;
+            restore_next(cfg, previous, &pending).map_err(|e| s.unbounded(e))?;
             return Ok(Some(pending));
         }
         let lock = Lock {
@@ -950,7 +967,7 @@ fn count_attempt(
             reason: String::new(),
         };
         store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
-            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))?;
+            .map_err(|e| s.unbounded(UpdateError::new(Stage::Finish, cfg::shown(LOCK), e)))?;
         return Err(UpdateError::new(
             Stage::Instruction,
             cfg::shown(ATTEMPTS),
@@ -965,7 +982,7 @@ fn count_attempt(
         count: attempt,
     };
     store::write_atomic(&path, record.render().as_bytes())
-        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e))?;
+        .map_err(|e| s.unbounded(UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e)))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
     Ok(None)
 }
@@ -1181,11 +1198,14 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     // Erased by this attempt or, as cfg says, by an earlier one.
     let erased_now = s.erased != Erased::No;
     let touched = erased_now || cfg.join(TOUCHED).exists();
-    let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt);
+    let failure =
+        decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt, s.unbounded);
     let outcome = match failure {
         decide::UpdateFailure::Locked => Outcome::Locked,
         decide::UpdateFailure::Refused => Outcome::Refused,
-        decide::UpdateFailure::Failed | decide::UpdateFailure::Stranded => Outcome::Failed,
+        decide::UpdateFailure::Failed
+        | decide::UpdateFailure::Stranded
+        | decide::UpdateFailure::Unbounded => Outcome::Failed,
     };
     if let (Outcome::Failed, Some(instruction)) = (outcome, &s.instruction) {
         // What was being written: verified now or before an earlier erase.
@@ -1204,6 +1224,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         );
     }
     match failure {
+        decide::UpdateFailure::Unbounded => stay_unbounded(e),
         decide::UpdateFailure::Stranded => {
             log::error!(
                 "the target holds no complete system and this failure came before an attempt \
@@ -1244,10 +1265,9 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             match pending {
                 Some(pending) => {
                     if let Err(err) = restore_next(&cfg, s.attempt, &pending) {
-                        log::error!(
-                            "{err}: the restore is not left to the next boot; the instruction \
-                             stays, the next boot finds its attempts used up"
-                        );
+                        // The next boot would find the attempts used up and
+                        // fail to record the restore the same way.
+                        return stay_unbounded(&err);
                     }
                 }
                 None => log::error!(
@@ -1382,6 +1402,13 @@ fn restore_failed(s: &Session, cfg: &Path, pending: &PendingRestore, e: &UpdateE
             )
         }
     }
+}
+
+/// A record that bounds the retries cannot be written: says so, naming
+/// the file ([`decide::unbounded_message`]); the device stays.
+fn stay_unbounded(e: &UpdateError) -> After {
+    log::error!("{}", decide::unbounded_message(e));
+    After::Stay(format!("{} cannot be written; see the message above", e.file))
 }
 
 /// Stays on the console: an emergency shell if the initramfs has one,
