@@ -8,7 +8,9 @@
 //!   target is empty and nothing else can fill it.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one);
-//!   so does [`after_attempts_used`], a last attempt that was cut off.
+//!   so does [`after_attempts_used`], a last attempt cut off after its
+//!   erase; one cut off before it (or after its success was recorded)
+//!   never erases the intact system.
 //! - [`update_failure`], [`unbounded_message`]: how a failed update ends;
 //!   a record that bounds the retries and cannot be written stays.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
@@ -28,6 +30,7 @@ use crate::error::UpdateError;
 use formats::bootflag::BootFlag;
 use formats::config::Config;
 use formats::instruction::Instruction;
+use formats::result::{Outcome, UpdateResult};
 use formats::trial::{Origin, PendingRestore, Touched, Trial};
 
 /// What this boot of the recovery does, from what it found on `cfg`.
@@ -81,10 +84,7 @@ pub struct Found<'a> {
 /// instruction and clearing the flag), and the new system must not be
 /// restored over. With none of them, a target recorded as erased holds
 /// no system to reboot into.
-pub fn plan(
-    found: Found<'_>,
-    trial_left: impl FnOnce() -> Result<Option<u64>, String>,
-) -> Plan {
+pub fn plan(found: Found<'_>, trial_left: impl FnOnce() -> Result<Option<u64>, String>) -> Plan {
     match (found.pending, found.instruction, found.trial) {
         (Some(pending), _, _) => Plan::Restore {
             pending: pending.clone(),
@@ -399,37 +399,81 @@ pub fn failed_version(
 /// The version of a failed update whose manifest was never verified.
 pub const UNKNOWN: &str = "unknown";
 
-/// The attempts of an instruction were used up before this boot: the
-/// last one was cut off (a power cut, a reset) before it recorded its
-/// failure, maybe after the erase. With a restore image named, that is
-/// the same as a failure after the erase on the last attempt: restore.
-/// `previous` is the number of attempts counted; `touched`, what
-/// `cfg:update/touched` says an earlier attempt was writing.
+/// What a boot does that finds the attempts of its instruction used up
+/// ([`after_attempts_used`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptsUsed {
+    /// The last attempt installed `version` and recorded its success, and
+    /// was cut off before it removed the instruction: finish it (remove
+    /// the instruction and the count; the trial it started stays).
+    Finished { version: String },
+    /// No attempt left the target erased: the old system is intact. Set
+    /// the lock, move the instruction aside and boot it (`reason`: for
+    /// the result).
+    LockAndBoot { reason: String },
+    /// The target was erased and the instruction names an image: restore.
+    Restore(PendingRestore),
+    /// The target was erased and there is no image to restore: set the
+    /// lock and stay on the console.
+    LockAndStay,
+}
+
+/// The attempts of an instruction were used up before this boot
+/// (`previous`, the number counted, is at least `max-attempts`): the last
+/// one was cut off (a power cut, a reset) before it recorded its failure
+/// or removed the instruction. What it left on `cfg` says how far it got:
+/// `touched` (`cfg:update/touched`: written before each erase, removed
+/// once a complete system is on the target) says the target holds no
+/// complete system: restore it when the instruction names an image, as
+/// after a failure on the last attempt. Without it, nothing is erased
+/// (the old system, or the new one complete): a `result` of success
+/// written by that last attempt (its `attempt` is `previous`) means only
+/// the removal of the instruction was cut off; otherwise no attempt got
+/// as far as the erase, and the lock stops a fourth without erasing an
+/// intact system just to restore it.
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
     touched: Option<&Touched>,
+    result: Option<&UpdateResult>,
     previous: u64,
-) -> Option<PendingRestore> {
-    let image = instruction.restore.clone()?;
-    if previous < config.max_attempts {
-        return None;
-    }
-    let version = failed_version(None, instruction, touched);
+) -> AttemptsUsed {
+    let Some(touched) = touched else {
+        return match result {
+            Some(r) if r.outcome == Outcome::Success && r.attempt == previous => {
+                AttemptsUsed::Finished {
+                    version: r.version.clone(),
+                }
+            }
+            _ => AttemptsUsed::LockAndBoot {
+                reason: format!(
+                    "{previous} attempts of the update to {} did not finish (at most {}), none \
+                     as far as the erase: the update lock is set; the system partition was not \
+                     touched",
+                    instruction.manifest, config.max_attempts
+                ),
+            },
+        };
+    };
+    let Some(image) = instruction.restore.clone() else {
+        return AttemptsUsed::LockAndStay;
+    };
+    let version = failed_version(None, instruction, Some(touched));
     let what = if version == UNKNOWN {
         format!(
-            "the update to {} (version unknown: no attempt verified it as far as the erase)",
-            instruction.manifest
+            "the update to {} (version unknown: the erased target was being written by {} of \
+             another instruction, {})",
+            instruction.manifest, touched.version, touched.manifest
         )
     } else {
         version.clone()
     };
-    Some(PendingRestore {
+    AttemptsUsed::Restore(PendingRestore {
         failed: version,
         stage: "attempts".into(),
         reason: format!(
             "{what}: attempt {previous} of {} did not finish (cut off by a power cut or a \
-             reset, maybe after the erase)",
+             reset, after the erase)",
             config.max_attempts
         ),
         image,
@@ -705,7 +749,12 @@ mod tests {
         let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
         let update = after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).unwrap();
         assert_eq!(update.origin, Origin::Update);
-        let cut = after_attempts_used(&config, &instruction(true), None, 3).unwrap();
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        let AttemptsUsed::Restore(cut) =
+            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
         assert_eq!(cut.origin, Origin::Update);
         // Cut right after the record: neither the lock nor the move.
         assert_eq!(
@@ -743,42 +792,101 @@ mod tests {
     }
 
     #[test]
-    fn a_last_attempt_cut_off_restores_when_the_instruction_names_an_image() {
+    fn a_last_attempt_cut_off_after_the_erase_restores_when_the_instruction_names_an_image() {
         let config = Config::for_product("demo");
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), Some(&erased), 3),
-            None,
+            after_attempts_used(&config, &instruction(false), Some(&erased), None, 3),
+            AttemptsUsed::LockAndStay,
             "no image: only the lock"
         );
-        assert_eq!(
-            after_attempts_used(&config, &instruction(true), Some(&erased), 2),
-            None,
-            "attempts are left"
-        );
-        let p = after_attempts_used(&config, &instruction(true), Some(&erased), 3).unwrap();
+        let AttemptsUsed::Restore(p) =
+            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
         assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
         // The version the cut attempt verified before its erase, not the
         // manifest's path.
         assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", "2.0"));
         assert_eq!(
             p.reason,
-            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after \
-             the erase)"
+            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, after the \
+             erase)"
         );
-        // No attempt got as far as the erase, or one of another
-        // instruction did: the version is not known, and it says so.
-        for earlier in [None, Some(touched("storage:updates/demo-1.5.manifest"))] {
-            let p = after_attempts_used(&config, &instruction(true), earlier.as_ref(), 3).unwrap();
-            assert_eq!(p.failed, "unknown");
-            assert!(
-                p.reason.starts_with(
-                    "the update to storage:updates/demo-2.0.manifest (version unknown: "
-                ),
-                "{}",
-                p.reason
-            );
+        // The target was erased for another instruction: this one's
+        // version is not known, and it says so.
+        let other = touched("storage:updates/demo-1.5.manifest");
+        let AttemptsUsed::Restore(p) =
+            after_attempts_used(&config, &instruction(true), Some(&other), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
+        assert_eq!(p.failed, "unknown");
+        assert!(
+            p.reason
+                .starts_with("the update to storage:updates/demo-2.0.manifest (version unknown: "),
+            "{}",
+            p.reason
+        );
+    }
+
+    fn result(outcome: Outcome, attempt: u64) -> UpdateResult {
+        UpdateResult {
+            outcome,
+            version: "2.0".into(),
+            stage: String::new(),
+            reason: String::new(),
+            attempt,
+            started: 0,
+            finished: 0,
+            duration_ms: 0,
+            bytes: 0,
+            entries: 0,
+            restored: None,
         }
+    }
+
+    #[test]
+    fn attempts_used_up_without_an_erase_never_erase_the_intact_system() {
+        let config = Config::for_product("demo");
+        // Attempt 3 of 3 installed 2.0 and recorded its success; the power
+        // went before the instruction was removed: finish, do not erase
+        // the complete 2.0 to restore 1.0.
+        let done = result(Outcome::Success, 3);
+        assert_eq!(
+            after_attempts_used(&config, &instruction(true), None, Some(&done), 3),
+            AttemptsUsed::Finished {
+                version: "2.0".into()
+            }
+        );
+        // Three attempts all cut off before their erase (no touched): the
+        // old system is intact; lock, and boot it, image or not.
+        for (ins, earlier) in [
+            (instruction(true), None),
+            (instruction(false), None),
+            // An earlier install's success (another attempt number), or
+            // the failure of this instruction's attempt 3.
+            (instruction(true), Some(result(Outcome::Success, 1))),
+            (instruction(true), Some(result(Outcome::Failed, 3))),
+        ] {
+            match after_attempts_used(&config, &ins, None, earlier.as_ref(), 3) {
+                AttemptsUsed::LockAndBoot { reason } => assert_eq!(
+                    reason,
+                    "3 attempts of the update to storage:updates/demo-2.0.manifest did not \
+                     finish (at most 3), none as far as the erase: the update lock is set; the \
+                     system partition was not touched"
+                ),
+                other => panic!("{earlier:?}: {other:?}"),
+            }
+        }
+        // A success recorded, but the target erased again since (touched):
+        // the success is not this target's content: restore.
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        assert!(matches!(
+            after_attempts_used(&config, &instruction(true), Some(&erased), Some(&done), 3),
+            AttemptsUsed::Restore(_)
+        ));
     }
 
     #[test]
@@ -874,11 +982,17 @@ mod tests {
 
     #[test]
     fn a_refusal_after_an_earlier_attempt_erased_the_target_is_a_failure() {
-        assert_eq!(update_failure(false, false, 2, false), UpdateFailure::Refused);
+        assert_eq!(
+            update_failure(false, false, 2, false),
+            UpdateFailure::Refused
+        );
         // Attempt 1 erased and failed; attempt 2 is refused (a signature,
         // the product): the target is empty, so not "untouched, reboot".
         assert_eq!(update_failure(false, true, 2, false), UpdateFailure::Failed);
-        assert_eq!(update_failure(false, true, 0, false), UpdateFailure::Stranded);
+        assert_eq!(
+            update_failure(false, true, 0, false),
+            UpdateFailure::Stranded
+        );
         assert_eq!(update_failure(true, true, 3, false), UpdateFailure::Locked);
         // On the last attempt that failure restores.
         let config = Config::for_product("demo");
@@ -891,13 +1005,26 @@ mod tests {
         // The count of attempt 2 (or the pending restore, or the lock)
         // cannot be written after an erase: a reboot would be an attempt
         // that is never counted, or a restore never recorded, every boot.
-        assert_eq!(update_failure(false, true, 2, true), UpdateFailure::Unbounded);
-        assert_eq!(update_failure(false, true, 0, true), UpdateFailure::Unbounded);
+        assert_eq!(
+            update_failure(false, true, 2, true),
+            UpdateFailure::Unbounded
+        );
+        assert_eq!(
+            update_failure(false, true, 0, true),
+            UpdateFailure::Unbounded
+        );
         // Untouched: refused as before (the old system boots); the lock
         // found: stays as before.
-        assert_eq!(update_failure(false, false, 1, true), UpdateFailure::Refused);
+        assert_eq!(
+            update_failure(false, false, 1, true),
+            UpdateFailure::Refused
+        );
         assert_eq!(update_failure(true, true, 1, true), UpdateFailure::Locked);
-        let e = UpdateError::new(Stage::Finish, "cfg:update/attempts", "Read-only file system");
+        let e = UpdateError::new(
+            Stage::Finish,
+            "cfg:update/attempts",
+            "Read-only file system",
+        );
         let message = unbounded_message(&e);
         for part in [
             "cannot write cfg:update/attempts: Read-only file system",
