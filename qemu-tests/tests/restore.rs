@@ -609,8 +609,7 @@ fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
     );
     assert_eq!(
         result.reason,
-        "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after the \
-         erase)"
+        "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, after the erase)"
     );
     assert!(cfg.exists("/update/lock"), "the lock is not set");
     assert!(cfg.exists("/update/instruction.failed"));
@@ -618,6 +617,66 @@ fn a_power_cut_after_the_erase_on_the_last_attempt_restores_1_0_and_locks() {
         !cfg.exists("/update/instruction"),
         "the instruction is armed"
     );
+}
+
+/// The last attempt (`max-attempts=1`) installs 2.0 and records its
+/// success (the result, the trial, the installed version); the power goes
+/// before it removes the instruction. The next boot finds the attempts
+/// used up but no erase left unfinished (no `cfg:update/touched`): it
+/// finishes the install. 2.0 stays, not erased to restore 1.0, and no
+/// lock is set.
+#[test]
+fn a_power_cut_before_the_instruction_is_removed_on_the_last_attempt_finishes_the_install() {
+    let (device, _v1) = requesting_2_0(false);
+    let v2 = device.dir.path().join("rootfs-2.0");
+    let run = device.boot(
+        "recovery.max-attempts=1 recovery.fault=before-removal",
+        TIMEOUT,
+    );
+    assert!(run.ended, "did not stop:\n{}", run.tail());
+    assert!(
+        run.says("fault point BeforeRemoval: stopping dead"),
+        "{}",
+        run.tail()
+    );
+    let cfg = device.inspect().partition("cfg");
+    assert!(cfg.exists("/update/instruction"), "the instruction is gone");
+
+    let run = device.boot("recovery.max-attempts=1", TIMEOUT);
+    assert!(run.ended, "did not reboot:\n{}", run.tail());
+    assert!(
+        run.says("cut off before removing the instruction: finishing the install"),
+        "{}",
+        run.tail()
+    );
+    assert!(!run.says("restore: "), "a restore started:\n{}", run.tail());
+    let disk = device.inspect();
+    let differences = disk.partition("system").differences_from(&v2);
+    assert!(
+        differences.is_empty(),
+        "system is not exactly 2.0: {differences:?}"
+    );
+    let cfg = disk.partition("cfg");
+    let result = formats::result::UpdateResult::parse(
+        &cfg.read("/update/result").expect("no result on cfg"),
+    )
+    .expect("a result record");
+    assert_eq!(
+        (result.outcome, result.version.as_str(), result.attempt),
+        (formats::result::Outcome::Success, "2.0", 1)
+    );
+    for gone in [
+        "/update/instruction",
+        "/update/attempts",
+        "/update/lock",
+        "/update/restore",
+    ] {
+        assert!(!cfg.exists(gone), "{gone} is on cfg");
+    }
+    assert!(cfg
+        .read_string("/update/installed")
+        .unwrap_or_default()
+        .contains("version=2.0\n"));
 }
 
 /// A power cut right after the last attempt recorded its pending restore,

@@ -6,7 +6,8 @@
 //! lost as in a power cut. A build without the feature has no fault points.
 //!
 //! Points: `after-instruction`, `after-verify`, `mid-erase`, `after-erase`,
-//! `after-entries:N`, `before-sync`, `after-sync`, `after-removal`;
+//! `after-entries:N`, `before-sync`, `after-sync`, `before-removal`,
+//! `after-removal`;
 //! `restore-recorded` (the last attempt's pending restore written, the
 //! lock not yet); in a restore, `restore-after-verify` and
 //! `restore-after-erase` (and the extraction's own points, which a
@@ -38,6 +39,9 @@ pub enum Point {
     BeforeSync,
     /// The target is synced; result and instruction not yet written.
     AfterSync,
+    /// The result, the trial and the installed version are written; the
+    /// instruction is not removed yet.
+    BeforeRemoval,
     /// The instruction is removed; the reboot has not happened.
     AfterRemoval,
     /// The last attempt of an update recorded its pending restore; the
@@ -66,6 +70,7 @@ impl Point {
             "after-erase" => Point::AfterErase,
             "before-sync" => Point::BeforeSync,
             "after-sync" => Point::AfterSync,
+            "before-removal" => Point::BeforeRemoval,
             "after-removal" => Point::AfterRemoval,
             "restore-recorded" => Point::RestoreRecorded,
             "restore-after-verify" => Point::RestoreAfterVerify,

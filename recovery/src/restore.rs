@@ -2,17 +2,24 @@
 //! functions over the records on `cfg` ([`formats::trial`]), so that each
 //! can be tested on the host; [`crate::update`] carries them out.
 //!
-//! - [`plan`]: what a boot does: finish a pending restore, restore a
-//!   system whose trial ran out, run the update, or nothing.
+//! - [`plan`]: what a boot does from what it [`Found`]: finish a pending
+//!   restore (whatever the instruction), restore a system whose trial ran
+//!   out, run the update, nothing, or stay when `update/touched` says the
+//!   target is empty and nothing else can fill it.
 //! - [`after_failure`]: an update that failed after the erase on its last
 //!   attempt restores the last good image (when the instruction names one);
-//!   so does [`after_attempts_used`], a last attempt that was cut off.
+//!   so does [`after_attempts_used`], a last attempt cut off after its
+//!   erase; one cut off before it (or after its success was recorded)
+//!   never erases the intact system.
+//! - [`update_failure`], [`unbounded_message`]: how a failed update ends;
+//!   a record that bounds the retries and cannot be written stays.
 //! - [`LEAVE_RESTORE`], [`end_restore`], [`run_steps`]: the order of the
 //!   records on `cfg` on the way into a restore and out of it.
 //! - [`count_restore`], [`after_restore_failure`], [`restore_stay_message`]:
 //!   a restore's attempts are counted as an update's, and when they are
-//!   used up (or the image to restore fails its checks) the recovery stays
-//!   on the console saying what, why and what to do.
+//!   used up (or the image to restore fails its checks, whatever an
+//!   update [`Erased`] before) the recovery stays on the console saying
+//!   what, why and what to do.
 //! - [`after_counter_stop`]: a boot loader whose count of trial boots
 //!   cannot be stopped would send every boot back to the recovery: stay
 //!   on the console naming the file or variable to clear by hand.
@@ -23,6 +30,7 @@ use crate::error::UpdateError;
 use formats::bootflag::BootFlag;
 use formats::config::Config;
 use formats::instruction::Instruction;
+use formats::result::{Outcome, UpdateResult};
 use formats::trial::{Origin, PendingRestore, Touched, Trial};
 
 /// What this boot of the recovery does, from what it found on `cfg`.
@@ -36,8 +44,16 @@ pub enum Plan {
     },
     /// Run the update the instruction asks for.
     Update,
+    /// The instruction is there but cannot be read (an I/O error, a bad
+    /// CRC) and no restore is pending: the update's failure path.
+    BadInstruction(UpdateError),
     /// No instruction, nothing on trial.
     Nothing,
+    /// No instruction, no pending restore, nothing on trial, but
+    /// `cfg:update/touched` says the target was erased and not refilled:
+    /// there is no system to boot. Stay on the console (the message says
+    /// what to do).
+    Empty(String),
     /// A trial with no instruction, but the boot loader has boots of it
     /// left (or stopped counting: confirmed): a one-shot flag left set by
     /// a power cut booted the recovery, not the end of the trial. Clear
@@ -45,26 +61,38 @@ pub enum Plan {
     StaleFlag(String),
 }
 
+/// What a boot found on `cfg`, for [`plan`].
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// `cfg:update/restore`.
+    pub pending: Option<&'a PendingRestore>,
+    /// `cfg:update/instruction`: absent (`Ok(false)`), readable, or not.
+    pub instruction: Result<bool, &'a UpdateError>,
+    /// `cfg:update/trial`.
+    pub trial: Option<&'a Trial>,
+    /// `cfg:update/touched`.
+    pub touched: Option<&'a Touched>,
+}
+
 /// A pending restore comes first (it was decided on by an earlier boot,
-/// which may have erased the system); then the instruction; a trial found
-/// with no instruction ran out only when the boot loader says no boot of
-/// it is left (`trial_left`, asked only then: Some(0), or unreadable);
-/// with boots left or no counting, the recovery was booted by a stale
-/// one-shot flag (a power cut between removing the instruction and
-/// clearing the flag), and the new system must not be restored over.
-pub fn plan(
-    pending: Option<PendingRestore>,
-    instruction: bool,
-    trial: Option<&Trial>,
-    trial_left: impl FnOnce() -> Result<Option<u64>, String>,
-) -> Plan {
-    match (pending, instruction, trial) {
+/// which may have erased the system; an instruction left beside it, even
+/// one that cannot be read, is only moved aside on the way); then the
+/// instruction; a trial found with no instruction ran out only when the
+/// boot loader says no boot of it is left (`trial_left`, asked only then:
+/// Some(0), or unreadable); with boots left or no counting, the recovery
+/// was booted by a stale one-shot flag (a power cut between removing the
+/// instruction and clearing the flag), and the new system must not be
+/// restored over. With none of them, a target recorded as erased holds
+/// no system to reboot into.
+pub fn plan(found: Found<'_>, trial_left: impl FnOnce() -> Result<Option<u64>, String>) -> Plan {
+    match (found.pending, found.instruction, found.trial) {
         (Some(pending), _, _) => Plan::Restore {
-            pending,
+            pending: pending.clone(),
             record: false,
         },
-        (None, true, _) => Plan::Update,
-        (None, false, Some(trial)) => match trial_left() {
+        (None, Err(e), _) => Plan::BadInstruction(e.clone()),
+        (None, Ok(true), _) => Plan::Update,
+        (None, Ok(false), Some(trial)) => match trial_left() {
             Ok(Some(0)) => Plan::Restore {
                 pending: trial.expired(),
                 record: true,
@@ -92,8 +120,29 @@ pub fn plan(
                 trial.version
             )),
         },
-        (None, false, None) => Plan::Nothing,
+        (None, Ok(false), None) => match found.touched {
+            Some(touched) => Plan::Empty(empty_target_message(touched)),
+            None => Plan::Nothing,
+        },
     }
+}
+
+/// The console's message for a target that `cfg:update/touched` says was
+/// erased, with nothing on `cfg` to refill it.
+fn empty_target_message(touched: &Touched) -> String {
+    format!(
+        "{target} holds no complete system: {touched_file} says it was erased to install {version} \
+         ({manifest}), and cfg holds no instruction, no pending restore and no trial to finish \
+         or undo that (one of them may have been unreadable: see the warnings above). Rebooting \
+         would boot an empty partition. Write an instruction for a good image (or \
+         {restore_file} naming the last good image) on cfg, then power-cycle; remove \
+         {touched_file} only if {target} is known to hold a complete system",
+        target = touched.target,
+        version = touched.version,
+        manifest = touched.manifest,
+        touched_file = formats::cfg::shown(formats::cfg::TOUCHED),
+        restore_file = formats::cfg::shown(formats::cfg::RESTORE),
+    )
 }
 
 /// A step on `cfg` on the way into or out of a restore.
@@ -196,14 +245,27 @@ pub enum AfterRestore {
     Stay,
 }
 
+/// Which erase of the target this boot made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    No,
+    /// The update's.
+    ByUpdate,
+    /// The restore's (this boot's attempt of it).
+    ByRestore,
+}
+
 /// After the attempt `pending.attempts` of a restore failed, `erased`
-/// saying whether this attempt had started its erase.
+/// saying which erase this boot made: only the restore's own erase makes
+/// a retry worth it (an update's erase earlier in the same boot says
+/// nothing about the restore image, which fails its checks the same way
+/// on every boot).
 pub fn after_restore_failure(
     config: &Config,
     pending: &PendingRestore,
-    erased: bool,
+    erased: Erased,
 ) -> AfterRestore {
-    if erased && pending.attempts < config.max_attempts {
+    if erased == Erased::ByRestore && pending.attempts < config.max_attempts {
         AfterRestore::Retry
     } else {
         AfterRestore::Stay
@@ -247,18 +309,39 @@ pub enum UpdateFailure {
     /// before the attempt was counted (the instruction unreadable): a
     /// retry would never be counted and there is no system to boot: stay.
     Stranded,
+    /// The target holds no complete system and a record that bounds the
+    /// retries (the attempt count, a pending restore, the lock) could not
+    /// be written: every reboot would come back and fail the same way, or
+    /// erase again without end. Stay, naming the file
+    /// ([`unbounded_message`]).
+    Unbounded,
 }
 
 /// Decides from `lock` (the update lock set), `touched` (the target
 /// erased by this attempt or, as `cfg:update/touched` says, an earlier
-/// one) and `attempt` (0: not counted yet).
-pub fn update_failure(lock: bool, touched: bool, attempt: u64) -> UpdateFailure {
-    match (lock, touched, attempt) {
-        (true, _, _) => UpdateFailure::Locked,
-        (false, false, _) => UpdateFailure::Refused,
-        (false, true, 0) => UpdateFailure::Stranded,
-        (false, true, _) => UpdateFailure::Failed,
+/// one), `attempt` (0: not counted yet) and `unbounded` (a record that
+/// bounds the retries could not be written).
+pub fn update_failure(lock: bool, touched: bool, attempt: u64, unbounded: bool) -> UpdateFailure {
+    match (lock, touched, attempt, unbounded) {
+        (true, _, _, _) => UpdateFailure::Locked,
+        (false, false, _, _) => UpdateFailure::Refused,
+        (false, true, _, true) => UpdateFailure::Unbounded,
+        (false, true, 0, false) => UpdateFailure::Stranded,
+        (false, true, _, false) => UpdateFailure::Failed,
     }
+}
+
+/// The console's message when `e`, the failure to write a record that
+/// bounds the retries, keeps the device there.
+pub fn unbounded_message(e: &UpdateError) -> String {
+    format!(
+        "cannot write {file}: {why}. That record bounds the retries (the attempt count, a \
+         pending restore, the update lock): without it every reboot would come back here and \
+         do the same, for ever. The system partition may hold no complete system. Repair cfg \
+         (full, read-only or failing: fsck it, free space, or replace it), then power-cycle",
+        file = e.file,
+        why = e.reason
+    )
 }
 
 /// After a failure of `version` in its attempt `attempt`: restore when
@@ -316,37 +399,81 @@ pub fn failed_version(
 /// The version of a failed update whose manifest was never verified.
 pub const UNKNOWN: &str = "unknown";
 
-/// The attempts of an instruction were used up before this boot: the
-/// last one was cut off (a power cut, a reset) before it recorded its
-/// failure, maybe after the erase. With a restore image named, that is
-/// the same as a failure after the erase on the last attempt: restore.
-/// `previous` is the number of attempts counted; `touched`, what
-/// `cfg:update/touched` says an earlier attempt was writing.
+/// What a boot does that finds the attempts of its instruction used up
+/// ([`after_attempts_used`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptsUsed {
+    /// The last attempt installed `version` and recorded its success, and
+    /// was cut off before it removed the instruction: finish it (remove
+    /// the instruction and the count; the trial it started stays).
+    Finished { version: String },
+    /// No attempt left the target erased: the old system is intact. Set
+    /// the lock, move the instruction aside and boot it (`reason`: for
+    /// the result).
+    LockAndBoot { reason: String },
+    /// The target was erased and the instruction names an image: restore.
+    Restore(PendingRestore),
+    /// The target was erased and there is no image to restore: set the
+    /// lock and stay on the console.
+    LockAndStay,
+}
+
+/// The attempts of an instruction were used up before this boot
+/// (`previous`, the number counted, is at least `max-attempts`): the last
+/// one was cut off (a power cut, a reset) before it recorded its failure
+/// or removed the instruction. What it left on `cfg` says how far it got:
+/// `touched` (`cfg:update/touched`: written before each erase, removed
+/// once a complete system is on the target) says the target holds no
+/// complete system: restore it when the instruction names an image, as
+/// after a failure on the last attempt. Without it, nothing is erased
+/// (the old system, or the new one complete): a `result` of success
+/// written by that last attempt (its `attempt` is `previous`) means only
+/// the removal of the instruction was cut off; otherwise no attempt got
+/// as far as the erase, and the lock stops a fourth without erasing an
+/// intact system just to restore it.
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
     touched: Option<&Touched>,
+    result: Option<&UpdateResult>,
     previous: u64,
-) -> Option<PendingRestore> {
-    let image = instruction.restore.clone()?;
-    if previous < config.max_attempts {
-        return None;
-    }
-    let version = failed_version(None, instruction, touched);
+) -> AttemptsUsed {
+    let Some(touched) = touched else {
+        return match result {
+            Some(r) if r.outcome == Outcome::Success && r.attempt == previous => {
+                AttemptsUsed::Finished {
+                    version: r.version.clone(),
+                }
+            }
+            _ => AttemptsUsed::LockAndBoot {
+                reason: format!(
+                    "{previous} attempts of the update to {} did not finish (at most {}), none \
+                     as far as the erase: the update lock is set; the system partition was not \
+                     touched",
+                    instruction.manifest, config.max_attempts
+                ),
+            },
+        };
+    };
+    let Some(image) = instruction.restore.clone() else {
+        return AttemptsUsed::LockAndStay;
+    };
+    let version = failed_version(None, instruction, Some(touched));
     let what = if version == UNKNOWN {
         format!(
-            "the update to {} (version unknown: no attempt verified it as far as the erase)",
-            instruction.manifest
+            "the update to {} (version unknown: the erased target was being written by {} of \
+             another instruction, {})",
+            instruction.manifest, touched.version, touched.manifest
         )
     } else {
         version.clone()
     };
-    Some(PendingRestore {
+    AttemptsUsed::Restore(PendingRestore {
         failed: version,
         stage: "attempts".into(),
         reason: format!(
             "{what}: attempt {previous} of {} did not finish (cut off by a power cut or a \
-             reset, maybe after the erase)",
+             reset, after the erase)",
             config.max_attempts
         ),
         image,
@@ -515,6 +642,20 @@ mod tests {
         .unwrap()
     }
 
+    /// What a boot found: `instruction` there and readable or absent.
+    fn found<'a>(
+        pending: Option<&'a PendingRestore>,
+        instruction: bool,
+        trial: Option<&'a Trial>,
+    ) -> Found<'a> {
+        Found {
+            pending,
+            instruction: Ok(instruction),
+            trial,
+            touched: None,
+        }
+    }
+
     /// A boot loader that says no trial boot is left.
     fn none_left() -> Result<Option<u64>, String> {
         Ok(Some(0))
@@ -525,21 +666,24 @@ mod tests {
         let pending = trial().expired();
         let unasked = || -> Result<Option<u64>, String> { panic!("the counter is not asked") };
         assert_eq!(
-            plan(Some(pending.clone()), true, Some(&trial()), unasked),
+            plan(found(Some(&pending), true, Some(&trial())), unasked),
             Plan::Restore {
                 pending: pending.clone(),
                 record: false
             }
         );
-        assert_eq!(plan(None, true, Some(&trial()), unasked), Plan::Update);
         assert_eq!(
-            plan(None, false, Some(&trial()), none_left),
+            plan(found(None, true, Some(&trial())), unasked),
+            Plan::Update
+        );
+        assert_eq!(
+            plan(found(None, false, Some(&trial())), none_left),
             Plan::Restore {
                 pending,
                 record: true
             }
         );
-        assert_eq!(plan(None, false, None, unasked), Plan::Nothing);
+        assert_eq!(plan(found(None, false, None), unasked), Plan::Nothing);
     }
 
     #[test]
@@ -548,18 +692,20 @@ mod tests {
         // grubenv/U-Boot flag boots the recovery with boots left: 2.0 has
         // not even booted once, and must not be restored over.
         let t = trial();
-        match plan(None, false, Some(&t), || Ok(Some(2))) {
+        match plan(found(None, false, Some(&t)), || Ok(Some(2))) {
             Plan::StaleFlag(why) => assert!(why.contains("2 boots left"), "{why}"),
             other => panic!("boots left: {other:?}"),
         }
         // Confirmed (the counting stopped), the record not yet removed.
         assert!(matches!(
-            plan(None, false, Some(&t), || Ok(None)),
+            plan(found(None, false, Some(&t)), || Ok(None)),
             Plan::StaleFlag(_)
         ));
         // A counter that cannot be read: the trial cannot be shown to go
         // on; restore, saying why.
-        match plan(None, false, Some(&t), || Err("grubenv: bad magic".into())) {
+        match plan(found(None, false, Some(&t)), || {
+            Err("grubenv: bad magic".into())
+        }) {
             Plan::Restore { pending, record } => {
                 assert!(record);
                 assert_eq!(pending.image, t.restore);
@@ -603,7 +749,12 @@ mod tests {
         let e = UpdateError::new(Stage::Extract, "storage:x.tar.zst", "no space");
         let update = after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).unwrap();
         assert_eq!(update.origin, Origin::Update);
-        let cut = after_attempts_used(&config, &instruction(true), None, 3).unwrap();
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        let AttemptsUsed::Restore(cut) =
+            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
         assert_eq!(cut.origin, Origin::Update);
         // Cut right after the record: neither the lock nor the move.
         assert_eq!(
@@ -641,42 +792,101 @@ mod tests {
     }
 
     #[test]
-    fn a_last_attempt_cut_off_restores_when_the_instruction_names_an_image() {
+    fn a_last_attempt_cut_off_after_the_erase_restores_when_the_instruction_names_an_image() {
         let config = Config::for_product("demo");
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), Some(&erased), 3),
-            None,
+            after_attempts_used(&config, &instruction(false), Some(&erased), None, 3),
+            AttemptsUsed::LockAndStay,
             "no image: only the lock"
         );
-        assert_eq!(
-            after_attempts_used(&config, &instruction(true), Some(&erased), 2),
-            None,
-            "attempts are left"
-        );
-        let p = after_attempts_used(&config, &instruction(true), Some(&erased), 3).unwrap();
+        let AttemptsUsed::Restore(p) =
+            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
         assert_eq!(p.image.to_string(), "storage:updates/demo-1.0.manifest");
         // The version the cut attempt verified before its erase, not the
         // manifest's path.
         assert_eq!((p.target.as_str(), p.failed.as_str()), ("system", "2.0"));
         assert_eq!(
             p.reason,
-            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, maybe after \
-             the erase)"
+            "2.0: attempt 3 of 3 did not finish (cut off by a power cut or a reset, after the \
+             erase)"
         );
-        // No attempt got as far as the erase, or one of another
-        // instruction did: the version is not known, and it says so.
-        for earlier in [None, Some(touched("storage:updates/demo-1.5.manifest"))] {
-            let p = after_attempts_used(&config, &instruction(true), earlier.as_ref(), 3).unwrap();
-            assert_eq!(p.failed, "unknown");
-            assert!(
-                p.reason.starts_with(
-                    "the update to storage:updates/demo-2.0.manifest (version unknown: "
-                ),
-                "{}",
-                p.reason
-            );
+        // The target was erased for another instruction: this one's
+        // version is not known, and it says so.
+        let other = touched("storage:updates/demo-1.5.manifest");
+        let AttemptsUsed::Restore(p) =
+            after_attempts_used(&config, &instruction(true), Some(&other), None, 3)
+        else {
+            panic!("touched, with an image: restore")
+        };
+        assert_eq!(p.failed, "unknown");
+        assert!(
+            p.reason
+                .starts_with("the update to storage:updates/demo-2.0.manifest (version unknown: "),
+            "{}",
+            p.reason
+        );
+    }
+
+    fn result(outcome: Outcome, attempt: u64) -> UpdateResult {
+        UpdateResult {
+            outcome,
+            version: "2.0".into(),
+            stage: String::new(),
+            reason: String::new(),
+            attempt,
+            started: 0,
+            finished: 0,
+            duration_ms: 0,
+            bytes: 0,
+            entries: 0,
+            restored: None,
         }
+    }
+
+    #[test]
+    fn attempts_used_up_without_an_erase_never_erase_the_intact_system() {
+        let config = Config::for_product("demo");
+        // Attempt 3 of 3 installed 2.0 and recorded its success; the power
+        // went before the instruction was removed: finish, do not erase
+        // the complete 2.0 to restore 1.0.
+        let done = result(Outcome::Success, 3);
+        assert_eq!(
+            after_attempts_used(&config, &instruction(true), None, Some(&done), 3),
+            AttemptsUsed::Finished {
+                version: "2.0".into()
+            }
+        );
+        // Three attempts all cut off before their erase (no touched): the
+        // old system is intact; lock, and boot it, image or not.
+        for (ins, earlier) in [
+            (instruction(true), None),
+            (instruction(false), None),
+            // An earlier install's success (another attempt number), or
+            // the failure of this instruction's attempt 3.
+            (instruction(true), Some(result(Outcome::Success, 1))),
+            (instruction(true), Some(result(Outcome::Failed, 3))),
+        ] {
+            match after_attempts_used(&config, &ins, None, earlier.as_ref(), 3) {
+                AttemptsUsed::LockAndBoot { reason } => assert_eq!(
+                    reason,
+                    "3 attempts of the update to storage:updates/demo-2.0.manifest did not \
+                     finish (at most 3), none as far as the erase: the update lock is set; the \
+                     system partition was not touched"
+                ),
+                other => panic!("{earlier:?}: {other:?}"),
+            }
+        }
+        // A success recorded, but the target erased again since (touched):
+        // the success is not this target's content: restore.
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        assert!(matches!(
+            after_attempts_used(&config, &instruction(true), Some(&erased), Some(&done), 3),
+            AttemptsUsed::Restore(_)
+        ));
     }
 
     #[test]
@@ -741,20 +951,20 @@ mod tests {
         };
         // A hang or a write error after the erase: try again, up to 3.
         assert_eq!(
-            after_restore_failure(&config, &attempt(1), true),
+            after_restore_failure(&config, &attempt(1), Erased::ByRestore),
             AfterRestore::Retry
         );
         assert_eq!(
-            after_restore_failure(&config, &attempt(2), true),
+            after_restore_failure(&config, &attempt(2), Erased::ByRestore),
             AfterRestore::Retry
         );
         assert_eq!(
-            after_restore_failure(&config, &attempt(3), true),
+            after_restore_failure(&config, &attempt(3), Erased::ByRestore),
             AfterRestore::Stay
         );
         // The image fails its checks (or the count was used up): stay now.
         assert_eq!(
-            after_restore_failure(&config, &attempt(1), false),
+            after_restore_failure(&config, &attempt(1), Erased::No),
             AfterRestore::Stay
         );
         let e = UpdateError::new(Stage::Extract, "/run/target", "deadline of 600 s passed");
@@ -772,16 +982,137 @@ mod tests {
 
     #[test]
     fn a_refusal_after_an_earlier_attempt_erased_the_target_is_a_failure() {
-        assert_eq!(update_failure(false, false, 2), UpdateFailure::Refused);
+        assert_eq!(
+            update_failure(false, false, 2, false),
+            UpdateFailure::Refused
+        );
         // Attempt 1 erased and failed; attempt 2 is refused (a signature,
         // the product): the target is empty, so not "untouched, reboot".
-        assert_eq!(update_failure(false, true, 2), UpdateFailure::Failed);
-        assert_eq!(update_failure(false, true, 0), UpdateFailure::Stranded);
-        assert_eq!(update_failure(true, true, 3), UpdateFailure::Locked);
+        assert_eq!(update_failure(false, true, 2, false), UpdateFailure::Failed);
+        assert_eq!(
+            update_failure(false, true, 0, false),
+            UpdateFailure::Stranded
+        );
+        assert_eq!(update_failure(true, true, 3, false), UpdateFailure::Locked);
         // On the last attempt that failure restores.
         let config = Config::for_product("demo");
         let e = UpdateError::new(Stage::Signature, "storage:x.minisig", "not trusted");
         assert!(after_failure(&config, Some(&instruction(true)), "2.0", 3, true, &e).is_some());
+    }
+
+    #[test]
+    fn a_record_that_bounds_the_retries_and_cannot_be_written_stays_on_the_console() {
+        // The count of attempt 2 (or the pending restore, or the lock)
+        // cannot be written after an erase: a reboot would be an attempt
+        // that is never counted, or a restore never recorded, every boot.
+        assert_eq!(
+            update_failure(false, true, 2, true),
+            UpdateFailure::Unbounded
+        );
+        assert_eq!(
+            update_failure(false, true, 0, true),
+            UpdateFailure::Unbounded
+        );
+        // Untouched: refused as before (the old system boots); the lock
+        // found: stays as before.
+        assert_eq!(
+            update_failure(false, false, 1, true),
+            UpdateFailure::Refused
+        );
+        assert_eq!(update_failure(true, true, 1, true), UpdateFailure::Locked);
+        let e = UpdateError::new(
+            Stage::Finish,
+            "cfg:update/attempts",
+            "Read-only file system",
+        );
+        let message = unbounded_message(&e);
+        for part in [
+            "cannot write cfg:update/attempts: Read-only file system",
+            "bounds the retries",
+            "Repair cfg",
+            "then power-cycle",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+    }
+
+    #[test]
+    fn an_updates_erase_does_not_make_a_failed_restore_retry() {
+        // The used-up path erased nothing of the restore's: a restore image
+        // that fails its checks fails them on every boot: stay now.
+        let config = Config::for_product("demo");
+        let pending = PendingRestore {
+            attempts: 1,
+            ..trial().expired()
+        };
+        assert_eq!(
+            after_restore_failure(&config, &pending, Erased::ByUpdate),
+            AfterRestore::Stay
+        );
+        assert_eq!(
+            after_restore_failure(&config, &pending, Erased::ByRestore),
+            AfterRestore::Retry
+        );
+    }
+
+    #[test]
+    fn an_unreadable_instruction_does_not_block_a_pending_restore() {
+        let pending = trial().expired();
+        let e = UpdateError::new(Stage::Instruction, "cfg:update/instruction", "bad CRC");
+        let unasked = || -> Result<Option<u64>, String> { panic!("the counter is not asked") };
+        let unreadable = Found {
+            pending: None,
+            instruction: Err(&e),
+            trial: None,
+            touched: None,
+        };
+        let beside = Found {
+            pending: Some(&pending),
+            ..unreadable
+        };
+        assert_eq!(
+            plan(beside, unasked),
+            Plan::Restore {
+                pending: pending.clone(),
+                record: false
+            }
+        );
+        // An update's restore moves it aside before anything is erased, a
+        // trial's at its end.
+        let update = PendingRestore {
+            origin: Origin::Update,
+            ..pending.clone()
+        };
+        assert_eq!(
+            resume_leaving(&update, true, true),
+            [Step::DisarmInstruction]
+        );
+        assert_eq!(end_restore(true)[0], Step::DisarmInstruction);
+        // Nothing pending: the update's failure path, as before.
+        assert_eq!(plan(unreadable, unasked), Plan::BadInstruction(e.clone()));
+    }
+
+    #[test]
+    fn an_erased_target_with_nothing_to_fill_it_stays_on_the_console() {
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        let on_cfg = Found {
+            touched: Some(&erased),
+            ..found(None, false, None)
+        };
+        match plan(on_cfg, || panic!("the counter is not asked")) {
+            Plan::Empty(m) => {
+                for part in [
+                    "system holds no complete system: cfg:update/touched says it was erased to \
+                     install 2.0 (storage:updates/demo-2.0.manifest)",
+                    "no instruction, no pending restore and no trial",
+                    "Write an instruction for a good image (or cfg:update/restore",
+                    "then power-cycle",
+                ] {
+                    assert!(m.contains(part), "{part}: {m}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -6,11 +6,16 @@
 //! 2. read the configuration                  [`read_config`]
 //! 3. wait for the disks, read their GPTs     [`find_partitions`]
 //! 4. mount `cfg`                             [`mount_cfg`]
-//! 5. read the instruction (none: reboot, unless a trial ran out, as the
-//!    boot loader's counter says, or a restore is pending: then restore;
-//!    a stray counter is stopped, or the console says how)
+//! 5. read the pending restore and the instruction (a pending restore
+//!    comes first, even beside an unreadable instruction; none of them:
+//!    reboot, unless a trial ran out, as the boot loader's counter says:
+//!    then restore; a stray counter is stopped, or the console says how;
+//!    a target left erased with nothing to fill it: stay)
 //!    [`read_instruction`], [`restore`], [`clear_stray_trial_counter`]
 //! 6. stop if the update lock is set; count the attempt  [`count_attempt`]
+//!    (used up: restore an erased target, or finish an install whose
+//!    removal was cut off [`finish_removal`], or lock and boot the intact
+//!    system [`lock_untouched`])
 //! 7. check the target partition (and the mkfs program)  [`check_target`]
 //! 8. mount the image's partition             [`mount_image_partition`]
 //! 9. verify the image, check it against the device  [`verify_image`]
@@ -45,7 +50,7 @@ use crate::mounts::{self, Mount};
 use crate::partitions::{self, Disks, Partition};
 use crate::policy;
 use crate::progress::human;
-use crate::restore::{self as decide, Plan};
+use crate::restore::{self as decide, AttemptsUsed, Erased, Plan};
 use crate::supervisor::{self, Hang};
 use crate::verify::VerifiedImage;
 use formats::bootflag::BootFlag;
@@ -81,7 +86,10 @@ struct Session {
     /// `version` is the verified manifest's (not the instruction's path).
     verified: bool,
     attempt: u64,
-    erased: bool,
+    erased: Erased,
+    /// A record that bounds the retries could not be written
+    /// ([`decide::UpdateFailure::Unbounded`]).
+    unbounded: bool,
     written: Option<Extracted>,
     /// The update lock was already set when this boot started.
     lock_found: bool,
@@ -104,9 +112,20 @@ struct Snapshot {
     /// `version` is the verified manifest's (not the instruction's path).
     verified: bool,
     attempt: u64,
-    erased: bool,
+    erased: Erased,
+    unbounded: bool,
     restoring: Option<PendingRestore>,
     cfg: Option<Arc<Mount>>,
+}
+
+impl Session {
+    /// `e` is the failure to write a record that bounds the retries (the
+    /// attempt count, a pending restore, the lock): marks it, for [`fail`]
+    /// to stay on the console instead of rebooting into the same failure.
+    fn unbounded(&mut self, e: UpdateError) -> UpdateError {
+        self.unbounded = true;
+        e
+    }
 }
 
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
@@ -124,6 +143,7 @@ fn supervise(s: &Session, stage: Stage) {
             verified: s.verified,
             attempt: s.attempt,
             erased: s.erased,
+            unbounded: s.unbounded,
             restoring: s.restoring.clone(),
             cfg: s.cfg.clone(),
         });
@@ -202,6 +222,7 @@ fn record_hang(e: &UpdateError) -> After {
         verified: snap.verified,
         attempt: snap.attempt,
         erased: snap.erased,
+        unbounded: snap.unbounded,
         written: None,
         lock_found: false,
         restoring: snap.restoring,
@@ -242,6 +263,12 @@ enum Done {
     /// be stopped: every boot would come back here (the message says
     /// what to clear by hand).
     CounterStuck(String),
+    /// The target holds no complete system and nothing on `cfg` says how
+    /// to fill it (the message says what to do).
+    Empty(String),
+    /// The attempts of an instruction were used up with the system
+    /// untouched: the lock is set, the instruction moved aside.
+    LockedUntouched,
 }
 
 /// PID 1's entry point.
@@ -261,7 +288,8 @@ pub fn run() -> ! {
         version: String::new(),
         verified: false,
         attempt: 0,
-        erased: false,
+        erased: Erased::No,
+        unbounded: false,
         written: None,
         lock_found: false,
         restoring: None,
@@ -297,6 +325,15 @@ pub fn run() -> ! {
             log::error!("{why}");
             After::Stay("the boot loader's count of trial boots cannot be stopped".into())
         }
+        Ok(Done::Empty(why)) => {
+            log::error!("{why}");
+            After::Stay(
+                "the system partition holds no complete system; see the message above".into(),
+            )
+        }
+        Ok(Done::LockedUntouched) => After::Reboot(Duration::from_secs(
+            session.config.as_ref().map_or(5, |c| c.failure_delay),
+        )),
         Err(e) => fail(&mut session, &e),
     };
     logger::detach_file();
@@ -319,24 +356,29 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let disks = find_partitions(&config)?;
     mount_cfg(s, &disks)?;
     let cfg = PathBuf::from(CFG_MOUNT);
-    let found = read_instruction(&cfg)?;
+    let pending = read_pending_restore(&cfg);
+    let found = read_instruction(&cfg);
     let trial_left = || {
         with_boot_flag(&config, |flag| flag.trial_left(Path::new(CFG_MOUNT)))
             .ok_or_else(|| format!("bootflag={}: not a boot loader setting", config.bootflag))?
             .map_err(|e| format!("{}: {e}", config.bootflag))
     };
-    match decide::plan(
-        read_pending_restore(&cfg),
-        found.is_some(),
-        read_trial(&cfg).as_ref(),
-        trial_left,
-    ) {
+    let (trial, touched) = (read_trial(&cfg), read_touched(&cfg));
+    let on_cfg = decide::Found {
+        pending: pending.as_ref(),
+        instruction: found.as_ref().map(Option::is_some),
+        trial: trial.as_ref(),
+        touched: touched.as_ref(),
+    };
+    match decide::plan(on_cfg, trial_left) {
         Plan::Restore { pending, record } => {
             if record {
                 cfg_step(&cfg, decide::Step::WritePending, &pending, 0)?;
             }
             return restore(s, &config, &disks, &cfg, pending);
         }
+        Plan::BadInstruction(e) => return Err(e),
+        Plan::Empty(why) => return Ok(Done::Empty(why)),
         Plan::Nothing => {
             if let Some(why) = clear_stray_trial_counter(&config) {
                 return Ok(Done::CounterStuck(why));
@@ -351,7 +393,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         }
         Plan::Update => {}
     }
-    let (instruction, raw) = found.expect("planned an update");
+    let (instruction, raw) = found.ok().flatten().expect("planned an update");
     s.version = instruction.manifest.to_string();
     s.instruction = Some(instruction.clone());
     if cfg.join(LOCK).exists() {
@@ -363,8 +405,22 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
              operator clears it (bootloader-glue unlock)",
         ));
     }
-    if let Some(pending) = count_attempt(s, &config, &cfg, &instruction, &raw)? {
-        return restore(s, &config, &disks, &cfg, pending);
+    match count_attempt(s, &config, &cfg, &instruction, &raw)? {
+        None => {}
+        Some(AttemptsUsed::Restore(pending)) => {
+            restore_next(&cfg, s.attempt, &pending).map_err(|e| s.unbounded(e))?;
+            return restore(s, &config, &disks, &cfg, pending);
+        }
+        Some(AttemptsUsed::Finished { version }) => {
+            s.version = version;
+            finish_removal(&config, &cfg)?;
+            return Ok(Done::Installed);
+        }
+        Some(AttemptsUsed::LockAndBoot { reason }) => {
+            lock_untouched(s, &config, &cfg, &reason)?;
+            return Ok(Done::LockedUntouched);
+        }
+        Some(AttemptsUsed::LockAndStay) => return Err(lock_erased(s, &config, &cfg)),
     }
     fault::hit(Point::AfterInstruction);
     let target = check_target(&config, &instruction, &disks)?;
@@ -375,7 +431,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     s.verified = true;
     fault::hit(Point::AfterVerify);
     mark_touched(&cfg, &instruction, &image)?;
-    s.erased = true;
+    s.erased = Erased::ByUpdate;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
     fault::hit(Point::AfterErase);
@@ -453,7 +509,7 @@ fn restore(
     let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
     fault::hit(Point::RestoreAfterVerify);
     mark_touched(cfg, &instruction, &image)?;
-    s.erased = true;
+    s.erased = Erased::ByRestore;
     supervise(s, Stage::Erase);
     erase_target(&config, target)?;
     fault::hit(Point::RestoreAfterErase);
@@ -901,60 +957,137 @@ fn verify_image(
 
 /// Counts this attempt of this instruction on `cfg`, before anything is
 /// erased. Past the limit, the last attempt was cut off before it
-/// recorded its failure (maybe after the erase): with a restore image
-/// named, the restore is left as after a failure on the last attempt and
-/// returned, for this boot to carry out; without, the update lock is set.
+/// recorded its failure or removed the instruction: returns what to do
+/// about it ([`decide::after_attempts_used`]), with nothing written yet.
 /// A counter that cannot be read (torn, garbage) counts as no attempt so
-/// far.
+/// far; one that cannot be written stops here ([`Session::unbounded`]).
 fn count_attempt(
     s: &mut Session,
     config: &Config,
     cfg: &Path,
     instruction: &Instruction,
     raw: &[u8],
-) -> Result<Option<PendingRestore>, UpdateError> {
+) -> Result<Option<AttemptsUsed>, UpdateError> {
     let path = cfg.join(ATTEMPTS);
     let record = std::fs::read_to_string(&path).ok();
     let (previous, warning) = Attempts::previous(record.as_deref(), raw);
     if let Some(warning) = warning {
         log::warn!("{warning}");
     }
+    if previous >= config.max_attempts {
+        s.attempt = previous;
+        let result = std::fs::read(cfg.join(RESULT))
+            .ok()
+            .and_then(|bytes| UpdateResult::parse(&bytes).ok());
+        let used = decide::after_attempts_used(
+            config,
+            instruction,
+            read_touched(cfg).as_ref(),
+            result.as_ref(),
+            previous,
+        );
+        if let AttemptsUsed::Restore(pending) = &used {
+            log::error!("{}", pending.reason);
+        }
+        return Ok(Some(used));
+    }
     let attempt = previous + 1;
     s.attempt = attempt;
-    if attempt > config.max_attempts {
-        // Not a refusal: the system partition may be erased.
-        s.erased = true;
-        if let Some(pending) =
-            decide::after_attempts_used(config, instruction, read_touched(cfg).as_ref(), previous)
-        {
-            s.attempt = previous;
-            log::error!("{}", pending.reason);
-            restore_next(cfg, previous, &pending)?;
-            return Ok(Some(pending));
-        }
-        let lock = Lock {
-            attempts: previous,
-            reason: String::new(),
-        };
-        store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
-            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))?;
-        return Err(UpdateError::new(
-            Stage::Instruction,
-            cfg::shown(ATTEMPTS),
-            format!(
-                "{previous} attempts of this instruction failed (at most {}): the update lock is set",
-                config.max_attempts
-            ),
-        ));
-    }
     let record = Attempts {
         instruction_crc: Attempts::crc_of(raw),
         count: attempt,
     };
     store::write_atomic(&path, record.render().as_bytes())
-        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e))?;
+        .map_err(|e| s.unbounded(UpdateError::new(Stage::Finish, cfg::shown(ATTEMPTS), e)))?;
     log::info!("attempt {attempt} of at most {}", config.max_attempts);
     Ok(None)
+}
+
+/// The last attempt installed the new system and recorded it, and was
+/// cut off before the instruction was removed: removes it (and the
+/// count) and clears the boot flag, as [`finish`] would have; the trial
+/// it started stays.
+fn finish_removal(config: &Config, cfg: &Path) -> Result<(), UpdateError> {
+    log::warn!(
+        "the last attempt recorded its success in {} and was cut off before removing the \
+         instruction: finishing the install",
+        cfg::shown(RESULT)
+    );
+    remove_instruction(cfg)?;
+    clear_boot_flag(config);
+    Ok(())
+}
+
+/// The attempts are used up and no attempt erased the target: sets the
+/// lock (the record that stops a further attempt), records why, moves
+/// the instruction aside ([`decide::Step::DisarmInstruction`]) and clears
+/// the boot flag, for the untouched system to boot.
+fn lock_untouched(
+    s: &mut Session,
+    config: &Config,
+    cfg: &Path,
+    reason: &str,
+) -> Result<(), UpdateError> {
+    write_lock(cfg, s.attempt).map_err(|e| s.unbounded(e))?;
+    let e = UpdateError::new(Stage::Instruction, cfg::shown(ATTEMPTS), reason);
+    log::error!("{e}");
+    let result = result_of(s, Outcome::Locked, Some(&e));
+    if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
+        log::error!("cannot write {}: {err}", cfg::shown(RESULT));
+    }
+    disarm_instruction(cfg)?;
+    clear_boot_flag(config);
+    log::error!(
+        "the instruction is disarmed (kept as {}); rebooting into the old system. Clear the \
+         lock (bootloader-glue unlock) to allow updates again",
+        cfg::shown(INSTRUCTION_FAILED)
+    );
+    Ok(())
+}
+
+/// The attempts are used up after an erase and there is no image to
+/// restore: sets the lock; the error it returns keeps the device on the
+/// console ([`decide::UpdateFailure::Locked`]).
+fn lock_erased(s: &mut Session, config: &Config, cfg: &Path) -> UpdateError {
+    if let Err(e) = write_lock(cfg, s.attempt) {
+        return s.unbounded(e);
+    }
+    UpdateError::new(
+        Stage::Instruction,
+        cfg::shown(ATTEMPTS),
+        format!(
+            "{} attempts of this instruction failed (at most {}): the update lock is set",
+            s.attempt, config.max_attempts
+        ),
+    )
+}
+
+/// Writes the update lock (`attempts`: how many had failed).
+fn write_lock(cfg: &Path, attempts: u64) -> Result<(), UpdateError> {
+    let lock = Lock {
+        attempts,
+        reason: String::new(),
+    };
+    store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes())
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(LOCK), e))
+}
+
+/// Moves the instruction aside (`cfg:update/instruction.failed`); one
+/// already gone is fine.
+fn disarm_instruction(cfg: &Path) -> Result<(), UpdateError> {
+    match store::rename_durably(&cfg.join(INSTRUCTION), &cfg.join(INSTRUCTION_FAILED)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        done => done,
+    }
+    .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(INSTRUCTION), e))
+}
+
+/// Removes the instruction, then the count of its attempts.
+fn remove_instruction(cfg: &Path) -> Result<(), UpdateError> {
+    store::remove_durably(&cfg.join(INSTRUCTION))
+        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(INSTRUCTION), e))?;
+    let _ = store::remove_durably(&cfg.join(ATTEMPTS));
+    Ok(())
 }
 
 /// Records on `cfg`, before the erase, that the target is about to hold
@@ -1055,9 +1188,8 @@ fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateEr
     write(INSTALLED, installed.render())?;
     // A version restored away that this one supersedes (issue 10).
     crate::admission::forget_restored_away(cfg, &image.manifest.version);
-    store::remove_durably(&cfg.join(INSTRUCTION))
-        .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(INSTRUCTION), e))?;
-    let _ = store::remove_durably(&cfg.join(ATTEMPTS));
+    fault::hit(Point::BeforeRemoval);
+    remove_instruction(cfg)?;
     log::info!("finish: result written, instruction removed");
     if let Some(config) = &s.config {
         clear_boot_flag(config);
@@ -1168,12 +1300,15 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         return restore_failed(s, &cfg, &pending, e);
     }
     // Erased by this attempt or, as cfg says, by an earlier one.
-    let touched = s.erased || cfg.join(TOUCHED).exists();
-    let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt);
+    let erased_now = s.erased != Erased::No;
+    let touched = erased_now || cfg.join(TOUCHED).exists();
+    let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt, s.unbounded);
     let outcome = match failure {
         decide::UpdateFailure::Locked => Outcome::Locked,
         decide::UpdateFailure::Refused => Outcome::Refused,
-        decide::UpdateFailure::Failed | decide::UpdateFailure::Stranded => Outcome::Failed,
+        decide::UpdateFailure::Failed
+        | decide::UpdateFailure::Stranded
+        | decide::UpdateFailure::Unbounded => Outcome::Failed,
     };
     if let (Outcome::Failed, Some(instruction)) = (outcome, &s.instruction) {
         // What was being written: verified now or before an earlier erase.
@@ -1184,7 +1319,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write cfg:{}: {err}", RESULT);
     }
-    if touched && !s.erased {
+    if touched && !erased_now {
         log::error!(
             "an earlier attempt erased the target ({} is there): it holds no complete system, so \
              this is a failure after the erase, not a refusal",
@@ -1192,6 +1327,7 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
         );
     }
     match failure {
+        decide::UpdateFailure::Unbounded => stay_unbounded(e),
         decide::UpdateFailure::Stranded => {
             log::error!(
                 "the target holds no complete system and this failure came before an attempt \
@@ -1232,10 +1368,9 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             match pending {
                 Some(pending) => {
                     if let Err(err) = restore_next(&cfg, s.attempt, &pending) {
-                        log::error!(
-                            "{err}: the restore is not left to the next boot; the instruction \
-                             stays, the next boot finds its attempts used up"
-                        );
+                        // The next boot would find the attempts used up and
+                        // fail to record the restore the same way.
+                        return stay_unbounded(&err);
                     }
                 }
                 None => log::error!(
@@ -1247,11 +1382,16 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
             After::Reboot(delay)
         }
         decide::UpdateFailure::Locked => {
+            // As many as the lock says (this boot counted none of its own).
+            let failed = std::fs::read_to_string(cfg.join(LOCK))
+                .ok()
+                .and_then(|text| Lock::parse(&text).ok())
+                .map_or(s.attempt, |lock| lock.attempts);
             log::error!(
-                "the update lock is set after {} failed attempts: no further attempt is made and \
-                 nothing more is erased. The system partition may hold a partial system. Fix the \
-                 image or the device, then clear the lock (bootloader-glue unlock) and reboot",
-                s.attempt.saturating_sub(1)
+                "the update lock is set after {failed} failed attempts: no further attempt is \
+                 made and nothing more is erased. The system partition may hold a partial \
+                 system. Fix the image or the device, then clear the lock (bootloader-glue \
+                 unlock) and reboot"
             );
             After::Stay("the update lock is set; power-cycle after clearing it".into())
         }
@@ -1295,23 +1435,8 @@ fn cfg_step(
             RESTORE,
             store::write_atomic(&cfg.join(RESTORE), pending.render().as_bytes()),
         ),
-        Step::Lock => {
-            let lock = Lock {
-                attempts,
-                reason: String::new(),
-            };
-            (
-                LOCK,
-                store::write_atomic(&cfg.join(LOCK), lock.render().as_bytes()),
-            )
-        }
-        Step::DisarmInstruction => (
-            INSTRUCTION,
-            match store::rename_durably(&cfg.join(INSTRUCTION), &cfg.join(INSTRUCTION_FAILED)) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                done => done,
-            },
-        ),
+        Step::Lock => return write_lock(cfg, attempts),
+        Step::DisarmInstruction => return disarm_instruction(cfg),
         Step::RemoveTrial => (TRIAL, store::remove_durably(&cfg.join(TRIAL))),
         Step::RemovePending => (RESTORE, store::remove_durably(&cfg.join(RESTORE))),
     };
@@ -1370,6 +1495,16 @@ fn restore_failed(s: &Session, cfg: &Path, pending: &PendingRestore, e: &UpdateE
             )
         }
     }
+}
+
+/// A record that bounds the retries cannot be written: says so, naming
+/// the file ([`decide::unbounded_message`]); the device stays.
+fn stay_unbounded(e: &UpdateError) -> After {
+    log::error!("{}", decide::unbounded_message(e));
+    After::Stay(format!(
+        "{} cannot be written; see the message above",
+        e.file
+    ))
 }
 
 /// Stays on the console: an emergency shell if the initramfs has one,
