@@ -167,6 +167,14 @@ pub enum Step {
 /// with nothing that brings the recovery back).
 pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
 
+/// The steps that end an update whose attempts are used up with nothing
+/// erased ([`AttemptsUsed::LockAndBoot`]), in this order: the instruction
+/// moved aside first, then the lock. The other order leaves, after a cut
+/// between them, an instruction beside the lock, and the next boot stays
+/// on the console over an intact system; this order leaves at worst a
+/// disarmed instruction without the lock (nothing left to retry).
+pub const LOCK_AND_BOOT: [Step; 2] = [Step::DisarmInstruction, Step::Lock];
+
 /// The steps of [`LEAVE_RESTORE`] that a boot finding the pending restore
 /// must still take before it restores: a power cut right after the
 /// record was written (before the lock, or before the instruction was
@@ -741,6 +749,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ran, LEAVE_RESTORE);
+    }
+
+    #[test]
+    fn attempts_used_up_without_an_erase_disarm_the_instruction_before_the_lock() {
+        let order: Vec<Step> = LOCK_AND_BOOT.to_vec();
+        assert_eq!(order, [Step::DisarmInstruction, Step::Lock]);
+        // A cut after the first step: no instruction is left beside the
+        // lock (which would keep the next boot on the console).
+        let mut done = Vec::new();
+        let cut = run_steps(&LOCK_AND_BOOT, |step| {
+            done.push(step);
+            if done.len() == 1 {
+                Err("cut")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(cut, Err((Step::DisarmInstruction, "cut")));
+        assert!(!done.contains(&Step::Lock));
+        // The restore's own order is not this one, on purpose.
+        assert_eq!(
+            LEAVE_RESTORE,
+            [Step::WritePending, Step::Lock, Step::DisarmInstruction]
+        );
     }
 
     #[test]

@@ -1018,24 +1018,33 @@ fn finish_removal(config: &Config, cfg: &Path) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// The attempts are used up and no attempt erased the target: sets the
-/// lock (the record that stops a further attempt), records why, moves
-/// the instruction aside ([`decide::Step::DisarmInstruction`]) and clears
-/// the boot flag, for the untouched system to boot.
+/// The attempts are used up and no attempt erased the target: records
+/// why, moves the instruction aside, then sets the lock (the record that
+/// stops a further attempt; [`decide::LOCK_AND_BOOT`]) and clears the
+/// boot flag, for the untouched system to boot.
 fn lock_untouched(
     s: &mut Session,
     config: &Config,
     cfg: &Path,
     reason: &str,
 ) -> Result<(), UpdateError> {
-    write_lock(cfg, s.attempt).map_err(|e| s.unbounded(e))?;
     let e = UpdateError::new(Stage::Instruction, cfg::shown(ATTEMPTS), reason);
     log::error!("{e}");
     let result = result_of(s, Outcome::Locked, Some(&e));
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
         log::error!("cannot write {}: {err}", cfg::shown(RESULT));
     }
-    disarm_instruction(cfg)?;
+    let attempts = s.attempt;
+    // A lock that cannot be written after the instruction is moved aside
+    // bounds nothing more: nothing is left to retry. Logged.
+    decide::run_steps(&decide::LOCK_AND_BOOT, |step| match step {
+        decide::Step::Lock => write_lock(cfg, attempts).or_else(|e| {
+            log::error!("{e}");
+            Ok(())
+        }),
+        _ => disarm_instruction(cfg),
+    })
+    .map_err(|(_, e)| e)?;
     clear_boot_flag(config);
     log::error!(
         "the instruction is disarmed (kept as {}); rebooting into the old system. Clear the \
