@@ -71,8 +71,13 @@ pub struct Found<'a> {
     /// `cfg:update/trial`.
     pub trial: Option<&'a Trial>,
     /// `cfg:update/touched`.
-    pub touched: Option<&'a Touched>,
+    pub touched: Option<TouchedFound<'a>>,
 }
+
+/// `cfg:update/touched` as a boot found it, when the file is there: read,
+/// or not (why). Its presence alone says the target was erased: one that
+/// cannot be read counts as touched all the same.
+pub type TouchedFound<'a> = Result<&'a Touched, &'a str>;
 
 /// A pending restore comes first (it was decided on by an earlier boot,
 /// which may have erased the system; an instruction left beside it, even
@@ -129,7 +134,22 @@ pub fn plan(found: Found<'_>, trial_left: impl FnOnce() -> Result<Option<u64>, S
 
 /// The console's message for a target that `cfg:update/touched` says was
 /// erased, with nothing on `cfg` to refill it.
-fn empty_target_message(touched: &Touched) -> String {
+fn empty_target_message(touched: TouchedFound<'_>) -> String {
+    let touched = match touched {
+        Ok(touched) => touched,
+        Err(why) => {
+            return format!(
+                "the system partition may hold no complete system: {touched_file} is there but \
+                 cannot be read ({why}), and cfg holds no instruction, no pending restore and no \
+                 trial to finish or undo an erase. Rebooting could boot an empty partition. Write \
+                 an instruction for a good image (or {restore_file} naming the last good image) \
+                 on cfg, then power-cycle; remove {touched_file} only if the system partition is \
+                 known to hold a complete system",
+                touched_file = formats::cfg::shown(formats::cfg::TOUCHED),
+                restore_file = formats::cfg::shown(formats::cfg::RESTORE),
+            );
+        }
+    };
     format!(
         "{target} holds no complete system: {touched_file} says it was erased to install {version} \
          ({manifest}), and cfg holds no instruction, no pending restore and no trial to finish \
@@ -442,7 +462,7 @@ pub enum AttemptsUsed {
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
-    touched: Option<&Touched>,
+    touched: Option<TouchedFound<'_>>,
     result: Option<&UpdateResult>,
     previous: u64,
 ) -> AttemptsUsed {
@@ -466,12 +486,21 @@ pub fn after_attempts_used(
     let Some(image) = instruction.restore.clone() else {
         return AttemptsUsed::LockAndStay;
     };
-    let version = failed_version(None, instruction, Some(touched));
+    let version = failed_version(None, instruction, touched.ok());
     let what = if version == UNKNOWN {
+        let by = match touched {
+            Ok(t) => format!(
+                "being written by {} of another instruction, {}",
+                t.version, t.manifest
+            ),
+            Err(why) => format!(
+                "{} cannot be read: {why}",
+                formats::cfg::shown(formats::cfg::TOUCHED)
+            ),
+        };
         format!(
-            "the update to {} (version unknown: the erased target was being written by {} of \
-             another instruction, {})",
-            instruction.manifest, touched.version, touched.manifest
+            "the update to {} (version unknown: the erased target was {by})",
+            instruction.manifest
         )
     } else {
         version.clone()
@@ -783,7 +812,7 @@ mod tests {
         assert_eq!(update.origin, Origin::Update);
         let erased = touched("storage:updates/demo-2.0.manifest");
         let AttemptsUsed::Restore(cut) =
-            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3)
         else {
             panic!("touched, with an image: restore")
         };
@@ -828,12 +857,12 @@ mod tests {
         let config = Config::for_product("demo");
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), Some(&erased), None, 3),
+            after_attempts_used(&config, &instruction(false), Some(Ok(&erased)), None, 3),
             AttemptsUsed::LockAndStay,
             "no image: only the lock"
         );
         let AttemptsUsed::Restore(p) =
-            after_attempts_used(&config, &instruction(true), Some(&erased), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3)
         else {
             panic!("touched, with an image: restore")
         };
@@ -850,7 +879,7 @@ mod tests {
         // version is not known, and it says so.
         let other = touched("storage:updates/demo-1.5.manifest");
         let AttemptsUsed::Restore(p) =
-            after_attempts_used(&config, &instruction(true), Some(&other), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&other)), None, 3)
         else {
             panic!("touched, with an image: restore")
         };
@@ -916,7 +945,13 @@ mod tests {
         // the success is not this target's content: restore.
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert!(matches!(
-            after_attempts_used(&config, &instruction(true), Some(&erased), Some(&done), 3),
+            after_attempts_used(
+                &config,
+                &instruction(true),
+                Some(Ok(&erased)),
+                Some(&done),
+                3
+            ),
             AttemptsUsed::Restore(_)
         ));
     }
@@ -1125,10 +1160,44 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_touched_record_still_says_the_target_was_erased() {
+        let config = Config::for_product("demo");
+        let bad = Err("bad CRC");
+        // Nothing else on cfg: stay, never reboot into what may be empty.
+        let on_cfg = Found {
+            touched: Some(bad),
+            ..found(None, false, None)
+        };
+        match plan(on_cfg, || panic!("the counter is not asked")) {
+            Plan::Empty(m) => assert!(m.contains("cannot be read (bad CRC)"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Attempts used up: erased, so restore (or lock and stay), never
+        // "untouched, lock and boot".
+        let AttemptsUsed::Restore(pending) =
+            after_attempts_used(&config, &instruction(true), Some(bad), None, 3)
+        else {
+            panic!("an unreadable touched record is touched")
+        };
+        assert_eq!(pending.failed, UNKNOWN);
+        assert!(
+            pending
+                .reason
+                .contains("cfg:update/touched cannot be read: bad CRC"),
+            "{}",
+            pending.reason
+        );
+        assert_eq!(
+            after_attempts_used(&config, &instruction(false), Some(bad), None, 3),
+            AttemptsUsed::LockAndStay
+        );
+    }
+
+    #[test]
     fn an_erased_target_with_nothing_to_fill_it_stays_on_the_console() {
         let erased = touched("storage:updates/demo-2.0.manifest");
         let on_cfg = Found {
-            touched: Some(&erased),
+            touched: Some(Ok(&erased)),
             ..found(None, false, None)
         };
         match plan(on_cfg, || panic!("the counter is not asked")) {

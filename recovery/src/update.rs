@@ -368,7 +368,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         pending: pending.as_ref(),
         instruction: found.as_ref().map(Option::is_some),
         trial: trial.as_ref(),
-        touched: touched.as_ref(),
+        touched: touched_found(&touched),
     };
     match decide::plan(on_cfg, trial_left) {
         Plan::Restore { pending, record } => {
@@ -452,12 +452,24 @@ fn read_pending_restore(cfg: &Path) -> Option<PendingRestore> {
         .ok()
 }
 
-/// Reads `cfg:update/touched`, as [`read_pending_restore`].
-fn read_touched(cfg: &Path) -> Option<Touched> {
-    let bytes = std::fs::read(cfg.join(TOUCHED)).ok()?;
-    Touched::parse(&bytes)
-        .map_err(|e| log::warn!("{}: {e}; ignored", cfg::shown(TOUCHED)))
-        .ok()
+/// Reads `cfg:update/touched`: None only when the file is not there. One
+/// that is there but cannot be read (an I/O error, a bad CRC) still says
+/// the target was erased ([`decide::TouchedFound`]): `Err` says why.
+fn read_touched(cfg: &Path) -> Option<Result<Touched, String>> {
+    let bytes = match std::fs::read(cfg.join(TOUCHED)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e.to_string())),
+        Ok(bytes) => bytes,
+    };
+    Some(Touched::parse(&bytes).map_err(|e| {
+        log::warn!("{}: {e}; counted as touched", cfg::shown(TOUCHED));
+        e.to_string()
+    }))
+}
+
+/// [`read_touched`]'s answer as the decisions take it.
+fn touched_found(touched: &Option<Result<Touched, String>>) -> Option<decide::TouchedFound<'_>> {
+    touched.as_ref().map(|t| t.as_ref().map_err(String::as_str))
 }
 
 /// Reads `cfg:update/trial`, as [`read_pending_restore`].
@@ -979,10 +991,11 @@ fn count_attempt(
         let result = std::fs::read(cfg.join(RESULT))
             .ok()
             .and_then(|bytes| UpdateResult::parse(&bytes).ok());
+        let touched = read_touched(cfg);
         let used = decide::after_attempts_used(
             config,
             instruction,
-            read_touched(cfg).as_ref(),
+            touched_found(&touched),
             result.as_ref(),
             previous,
         );
@@ -1310,7 +1323,8 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     }
     // Erased by this attempt or, as cfg says, by an earlier one.
     let erased_now = s.erased != Erased::No;
-    let touched = erased_now || cfg.join(TOUCHED).exists();
+    let on_cfg = read_touched(&cfg);
+    let touched = erased_now || on_cfg.is_some();
     let failure = decide::update_failure(cfg.join(LOCK).exists(), touched, s.attempt, s.unbounded);
     let outcome = match failure {
         decide::UpdateFailure::Locked => Outcome::Locked,
@@ -1322,7 +1336,11 @@ fn fail(s: &mut Session, e: &UpdateError) -> After {
     if let (Outcome::Failed, Some(instruction)) = (outcome, &s.instruction) {
         // What was being written: verified now or before an earlier erase.
         let verified = s.verified.then_some(s.version.as_str());
-        s.version = decide::failed_version(verified, instruction, read_touched(&cfg).as_ref());
+        s.version = decide::failed_version(
+            verified,
+            instruction,
+            on_cfg.as_ref().and_then(|t| t.as_ref().ok()),
+        );
     }
     let result = result_of(s, outcome, Some(e));
     if let Err(err) = store::write_atomic(&cfg.join(RESULT), result.render().as_bytes()) {
