@@ -416,6 +416,7 @@ mod tests {
             bytes: 100,
             entries: 7,
             restored: (outcome == Outcome::Restored).then(|| "1.0".into()),
+            instruction: None,
         }
         .render()
     }

@@ -263,6 +263,7 @@ fn report_and_status_after_the_reboot() {
         bytes: 6,
         entries: 2,
         restored: None,
+        instruction: None,
     };
     std::fs::write(cfg.join(formats::cfg::RESULT), result.render()).unwrap();
     let seen = root.join("post-update.seen");

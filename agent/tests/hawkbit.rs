@@ -651,6 +651,7 @@ fn the_daemon_refuses_the_version_restored_away_before_the_download_and_says_so_
         outcome: formats::result::Outcome::Refused,
         version: "2.1".into(),
         restored: None,
+        instruction: None,
         ..restore
     };
     std::fs::write(cfg.join(formats::cfg::RESULT), refused.render()).unwrap();

@@ -723,6 +723,7 @@ mod tests {
             outcome: formats::result::Outcome::Refused,
             version: "2.1".into(),
             restored: None,
+            instruction: None,
             ..restore.clone()
         };
         std::fs::write(d.cfg(RESULT), refused.render()).unwrap();

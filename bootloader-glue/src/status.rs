@@ -368,6 +368,7 @@ mod tests {
             bytes: 10,
             entries: 3,
             restored: None,
+            instruction: None,
         }
     }
 
@@ -428,6 +429,7 @@ mod tests {
             stage: "trial".into(),
             reason: "2.0 not confirmed after 3 boots".into(),
             restored: Some("1.0".into()),
+            instruction: None,
             ..result(Outcome::Success)
         };
         recovery::admission::record_restored_away(cfg, &restored).unwrap();

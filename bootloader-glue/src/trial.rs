@@ -213,6 +213,7 @@ fn end_trial(cfg: &Path, flag: Option<BootFlag>, now: u64) -> Result<Option<Stri
             bytes: 0,
             entries: 0,
             restored: None,
+            instruction: None,
         },
     };
     let write = |rel: &str, data: &[u8]| {

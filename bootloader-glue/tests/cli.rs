@@ -209,6 +209,7 @@ fn status_json_is_valid_with_tabs_and_control_characters() {
         bytes: 123,
         entries: 456,
         restored: None,
+        instruction: None,
     };
     std::fs::write(cfg.path().join(RESULT), result.render()).unwrap();
     let (code, line) = status(cfg.path(), false);

@@ -72,6 +72,11 @@ pub struct UpdateResult {
     /// With `outcome=restored`: the version restored (the key is absent
     /// otherwise).
     pub restored: Option<String>,
+    /// The CRC-32 of the instruction this result is of (as
+    /// `cfg:update/attempts` keeps it; the key `instruction-crc` is absent
+    /// when the result is of no instruction, and in older records): a
+    /// success is only that instruction's.
+    pub instruction: Option<u32>,
 }
 
 const RESULT_KEYS: &[&str] = &[
@@ -87,6 +92,7 @@ const RESULT_KEYS: &[&str] = &[
     "bytes",
     "entries",
     "restored",
+    "instruction-crc",
 ];
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -103,9 +109,12 @@ impl UpdateResult {
             .restored
             .as_ref()
             .map_or(String::new(), |v| format!("restored={}\n", one_line(v)));
+        let instruction = self
+            .instruction
+            .map_or(String::new(), |crc| format!("instruction-crc={crc:08x}\n"));
         keyvalue::seal(&format!(
             "format={FORMAT_VERSION}\noutcome={}\nversion={}\nstage={}\nreason={}\nattempt={}\n\
-             started={}\nfinished={}\nduration-ms={}\nbytes={}\nentries={}\n{restored}",
+             started={}\nfinished={}\nduration-ms={}\nbytes={}\nentries={}\n{restored}{instruction}",
             self.outcome.name(),
             one_line(&self.version),
             one_line(&self.stage),
@@ -145,6 +154,15 @@ impl UpdateResult {
                 .iter()
                 .find(|p| p.key == "restored")
                 .map(|p| p.value.to_string()),
+            instruction: match pairs.iter().find(|p| p.key == "instruction-crc") {
+                None => None,
+                Some(p) => Some(
+                    u32::from_str_radix(p.value, 16)
+                        .ok()
+                        .filter(|_| p.value.len() == 8)
+                        .ok_or_else(|| p.bad("expected a CRC-32 of 8 hex digits"))?,
+                ),
+            },
         })
     }
 }
@@ -194,6 +212,7 @@ mod tests {
             bytes: 0,
             entries: 0,
             restored: None,
+            instruction: None,
         };
         let parsed = UpdateResult::parse(r.render().as_bytes()).unwrap();
         assert_eq!(
@@ -207,12 +226,21 @@ mod tests {
             stage: "trial".into(),
             reason: "2.0 not confirmed after 3 boots".into(),
             restored: Some("1.0".into()),
+            instruction: None,
             ..r
         };
         let text = restored.render();
         assert!(text.contains("outcome=restored\n"), "{text}");
         assert!(text.contains("\nrestored=1.0\n"), "{text}");
-        assert_eq!(UpdateResult::parse(text.as_bytes()), Ok(restored));
+        assert_eq!(UpdateResult::parse(text.as_bytes()), Ok(restored.clone()));
+        // A success names its instruction; older records without the key parse.
+        let of = UpdateResult {
+            instruction: Some(0x0012_abcd),
+            ..restored
+        };
+        let text = of.render();
+        assert!(text.contains("\ninstruction-crc=0012abcd\n"), "{text}");
+        assert_eq!(UpdateResult::parse(text.as_bytes()), Ok(of));
     }
 
     #[test]

@@ -561,6 +561,7 @@ mod tests {
             bytes: 0,
             entries: 0,
             restored: Some(restored.into()),
+            instruction: None,
         }
     }
 

@@ -455,7 +455,9 @@ pub enum AttemptsUsed {
 /// complete system: restore it when the instruction names an image, as
 /// after a failure on the last attempt. Without it, nothing is erased
 /// (the old system, or the new one complete): a `result` of success
-/// written by that last attempt (its `attempt` is `previous`) means only
+/// written by that last attempt (its `attempt` is `previous`, its
+/// `instruction-crc` this instruction's, `instruction_crc`: an older
+/// instruction's success on the same attempt is not this one's) means only
 /// the removal of the instruction was cut off; otherwise no attempt got
 /// as far as the erase, and the lock stops a fourth without erasing an
 /// intact system just to restore it.
@@ -465,10 +467,15 @@ pub fn after_attempts_used(
     touched: Option<TouchedFound<'_>>,
     result: Option<&UpdateResult>,
     previous: u64,
+    instruction_crc: u32,
 ) -> AttemptsUsed {
     let Some(touched) = touched else {
         return match result {
-            Some(r) if r.outcome == Outcome::Success && r.attempt == previous => {
+            Some(r)
+                if r.outcome == Outcome::Success
+                    && r.attempt == previous
+                    && r.instruction == Some(instruction_crc) =>
+            {
                 AttemptsUsed::Finished {
                     version: r.version.clone(),
                 }
@@ -812,7 +819,7 @@ mod tests {
         assert_eq!(update.origin, Origin::Update);
         let erased = touched("storage:updates/demo-2.0.manifest");
         let AttemptsUsed::Restore(cut) =
-            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3, CRC)
         else {
             panic!("touched, with an image: restore")
         };
@@ -857,12 +864,19 @@ mod tests {
         let config = Config::for_product("demo");
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), Some(Ok(&erased)), None, 3),
+            after_attempts_used(
+                &config,
+                &instruction(false),
+                Some(Ok(&erased)),
+                None,
+                3,
+                CRC
+            ),
             AttemptsUsed::LockAndStay,
             "no image: only the lock"
         );
         let AttemptsUsed::Restore(p) =
-            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&erased)), None, 3, CRC)
         else {
             panic!("touched, with an image: restore")
         };
@@ -879,7 +893,7 @@ mod tests {
         // version is not known, and it says so.
         let other = touched("storage:updates/demo-1.5.manifest");
         let AttemptsUsed::Restore(p) =
-            after_attempts_used(&config, &instruction(true), Some(Ok(&other)), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(Ok(&other)), None, 3, CRC)
         else {
             panic!("touched, with an image: restore")
         };
@@ -905,6 +919,36 @@ mod tests {
             bytes: 0,
             entries: 0,
             restored: None,
+            instruction: Some(CRC),
+        }
+    }
+
+    /// The identity of the instruction of the tests' results.
+    const CRC: u32 = 0x1234_5678;
+
+    #[test]
+    fn an_older_instructions_success_on_the_same_attempt_does_not_finish_this_one() {
+        let config = Config::for_product("demo");
+        // Instruction A succeeded on attempt 3; instruction B's three
+        // attempts were all cut off before their erase: A's success is
+        // not B's, whose intact old system is locked and booted, and B's
+        // instruction is not removed as finished.
+        let of_a = UpdateResult {
+            instruction: Some(0x0bad_0bad),
+            ..result(Outcome::Success, 3)
+        };
+        let of_neither = UpdateResult {
+            instruction: None,
+            ..result(Outcome::Success, 3)
+        };
+        for earlier in [of_a, of_neither] {
+            assert!(
+                matches!(
+                    after_attempts_used(&config, &instruction(true), None, Some(&earlier), 3, CRC),
+                    AttemptsUsed::LockAndBoot { .. }
+                ),
+                "{earlier:?}"
+            );
         }
     }
 
@@ -916,7 +960,7 @@ mod tests {
         // the complete 2.0 to restore 1.0.
         let done = result(Outcome::Success, 3);
         assert_eq!(
-            after_attempts_used(&config, &instruction(true), None, Some(&done), 3),
+            after_attempts_used(&config, &instruction(true), None, Some(&done), 3, CRC),
             AttemptsUsed::Finished {
                 version: "2.0".into()
             }
@@ -931,7 +975,7 @@ mod tests {
             (instruction(true), Some(result(Outcome::Success, 1))),
             (instruction(true), Some(result(Outcome::Failed, 3))),
         ] {
-            match after_attempts_used(&config, &ins, None, earlier.as_ref(), 3) {
+            match after_attempts_used(&config, &ins, None, earlier.as_ref(), 3, CRC) {
                 AttemptsUsed::LockAndBoot { reason } => assert_eq!(
                     reason,
                     "3 attempts of the update to storage:updates/demo-2.0.manifest did not \
@@ -950,7 +994,8 @@ mod tests {
                 &instruction(true),
                 Some(Ok(&erased)),
                 Some(&done),
-                3
+                3,
+                CRC
             ),
             AttemptsUsed::Restore(_)
         ));
@@ -1175,7 +1220,7 @@ mod tests {
         // Attempts used up: erased, so restore (or lock and stay), never
         // "untouched, lock and boot".
         let AttemptsUsed::Restore(pending) =
-            after_attempts_used(&config, &instruction(true), Some(bad), None, 3)
+            after_attempts_used(&config, &instruction(true), Some(bad), None, 3, CRC)
         else {
             panic!("an unreadable touched record is touched")
         };
@@ -1188,7 +1233,7 @@ mod tests {
             pending.reason
         );
         assert_eq!(
-            after_attempts_used(&config, &instruction(false), Some(bad), None, 3),
+            after_attempts_used(&config, &instruction(false), Some(bad), None, 3, CRC),
             AttemptsUsed::LockAndStay
         );
     }

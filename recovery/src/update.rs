@@ -439,7 +439,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let written = extract_image(&image, target)?;
     end_of_update();
     s.written = Some(written);
-    finish(s, &cfg, &image)?;
+    finish(s, &cfg, &image, Attempts::crc_of(&raw))?;
     Ok(Done::Installed)
 }
 
@@ -602,6 +602,7 @@ fn finish_restore(
         stage: pending.stage.clone(),
         reason: pending.reason.clone(),
         restored: Some(restored.clone()),
+        instruction: None,
         ..result_of(s, Outcome::Restored, None)
     };
     // The version restored away, refused until a newer one (issue 10).
@@ -998,6 +999,7 @@ fn count_attempt(
             touched_found(&touched),
             result.as_ref(),
             previous,
+            Attempts::crc_of(raw),
         );
         if let AttemptsUsed::Restore(pending) = &used {
             log::error!("{}", pending.reason);
@@ -1187,19 +1189,31 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
         bytes: s.written.map_or(0, |w| w.bytes),
         entries: s.written.map_or(0, |w| w.entries),
         restored: None,
+        instruction: None,
     }
 }
 
 /// Records success and the installed version, then removes the
 /// instruction: only now, with the new system on disk and synced.
-fn finish(s: &Session, cfg: &Path, image: &VerifiedImage) -> Result<(), UpdateError> {
+/// The result names the instruction (`instruction_crc`): a later
+/// instruction's attempts never take it for their own success.
+fn finish(
+    s: &Session,
+    cfg: &Path,
+    image: &VerifiedImage,
+    instruction_crc: u32,
+) -> Result<(), UpdateError> {
     fault::hit(Point::HangInFinish);
     clear_touched(cfg);
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
     };
-    write(RESULT, result_of(s, Outcome::Success, None).render())?;
+    let result = UpdateResult {
+        instruction: Some(instruction_crc),
+        ..result_of(s, Outcome::Success, None)
+    };
+    write(RESULT, result.render())?;
     if let (Some(config), Some(instruction)) = (&s.config, &s.instruction) {
         start_trial(config, cfg, instruction, &image.manifest.version);
     }

@@ -229,6 +229,7 @@ fn the_version_restored_away_is_refused_unless_the_leave_on_cfg_answers_it() {
         outcome: Outcome::Refused,
         version: "2.1".into(),
         restored: None,
+        instruction: None,
         ..restore.clone()
     };
     fs::write(cfg.join(RESULT), refused.render()).unwrap();
@@ -301,6 +302,7 @@ fn without_the_record_an_outcome_restored_result_names_the_version() {
     let confirmed = UpdateResult {
         outcome: Outcome::Confirmed,
         restored: None,
+        instruction: None,
         ..UpdateResult::parse(result.as_bytes()).unwrap()
     };
     fs::write(cfg.join(RESULT), confirmed.render()).unwrap();
