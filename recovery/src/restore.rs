@@ -25,6 +25,9 @@
 //!   on the console naming the file or variable to clear by hand.
 //! - [`trial_after_install`]: the trial record a successful install
 //!   leaves, and [`previous_version`], the version it replaced.
+//! - [`finish_steps`]: the end of a successful install on `cfg`, and what
+//!   a boot redoes of it after a cut ([`AttemptsUsed::Finished`]);
+//!   [`LOCK_AND_BOOT`], the order of an untouched lock.
 
 use crate::error::UpdateError;
 use formats::bootflag::BootFlag;
@@ -186,6 +189,47 @@ pub enum Step {
 /// before the restore is recorded: else a cut leaves an erased system
 /// with nothing that brings the recovery back).
 pub const LEAVE_RESTORE: [Step; 3] = [Step::WritePending, Step::Lock, Step::DisarmInstruction];
+
+/// A step of the end of a successful install on `cfg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishStep {
+    /// Write `cfg:update/result` (`success`, naming the instruction).
+    WriteResult,
+    /// Start the trial of the version installed.
+    StartTrial,
+    /// Write `cfg:update/installed`.
+    WriteInstalled,
+    /// Forget a version restored away that this one supersedes.
+    ForgetRestoredAway,
+    /// Remove `cfg:update/touched`: only now, with the success, the trial
+    /// and the installed version recorded (a cut before leaves the target
+    /// touched, never a complete system without its trial).
+    ClearTouched,
+    /// Remove the instruction and its count: the last step.
+    RemoveInstruction,
+}
+
+/// The steps that end a successful install, in order. The install itself
+/// (`result_written` false) takes them all. A boot that finds the attempts
+/// used up with this instruction's success recorded
+/// ([`AttemptsUsed::Finished`]) was cut off somewhere after the result:
+/// it redoes the rest, each harmless to redo, except the trial, started
+/// only when `trial` is not one of `version` (restarting it would reset
+/// the boot loader's count).
+pub fn finish_steps(result_written: bool, trial: Option<&Trial>, version: &str) -> Vec<FinishStep> {
+    let start_trial = !result_written || !matches!(trial, Some(t) if t.version == version);
+    [
+        (!result_written).then_some(FinishStep::WriteResult),
+        start_trial.then_some(FinishStep::StartTrial),
+        Some(FinishStep::WriteInstalled),
+        Some(FinishStep::ForgetRestoredAway),
+        Some(FinishStep::ClearTouched),
+        Some(FinishStep::RemoveInstruction),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// The steps that end an update whose attempts are used up with nothing
 /// erased ([`AttemptsUsed::LockAndBoot`]), in this order: the instruction
@@ -432,8 +476,7 @@ pub const UNKNOWN: &str = "unknown";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptsUsed {
     /// The last attempt installed `version` and recorded its success, and
-    /// was cut off before it removed the instruction: finish it (remove
-    /// the instruction and the count; the trial it started stays).
+    /// was cut off before the end: redo the rest ([`finish_steps`]).
     Finished { version: String },
     /// No attempt left the target erased: the old system is intact. Set
     /// the lock, move the instruction aside and boot it (`reason`: for
@@ -450,17 +493,16 @@ pub enum AttemptsUsed {
 /// (`previous`, the number counted, is at least `max-attempts`): the last
 /// one was cut off (a power cut, a reset) before it recorded its failure
 /// or removed the instruction. What it left on `cfg` says how far it got:
-/// `touched` (`cfg:update/touched`: written before each erase, removed
-/// once a complete system is on the target) says the target holds no
-/// complete system: restore it when the instruction names an image, as
-/// after a failure on the last attempt. Without it, nothing is erased
-/// (the old system, or the new one complete): a `result` of success
-/// written by that last attempt (its `attempt` is `previous`, its
-/// `instruction-crc` this instruction's, `instruction_crc`: an older
-/// instruction's success on the same attempt is not this one's) means only
-/// the removal of the instruction was cut off; otherwise no attempt got
-/// as far as the erase, and the lock stops a fourth without erasing an
-/// intact system just to restore it.
+/// a `result` of success written by that last attempt (its `attempt` is
+/// `previous`, its `instruction-crc` this instruction's, `instruction_crc`:
+/// an older instruction's success on the same attempt is not this one's)
+/// means the new system is complete and only the end of the install was
+/// cut off, `update/touched` or not (it goes after the result): finish it.
+/// Otherwise `touched` (`cfg:update/touched`, even unreadable: written
+/// before each erase) says the target holds no complete system: restore
+/// it when the instruction names an image, as after a failure on the last
+/// attempt. Without it no attempt got as far as the erase, and the lock
+/// stops a fourth without erasing an intact system just to restore it.
 pub fn after_attempts_used(
     config: &Config,
     instruction: &Instruction,
@@ -469,25 +511,25 @@ pub fn after_attempts_used(
     previous: u64,
     instruction_crc: u32,
 ) -> AttemptsUsed {
+    // This instruction's last attempt recorded its success: the target is
+    // complete (`update/touched` is removed only after the result, so it
+    // may still be there); finish.
+    if let Some(r) = result.filter(|r| {
+        r.outcome == Outcome::Success
+            && r.attempt == previous
+            && r.instruction == Some(instruction_crc)
+    }) {
+        return AttemptsUsed::Finished {
+            version: r.version.clone(),
+        };
+    }
     let Some(touched) = touched else {
-        return match result {
-            Some(r)
-                if r.outcome == Outcome::Success
-                    && r.attempt == previous
-                    && r.instruction == Some(instruction_crc) =>
-            {
-                AttemptsUsed::Finished {
-                    version: r.version.clone(),
-                }
-            }
-            _ => AttemptsUsed::LockAndBoot {
-                reason: format!(
-                    "{previous} attempts of the update to {} did not finish (at most {}), none \
-                     as far as the erase: the update lock is set; the system partition was not \
-                     touched",
-                    instruction.manifest, config.max_attempts
-                ),
-            },
+        return AttemptsUsed::LockAndBoot {
+            reason: format!(
+                "{previous} attempts of the update to {} did not finish (at most {}), none as \
+                 far as the erase: the update lock is set; the system partition was not touched",
+                instruction.manifest, config.max_attempts
+            ),
         };
     };
     let Some(image) = instruction.restore.clone() else {
@@ -788,6 +830,72 @@ mod tests {
     }
 
     #[test]
+    fn a_success_cut_off_before_its_trial_is_finished_with_its_trial() {
+        use FinishStep::*;
+        // The install: all of it, touched removed only after the success,
+        // the trial and the installed version are recorded.
+        assert_eq!(
+            finish_steps(false, None, "2.0"),
+            [
+                WriteResult,
+                StartTrial,
+                WriteInstalled,
+                ForgetRestoredAway,
+                ClearTouched,
+                RemoveInstruction
+            ]
+        );
+        // Cut after the result, before the trial: the next boot starts it
+        // (else 2.0 boots with no trial and installed still says 1.0).
+        let redo = finish_steps(true, None, "2.0");
+        assert_eq!(
+            redo,
+            [
+                StartTrial,
+                WriteInstalled,
+                ForgetRestoredAway,
+                ClearTouched,
+                RemoveInstruction
+            ]
+        );
+        let mut older = trial();
+        older.version = "1.5".into();
+        assert_eq!(finish_steps(true, Some(&older), "2.0"), redo);
+        // Its trial already started: not restarted (the count would reset).
+        let started = trial();
+        assert_eq!(started.version, "2.0");
+        assert!(!finish_steps(true, Some(&started), "2.0").contains(&StartTrial));
+    }
+
+    #[test]
+    fn a_last_attempt_cut_off_after_its_success_with_touched_left_finishes() {
+        // Attempt 3 of 3 recorded its success and was cut off before it
+        // removed update/touched: the complete 2.0 is finished (its trial
+        // started), never locked and booted without a trial, nor restored.
+        let config = Config::for_product("demo");
+        let erased = touched("storage:updates/demo-2.0.manifest");
+        assert_eq!(
+            after_attempts_used(
+                &config,
+                &instruction(true),
+                Some(Ok(&erased)),
+                Some(&result(Outcome::Success, 3)),
+                3,
+                CRC
+            ),
+            AttemptsUsed::Finished {
+                version: "2.0".into()
+            }
+        );
+        // update/touched goes only after the result and the trial.
+        let steps = finish_steps(false, None, "2.0");
+        let at = |s| steps.iter().position(|&x| x == s).unwrap();
+        assert!(at(FinishStep::ClearTouched) > at(FinishStep::WriteResult));
+        assert!(at(FinishStep::ClearTouched) > at(FinishStep::StartTrial));
+        assert!(at(FinishStep::ClearTouched) < at(FinishStep::RemoveInstruction));
+    }
+
+    #[test]
     fn attempts_used_up_without_an_erase_disarm_the_instruction_before_the_lock() {
         let order: Vec<Step> = LOCK_AND_BOOT.to_vec();
         assert_eq!(order, [Step::DisarmInstruction, Step::Lock]);
@@ -985,15 +1093,15 @@ mod tests {
                 other => panic!("{earlier:?}: {other:?}"),
             }
         }
-        // A success recorded, but the target erased again since (touched):
-        // the success is not this target's content: restore.
+        // A success of an earlier attempt, but the target erased again
+        // since (touched): the success is not this target's content: restore.
         let erased = touched("storage:updates/demo-2.0.manifest");
         assert!(matches!(
             after_attempts_used(
                 &config,
                 &instruction(true),
                 Some(Ok(&erased)),
-                Some(&done),
+                Some(&result(Outcome::Success, 2)),
                 3,
                 CRC
             ),

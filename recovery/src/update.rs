@@ -413,7 +413,7 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
         }
         Some(AttemptsUsed::Finished { version }) => {
             s.version = version;
-            finish_removal(&config, &cfg)?;
+            finish_again(&config, &cfg, &instruction, &s.version)?;
             return Ok(Done::Installed);
         }
         Some(AttemptsUsed::LockAndBoot { reason }) => {
@@ -439,7 +439,14 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let written = extract_image(&image, target)?;
     end_of_update();
     s.written = Some(written);
-    finish(s, &cfg, &image, Attempts::crc_of(&raw))?;
+    finish(
+        s,
+        &config,
+        &cfg,
+        &instruction,
+        &image,
+        Attempts::crc_of(&raw),
+    )?;
     Ok(Done::Installed)
 }
 
@@ -592,7 +599,9 @@ fn finish_restore(
     image: &VerifiedImage,
     pending: &PendingRestore,
 ) -> Result<(), UpdateError> {
-    clear_touched(cfg);
+    if let Err(e) = clear_touched(cfg) {
+        log::warn!("{e}");
+    }
     let write = |rel: &str, data: String| {
         store::write_atomic(&cfg.join(rel), data.as_bytes())
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
@@ -1018,19 +1027,27 @@ fn count_attempt(
     Ok(None)
 }
 
-/// The last attempt installed the new system and recorded it, and was
-/// cut off before the instruction was removed: removes it (and the
-/// count) and clears the boot flag, as [`finish`] would have; the trial
-/// it started stays.
-fn finish_removal(config: &Config, cfg: &Path) -> Result<(), UpdateError> {
+/// The last attempt installed the new system and recorded its success,
+/// and was cut off before the end ([`decide::AttemptsUsed::Finished`]):
+/// redoes the rest of [`finish`] (the trial if it has none, the installed
+/// version, the version restored away, `update/touched`, the instruction
+/// and its count, the boot flag).
+fn finish_again(
+    config: &Config,
+    cfg: &Path,
+    instruction: &Instruction,
+    version: &str,
+) -> Result<(), UpdateError> {
     log::warn!(
         "the last attempt recorded its success in {} and was cut off before removing the \
-         instruction: finishing the install",
+         instruction: finishing the install (redoing what it may not have done)",
         cfg::shown(RESULT)
     );
-    remove_instruction(cfg)?;
-    clear_boot_flag(config);
-    Ok(())
+    let installed = Installed {
+        product: config.product.clone(),
+        version: version.to_string(),
+    };
+    end_install(config, cfg, instruction, &installed, None)
 }
 
 /// The attempts are used up and no attempt erased the target: records
@@ -1137,13 +1154,19 @@ fn mark_touched(
     })
 }
 
-/// A complete system is on the target (extracted and synced): removes
-/// [`mark_touched`]'s record. One that cannot be removed only makes a
-/// later refusal count as a failure (bounded by the attempts): logged.
-fn clear_touched(cfg: &Path) {
-    if let Err(e) = store::remove_durably(&cfg.join(TOUCHED)) {
-        log::warn!("cannot remove {}: {e}", cfg::shown(TOUCHED));
-    }
+/// A complete system is on the target and recorded (result, trial,
+/// installed): removes [`mark_touched`]'s record. One that cannot be
+/// removed is an error before the instruction goes: left behind with no
+/// instruction, it would keep a later boot with nothing to do on the
+/// console over a complete system ([`decide::Plan::Empty`]).
+fn clear_touched(cfg: &Path) -> Result<(), UpdateError> {
+    store::remove_durably(&cfg.join(TOUCHED)).map_err(|e| {
+        UpdateError::new(
+            Stage::Finish,
+            cfg::shown(TOUCHED),
+            format!("cannot remove the record of the erase after a complete install: {e}"),
+        )
+    })
 }
 
 fn erase_target(config: &Config, target: &Partition) -> Result<(), UpdateError> {
@@ -1194,42 +1217,66 @@ fn result_of(s: &Session, outcome: Outcome, failure: Option<&UpdateError>) -> Up
 }
 
 /// Records success and the installed version, then removes the
-/// instruction: only now, with the new system on disk and synced.
-/// The result names the instruction (`instruction_crc`): a later
+/// instruction: only now, with the new system on disk and synced. The
+/// result names the instruction (`instruction_crc`): a later
 /// instruction's attempts never take it for their own success.
 fn finish(
     s: &Session,
+    config: &Config,
     cfg: &Path,
+    instruction: &Instruction,
     image: &VerifiedImage,
     instruction_crc: u32,
 ) -> Result<(), UpdateError> {
     fault::hit(Point::HangInFinish);
-    clear_touched(cfg);
-    let write = |rel: &str, data: String| {
-        store::write_atomic(&cfg.join(rel), data.as_bytes())
-            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
-    };
     let result = UpdateResult {
         instruction: Some(instruction_crc),
         ..result_of(s, Outcome::Success, None)
     };
-    write(RESULT, result.render())?;
-    if let (Some(config), Some(instruction)) = (&s.config, &s.instruction) {
-        start_trial(config, cfg, instruction, &image.manifest.version);
-    }
     let installed = Installed {
         product: image.manifest.product.clone(),
         version: image.manifest.version.clone(),
     };
-    write(INSTALLED, installed.render())?;
-    // A version restored away that this one supersedes (issue 10).
-    crate::admission::forget_restored_away(cfg, &image.manifest.version);
-    fault::hit(Point::BeforeRemoval);
-    remove_instruction(cfg)?;
+    end_install(config, cfg, instruction, &installed, Some(&result))?;
     log::info!("finish: result written, instruction removed");
-    if let Some(config) = &s.config {
-        clear_boot_flag(config);
+    Ok(())
+}
+
+/// The end of a successful install on `cfg`, [`decide::finish_steps`] in
+/// order (`result`: the success to write; None when a cut-off last
+/// attempt wrote it already), then the boot flag cleared.
+fn end_install(
+    config: &Config,
+    cfg: &Path,
+    instruction: &Instruction,
+    installed: &Installed,
+    result: Option<&UpdateResult>,
+) -> Result<(), UpdateError> {
+    use decide::FinishStep;
+    let write = |rel: &str, data: String| {
+        store::write_atomic(&cfg.join(rel), data.as_bytes())
+            .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
+    };
+    let version = installed.version.as_str();
+    for step in decide::finish_steps(result.is_some(), read_trial(cfg).as_ref(), version) {
+        match step {
+            FinishStep::WriteResult => {
+                if let Some(result) = result {
+                    write(RESULT, result.render())?;
+                }
+            }
+            FinishStep::StartTrial => start_trial(config, cfg, instruction, version),
+            FinishStep::WriteInstalled => write(INSTALLED, installed.render())?,
+            // A version restored away that this one supersedes (issue 10).
+            FinishStep::ForgetRestoredAway => crate::admission::forget_restored_away(cfg, version),
+            FinishStep::ClearTouched => clear_touched(cfg)?,
+            FinishStep::RemoveInstruction => {
+                fault::hit(Point::BeforeRemoval);
+                remove_instruction(cfg)?;
+            }
+        }
     }
+    clear_boot_flag(config);
     Ok(())
 }
 
