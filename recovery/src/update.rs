@@ -1258,7 +1258,9 @@ fn end_install(
             .map_err(|e| UpdateError::new(Stage::Finish, cfg::shown(rel), e))
     };
     let version = installed.version.as_str();
-    for step in decide::finish_steps(result.is_some(), read_trial(cfg).as_ref(), version) {
+    // No result to write: an earlier boot wrote it (the finished path).
+    let result_written = result.is_none();
+    for step in decide::finish_steps(result_written, read_trial(cfg).as_ref(), version) {
         match step {
             FinishStep::WriteResult => {
                 if let Some(result) = result {
