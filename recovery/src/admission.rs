@@ -159,9 +159,14 @@ pub fn record_restored_away(cfg: &Path, result: &UpdateResult) -> Result<(), Upd
 
 /// After `version` was installed: a version restored away that it
 /// supersedes ([`RestoredAway::superseded_by`]) is admitted again, so its
-/// record goes, the leave first (a cut in between leaves a refusal, never
-/// a stale leave). A failure is logged: the record then refuses only
-/// updates to that older version, never a restore ([`Purpose::Restore`]).
+/// record goes, then the operator's leave. The record first: a failure or
+/// a cut in between leaves a leave without its record, which answers
+/// nothing (it is keyed on that record's BLAKE3, and
+/// [`record_restored_away`] removes it before it writes any other record),
+/// where the other order would leave the record without its leave and
+/// refuse the version the operator allowed. A failure is logged: a
+/// record kept then refuses only updates to that older version, never a
+/// restore ([`Purpose::Restore`]).
 pub fn forget_restored_away(cfg: &Path, version: &str) {
     let Some(away) = read_record(cfg, RESTORED_AWAY, RestoredAway::of_record, "kept") else {
         return;
@@ -169,7 +174,7 @@ pub fn forget_restored_away(cfg: &Path, version: &str) {
     if !away.superseded_by(version) {
         return;
     }
-    for rel in [RETRY_RESTORED, RESTORED_AWAY] {
+    for rel in [RESTORED_AWAY, RETRY_RESTORED] {
         if let Err(e) = store::remove_durably(&cfg.join(rel)) {
             log::warn!("{}: cannot remove: {e}", shown(rel));
             return;

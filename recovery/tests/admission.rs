@@ -356,6 +356,44 @@ fn a_restore_is_never_refused_the_version_restored_away() {
     assert_eq!(image.manifest.version, "2.0");
 }
 
+/// Installing a newer version removes the record before the operator's
+/// leave: where the leave cannot be removed (here a directory in its
+/// place; on a device a failing cfg or a cut), the version is admitted
+/// again, not refused behind a leave that is gone. The leave left behind
+/// answers no later restore of that version, even one whose record has
+/// the very same bytes (no RTC, the count starting again): the recovery
+/// removes the leave before it writes a record.
+#[test]
+fn a_newer_version_removes_the_record_before_the_leave() {
+    use formats::cfg::{RetryRestored, RESTORED_AWAY, RETRY_RESTORED};
+    use formats::result::UpdateResult;
+    use recovery::admission::{forget_restored_away, record_restored_away};
+    let d = Device::new();
+    let cfg = &d.cfg;
+    let config = Config::for_product("testprod");
+    let restore = UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap();
+    record_restored_away(cfg, &restore).unwrap();
+    let first = fs::read(cfg.join(RESTORED_AWAY)).unwrap();
+    fs::create_dir(cfg.join(RETRY_RESTORED)).unwrap();
+    forget_restored_away(cfg, "2.1");
+    assert!(!cfg.join(RESTORED_AWAY).exists());
+    assert_eq!(d.admit(&config).unwrap().retried, None);
+    // A cut after the record went: the leave for it stays.
+    fs::remove_dir(cfg.join(RETRY_RESTORED)).unwrap();
+    let leave = RetryRestored {
+        version: "2.0".into(),
+        record: blake3::hash(&first).to_hex().to_string(),
+    };
+    fs::write(cfg.join(RETRY_RESTORED), leave.render()).unwrap();
+    assert_eq!(d.admit(&config).unwrap().retried, None);
+    // 2.0 restored away again, its record byte for byte the first one.
+    record_restored_away(cfg, &restore).unwrap();
+    assert_eq!(fs::read(cfg.join(RESTORED_AWAY)).unwrap(), first);
+    assert!(!cfg.join(RETRY_RESTORED).exists());
+    let err = d.admit(&config).unwrap_err();
+    assert!(err.reason.contains("was restored away"), "{err}");
+}
+
 /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
 fn restored_away(finished: u64) -> String {
     formats::keyvalue::seal(&format!(
