@@ -169,6 +169,7 @@ pub fn admit(
             trusted_keys: &r.trusted_keys,
             cfg: &r.cfg,
             target,
+            purpose: admission::Purpose::Update,
         },
         r.retry_restored,
     )?)
@@ -838,6 +839,7 @@ mod tests {
                     trusted_keys: &r.trusted_keys,
                     cfg: &cfg,
                     target,
+                    purpose: admission::Purpose::Update,
                 })
                 .map(|_| ());
                 let asked = asked.map_err(|e| match e {

@@ -13,7 +13,9 @@
 //!
 //! Both refuse the version the last restore took away
 //! ([`policy::RestoredAway`], read from `cfg` by [`restored_away_on`])
-//! unless an operator allowed it again (`cfg:update/retry-restored`). The
+//! unless an operator allowed it again (`cfg:update/retry-restored`), or
+//! the admission is a restore's ([`Purpose::Restore`]): a restore brings
+//! back the last good system whatever that record says. The
 //! recovery keeps that record here too: [`record_restored_away`] as a
 //! restore finishes, [`forget_restored_away`] once a newer version is in.
 //!
@@ -23,6 +25,7 @@
 use crate::error::{Stage, UpdateError};
 use crate::keys;
 use crate::partitions::Partition;
+pub use crate::policy::Purpose;
 use crate::policy::{self, InstalledVersion, RestoredAway};
 use crate::source::ImageSource;
 use crate::verify::{self, VerifiedImage};
@@ -48,6 +51,9 @@ pub struct Admission<'a> {
     pub cfg: &'a Path,
     /// The target partition, already checked ([`policy::check_target`]).
     pub target: &'a Partition,
+    /// An update's admission or a restore's: a restore's image is never
+    /// refused as the version restored away.
+    pub purpose: Purpose,
 }
 
 /// An image that may be installed.
@@ -123,7 +129,10 @@ pub fn restored_away_on(cfg: &Path) -> Option<RestoredAway> {
 /// operator's leave is removed (it answered an earlier restore), then the
 /// record is written atomically. The recovery calls it as it finishes a
 /// restore, before the result. Nothing for a restore of the version that
-/// failed.
+/// failed. A cut between the two leaves the old record and no leave: the
+/// restore runs again ([`Purpose::Restore`] is not refused by the record)
+/// and writes the new one; the leave goes first so that no leave can
+/// ever stand beside a record it was not given for.
 pub fn record_restored_away(cfg: &Path, result: &UpdateResult) -> Result<(), UpdateError> {
     let previous = std::fs::read(cfg.join(RESTORED_AWAY)).ok();
     let Some(record) = RestoredAway::record_after(result, previous.as_deref()) else {
@@ -150,9 +159,14 @@ pub fn record_restored_away(cfg: &Path, result: &UpdateResult) -> Result<(), Upd
 
 /// After `version` was installed: a version restored away that it
 /// supersedes ([`RestoredAway::superseded_by`]) is admitted again, so its
-/// record goes, the leave first (a cut in between leaves a refusal, never
-/// a stale leave). A failure is logged: the record then refuses only
-/// that older version.
+/// record goes, then the operator's leave. The record first: a failure or
+/// a cut in between leaves a leave without its record, which answers
+/// nothing (it is keyed on that record's BLAKE3, and
+/// [`record_restored_away`] removes it before it writes any other record),
+/// where the other order would leave the record without its leave and
+/// refuse the version the operator allowed. A failure is logged: a
+/// record kept then refuses only updates to that older version, never a
+/// restore ([`Purpose::Restore`]).
 pub fn forget_restored_away(cfg: &Path, version: &str) {
     let Some(away) = read_record(cfg, RESTORED_AWAY, RestoredAway::of_record, "kept") else {
         return;
@@ -160,7 +174,7 @@ pub fn forget_restored_away(cfg: &Path, version: &str) {
     if !away.superseded_by(version) {
         return;
     }
-    for rel in [RETRY_RESTORED, RESTORED_AWAY] {
+    for rel in [RESTORED_AWAY, RETRY_RESTORED] {
         if let Err(e) = store::remove_durably(&cfg.join(rel)) {
             log::warn!("{}: cannot remove: {e}", shown(rel));
             return;
@@ -269,8 +283,8 @@ pub fn admit_head(a: &HeadAdmission<'_>) -> Result<AdmittedHead, UpdateError> {
 
 /// Runs the admission check. An unreadable `cfg:update/installed` is
 /// logged as a warning, and refused where the downgrade policy needs it.
-/// The version restored away is refused unless `cfg:update/retry-restored`
-/// allows it again.
+/// For an update ([`Purpose::Update`]) the version restored away is
+/// refused unless `cfg:update/retry-restored` allows it again.
 pub fn admit(a: &Admission<'_>) -> Result<Admitted, UpdateError> {
     admit_retrying(a, false)
 }
@@ -288,10 +302,11 @@ pub fn admit_retrying(a: &Admission<'_>, retry_restored: bool) -> Result<Admitte
         a.instruction,
         &image.manifest,
         &installed,
-        away.as_ref().filter(|_| !allowed),
+        a.purpose.refused(away.as_ref(), allowed),
         a.target,
     )?;
-    let retried = away.filter(|a| a.is(&image.manifest.version));
+    let retried =
+        away.filter(|away| a.purpose == Purpose::Update && away.is(&image.manifest.version));
     if let Some(away) = &retried {
         log::warn!(
             "policy: {} was restored away ({}); installed again on an operator's leave",
@@ -319,8 +334,10 @@ pub fn admit_retrying(a: &Admission<'_>, retry_restored: bool) -> Result<Admitte
 /// size and BLAKE3, every entry), then this product and the installed
 /// version ([`policy::check_restore_image`]). The full check costs one
 /// read of the image; in return a restore image that rotted is found
-/// while an operator can still stage it again, not after the erase. The
-/// recovery admits it again ([`admit`]) before it erases for a restore.
+/// while an operator can still stage it again, not after the erase. Like
+/// every restore's admission it never refuses the version restored away
+/// ([`Purpose::Restore`]). The recovery admits it again ([`admit`], for a
+/// [`Purpose::Restore`]) before it erases for a restore.
 pub fn admit_restore(
     config: &Config,
     image: &Path,

@@ -175,6 +175,35 @@ impl RestoredAway {
     }
 }
 
+/// What an admission is for. The rules are the same but for one: the
+/// version restored away ([`check_not_restored_away`]) is refused for an
+/// update, never for a restore. A restore's image is the last good system,
+/// chosen by the device itself; its version may well be named by
+/// `cfg:update/restored-away` (the record outlives later results, and a
+/// cut may leave it behind an update that an operator's leave allowed),
+/// and refusing it there would leave the device on the console instead of
+/// on a working system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An update asked for (`request`, the agent, an instruction): every rule.
+    Update,
+    /// A restore of the last good image (by the recovery, or the image
+    /// `request` names for one): every rule but the version restored away.
+    Restore,
+}
+
+impl Purpose {
+    /// The version restored away that this admission refuses, given the
+    /// one on `cfg` (`away`) and whether an operator's leave allows it
+    /// again (`allowed`): none for a restore or under a leave.
+    pub fn refused(self, away: Option<&RestoredAway>, allowed: bool) -> Option<&RestoredAway> {
+        match self {
+            Purpose::Update => away.filter(|_| !allowed),
+            Purpose::Restore => None,
+        }
+    }
+}
+
 /// Refuses the version restored away (`restored_away`, None when there
 /// is none or an operator allowed it again).
 pub fn check_not_restored_away(
@@ -643,6 +672,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.reason.contains("was restored away"), "{err}");
+    }
+
+    /// A restore brings back the last good system even when
+    /// `cfg:update/restored-away` names its version (a record left behind
+    /// a cut, or one that outlived the leave that installed it): only an
+    /// update is refused it, and a leave lets the update through.
+    #[test]
+    fn the_version_restored_away_is_refused_to_an_update_never_to_a_restore() {
+        // As the recovery's restore() admits: downgrades allowed.
+        let config = Config {
+            downgrade: Downgrade::Allow,
+            ..Config::for_product("p")
+        };
+        let installed = InstalledVersion::Known(Installed {
+            product: "p".into(),
+            version: "2.1".into(),
+        });
+        let away = away(&record(&restored("2.0", "1.0", Outcome::Restored), None));
+        let d = disks();
+        let mut restore = instruction("system");
+        restore.allow_downgrade = true;
+        let check = |purpose: Purpose, allowed: bool| {
+            check_image(
+                &config,
+                &restore,
+                &manifest("p", "2.0", 1),
+                &installed,
+                purpose.refused(Some(&away), allowed),
+                d.find("system").unwrap(),
+            )
+        };
+        let err = check(Purpose::Update, false).unwrap_err();
+        assert!(err.reason.contains("was restored away"), "{err}");
+        assert!(check(Purpose::Update, true).is_ok());
+        assert!(check(Purpose::Restore, false).is_ok());
+        assert!(check(Purpose::Restore, true).is_ok());
+        assert_eq!(Purpose::Update.refused(None, false), None);
     }
 
     /// The record a restore that ended in `result` writes, after `previous`.

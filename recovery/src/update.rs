@@ -38,7 +38,7 @@
 //! panics the kernel. Fault points ([`fault`]) stop it dead for the
 //! power-cut tests.
 
-use crate::admission::{self, Admission};
+use crate::admission::{self, Admission, Purpose};
 use crate::erase;
 use crate::error::{Stage, UpdateError};
 use crate::extract::Extracted;
@@ -426,7 +426,14 @@ fn update(s: &mut Session) -> Result<Done, UpdateError> {
     let target = check_target(&config, &instruction, &disks)?;
     let image_mount = mount_image_partition(&instruction, &disks)?;
     supervise(s, Stage::Payload);
-    let image = verify_image(&config, &instruction, &cfg, image_mount.path(), target)?;
+    let image = verify_image(
+        &config,
+        &instruction,
+        &cfg,
+        image_mount.path(),
+        target,
+        Purpose::Update,
+    )?;
     s.version = image.manifest.version.clone();
     s.verified = true;
     fault::hit(Point::AfterVerify);
@@ -525,7 +532,16 @@ fn restore(
     let target = check_target(&config, &instruction, disks)?;
     let image_mount = mount_image_partition(&instruction, disks)?;
     supervise(s, Stage::Payload);
-    let image = verify_image(&config, &instruction, cfg, image_mount.path(), target)?;
+    // The last good system, chosen by the device: never refused as the
+    // version restored away (a record a cut or a later leave left behind).
+    let image = verify_image(
+        &config,
+        &instruction,
+        cfg,
+        image_mount.path(),
+        target,
+        Purpose::Restore,
+    )?;
     fault::hit(Point::RestoreAfterVerify);
     mark_touched(cfg, &instruction, &image)?;
     s.erased = Erased::ByRestore;
@@ -957,13 +973,15 @@ fn mount_image_partition(instruction: &Instruction, disks: &Disks) -> Result<Mou
 }
 
 /// Every check that can be made before the erase: the admission check
-/// that `bootloader-glue request` made too, against the initramfs's keys.
+/// that `bootloader-glue request` made too, against the initramfs's keys,
+/// for an update or a restore (`purpose`).
 fn verify_image(
     config: &Config,
     instruction: &Instruction,
     cfg: &Path,
     image_root: &Path,
     target: &Partition,
+    purpose: Purpose,
 ) -> Result<VerifiedImage, UpdateError> {
     let trusted_keys = keys::files_in(&Path::new("/").join(config::KEYS_DIR))?;
     let admitted = admission::admit(&Admission {
@@ -973,6 +991,7 @@ fn verify_image(
         trusted_keys: &trusted_keys,
         cfg,
         target,
+        purpose,
     })?;
     Ok(admitted.image)
 }

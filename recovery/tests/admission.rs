@@ -11,7 +11,7 @@ use formats::config::{Config, Downgrade};
 use formats::instruction::{Instruction, PartitionPath};
 use formats::result::Installed;
 use image_builder::image::Source;
-use recovery::admission::{admit, Admission};
+use recovery::admission::{admit, Admission, Purpose};
 use recovery::partitions::Partition;
 use recovery::policy::InstalledVersion;
 use std::fs;
@@ -72,10 +72,19 @@ impl Device {
         }
     }
 
-    /// The recovery's admission of 2.0 under `config`.
+    /// The recovery's admission of 2.0 under `config`, for an update.
     fn admit(
         &self,
         config: &Config,
+    ) -> Result<recovery::admission::Admitted, recovery::UpdateError> {
+        self.admit_for(config, Purpose::Update)
+    }
+
+    /// The recovery's admission of 2.0 under `config`, for `purpose`.
+    fn admit_for(
+        &self,
+        config: &Config,
+        purpose: Purpose,
     ) -> Result<recovery::admission::Admitted, recovery::UpdateError> {
         admit(&Admission {
             config,
@@ -84,6 +93,7 @@ impl Device {
             trusted_keys: &self.keys,
             cfg: &self.cfg,
             target: &self.target,
+            purpose,
         })
     }
 
@@ -309,6 +319,81 @@ fn without_the_record_an_outcome_restored_result_names_the_version() {
     let (full, head) = d.decide(&config);
     assert_eq!(full.unwrap(), None);
     head.unwrap();
+}
+
+/// A restore brings back the last good system even where
+/// `cfg:update/restored-away` names its version. The record outlives later
+/// results: an operator's leave installed 2.0, 2.1 followed, and the
+/// record stayed (its removal failed, or a cut); or a cut between the
+/// leave's removal and the new record re-runs a restore against the old
+/// record. When the restore of 2.0 comes, neither the recovery's admission
+/// before the erase nor `request`'s admission of the restore image
+/// refuses it, while an update to 2.0 still is.
+#[test]
+fn a_restore_is_never_refused_the_version_restored_away() {
+    use formats::cfg::RESTORED_AWAY;
+    use formats::result::UpdateResult;
+    use recovery::admission::{admit_restore, record_restored_away};
+    let d = Device::new();
+    let cfg = &d.cfg;
+    let restore = UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap();
+    record_restored_away(cfg, &restore).unwrap();
+    assert!(cfg.join(RESTORED_AWAY).exists());
+    let installed = Installed {
+        product: "testprod".into(),
+        version: "2.0".into(),
+    };
+    fs::write(cfg.join(INSTALLED), installed.render()).unwrap();
+    // As the recovery's restore() admits: downgrades allowed.
+    let config = Config {
+        downgrade: Downgrade::Allow,
+        ..Config::for_product("testprod")
+    };
+    let err = d.admit_for(&config, Purpose::Update).unwrap_err();
+    assert!(err.reason.contains("was restored away"), "{err}");
+    let admitted = d.admit_for(&config, Purpose::Restore).unwrap();
+    assert_eq!(admitted.image.manifest.version, "2.0");
+    assert_eq!(admitted.retried, None);
+    let image = admit_restore(&config, &d.image.manifest_path, &d.keys, cfg).unwrap();
+    assert_eq!(image.manifest.version, "2.0");
+}
+
+/// Installing a newer version removes the record before the operator's
+/// leave: where the leave cannot be removed (here a directory in its
+/// place; on a device a failing cfg or a cut), the version is admitted
+/// again, not refused behind a leave that is gone. The leave left behind
+/// answers no later restore of that version, even one whose record has
+/// the very same bytes (no RTC, the count starting again): the recovery
+/// removes the leave before it writes a record.
+#[test]
+fn a_newer_version_removes_the_record_before_the_leave() {
+    use formats::cfg::{RetryRestored, RESTORED_AWAY, RETRY_RESTORED};
+    use formats::result::UpdateResult;
+    use recovery::admission::{forget_restored_away, record_restored_away};
+    let d = Device::new();
+    let cfg = &d.cfg;
+    let config = Config::for_product("testprod");
+    let restore = UpdateResult::parse(restored_away(1_700_000_100).as_bytes()).unwrap();
+    record_restored_away(cfg, &restore).unwrap();
+    let first = fs::read(cfg.join(RESTORED_AWAY)).unwrap();
+    fs::create_dir(cfg.join(RETRY_RESTORED)).unwrap();
+    forget_restored_away(cfg, "2.1");
+    assert!(!cfg.join(RESTORED_AWAY).exists());
+    assert_eq!(d.admit(&config).unwrap().retried, None);
+    // A cut after the record went: the leave for it stays.
+    fs::remove_dir(cfg.join(RETRY_RESTORED)).unwrap();
+    let leave = RetryRestored {
+        version: "2.0".into(),
+        record: blake3::hash(&first).to_hex().to_string(),
+    };
+    fs::write(cfg.join(RETRY_RESTORED), leave.render()).unwrap();
+    assert_eq!(d.admit(&config).unwrap().retried, None);
+    // 2.0 restored away again, its record byte for byte the first one.
+    record_restored_away(cfg, &restore).unwrap();
+    assert_eq!(fs::read(cfg.join(RESTORED_AWAY)).unwrap(), first);
+    assert!(!cfg.join(RETRY_RESTORED).exists());
+    let err = d.admit(&config).unwrap_err();
+    assert!(err.reason.contains("was restored away"), "{err}");
 }
 
 /// `cfg:update/result` after 2.0 was restored away (1.0 back) at `finished`.
